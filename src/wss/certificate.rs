@@ -1,0 +1,298 @@
+//! Receiver certificates: parsing, the checks every certificate must pass before a
+//! message is encrypted for it, and the facts about it that the wire format and the
+//! operators need (RFC 2253 issuer, decimal serial, fingerprints, SKI, validity).
+//!
+//! The keystore uses the same checks on load and on every exchange, so a certificate
+//! that `wssgate encrypt` refuses is refused by the daemon too, with the same words.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use openssl::asn1::{Asn1Time, Asn1TimeRef};
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::{Id, PKey, Public};
+use openssl::x509::{X509, X509KeyUsage, X509NameRef};
+
+/// Why a certificate cannot be used to encrypt for its receiver.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CertificateError {
+    #[error("not an X.509 certificate in PEM or DER form: {0}")]
+    Parse(String),
+    #[error("the file holds no certificate")]
+    Empty,
+    #[error("public key is {0}, not RSA")]
+    NotRsa(String),
+    #[error("RSA key has {bits} bits, fewer than the required {min}")]
+    KeyTooSmall { bits: u32, min: u32 },
+    #[error("certificate expired at {not_after}")]
+    Expired { not_after: String },
+    #[error("certificate is not valid before {not_before}")]
+    NotYetValid { not_before: String },
+    #[error("KeyUsage extension does not allow keyEncipherment")]
+    NoKeyEncipherment,
+    #[error("certificate has no SubjectKeyIdentifier extension, which key identifier ski needs")]
+    NoSubjectKeyIdentifier,
+}
+
+/// What a certificate must satisfy to be used for encryption.
+#[derive(Debug, Clone, Copy)]
+pub struct CertificatePolicy {
+    pub min_rsa_bits: u32,
+    /// Refuse a certificate without SubjectKeyIdentifier (a route asks for `ski`).
+    pub require_ski: bool,
+    /// Accept a certificate whose validity has not started yet (staging only).
+    pub allow_not_yet_valid: bool,
+}
+
+impl Default for CertificatePolicy {
+    fn default() -> Self {
+        CertificatePolicy {
+            min_rsa_bits: 2048,
+            require_ski: false,
+            allow_not_yet_valid: false,
+        }
+    }
+}
+
+/// The facts about a certificate that the wire format, logs and the admin API use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateInfo {
+    /// Decimal serial number.
+    pub serial: String,
+    /// Issuer distinguished name in RFC 2253 form.
+    pub issuer: String,
+    /// Subject distinguished name in RFC 2253 form.
+    pub subject: String,
+    /// Lowercase hex SHA-256 of the DER encoding.
+    pub sha256: String,
+    /// SHA-1 of the DER encoding (the WS-Security thumbprint).
+    pub sha1: Vec<u8>,
+    pub not_before: SystemTime,
+    pub not_after: SystemTime,
+    /// Raw SubjectKeyIdentifier bytes, when the extension is present.
+    pub ski: Option<Vec<u8>>,
+    /// `None` when the key is not RSA.
+    pub rsa_bits: Option<u32>,
+    pub key_usage_allows_encipherment: bool,
+}
+
+impl CertificateInfo {
+    pub fn of(cert: &X509) -> Result<CertificateInfo, CertificateError> {
+        let crypto = |e: openssl::error::ErrorStack| CertificateError::Parse(e.to_string());
+        let serial = cert
+            .serial_number()
+            .to_bn()
+            .and_then(|bn| bn.to_dec_str().map(|s| s.to_string()))
+            .map_err(crypto)?;
+        let sha256 = hex::encode(cert.digest(MessageDigest::sha256()).map_err(crypto)?);
+        let sha1 = cert.digest(MessageDigest::sha1()).map_err(crypto)?.to_vec();
+        let key = cert.public_key().map_err(crypto)?;
+        let rsa_bits = (key.id() == Id::RSA).then(|| key.bits());
+        let key_usage_allows_encipherment = cert
+            .key_usage()
+            .is_none_or(|ku| ku.contains(X509KeyUsage::KEY_ENCIPHERMENT));
+        Ok(CertificateInfo {
+            serial,
+            issuer: rfc2253(cert.issuer_name()),
+            subject: rfc2253(cert.subject_name()),
+            sha256,
+            sha1,
+            not_before: asn1_to_system_time(cert.not_before()).map_err(crypto)?,
+            not_after: asn1_to_system_time(cert.not_after()).map_err(crypto)?,
+            ski: cert.subject_key_id().map(|s| s.as_slice().to_vec()),
+            rsa_bits,
+            key_usage_allows_encipherment,
+        })
+    }
+
+    /// Whole days from `now` until the certificate expires (negative once expired).
+    pub fn days_left(&self, now: SystemTime) -> i64 {
+        match self.not_after.duration_since(now) {
+            Ok(d) => (d.as_secs() / 86_400) as i64,
+            Err(e) => -(e.duration().as_secs().div_ceil(86_400) as i64),
+        }
+    }
+
+    /// Check the certificate against the policy at `now`.
+    pub fn check(
+        &self,
+        cert: &X509,
+        policy: &CertificatePolicy,
+        now: SystemTime,
+    ) -> Result<(), CertificateError> {
+        let Some(bits) = self.rsa_bits else {
+            let kind = cert
+                .public_key()
+                .map(|k| key_kind(&k))
+                .unwrap_or_else(|_| "unreadable".to_string());
+            return Err(CertificateError::NotRsa(kind));
+        };
+        if bits < policy.min_rsa_bits {
+            return Err(CertificateError::KeyTooSmall {
+                bits,
+                min: policy.min_rsa_bits,
+            });
+        }
+        if now > self.not_after {
+            return Err(CertificateError::Expired {
+                not_after: rfc3339(self.not_after),
+            });
+        }
+        if now < self.not_before && !policy.allow_not_yet_valid {
+            return Err(CertificateError::NotYetValid {
+                not_before: rfc3339(self.not_before),
+            });
+        }
+        if !self.key_usage_allows_encipherment {
+            return Err(CertificateError::NoKeyEncipherment);
+        }
+        if policy.require_ski && self.ski.is_none() {
+            return Err(CertificateError::NoSubjectKeyIdentifier);
+        }
+        Ok(())
+    }
+}
+
+fn key_kind(key: &PKey<Public>) -> String {
+    match key.id() {
+        Id::EC => "EC".to_string(),
+        Id::DSA => "DSA".to_string(),
+        Id::ED25519 => "Ed25519".to_string(),
+        Id::ED448 => "Ed448".to_string(),
+        Id::DH => "DH".to_string(),
+        other => format!("key type {}", other.as_raw()),
+    }
+}
+
+/// Parse one certificate from PEM or DER bytes. PEM with several certificates
+/// yields the first (the leaf).
+pub fn parse_certificate(bytes: &[u8]) -> Result<X509, CertificateError> {
+    let trimmed = bytes.trim_ascii_start();
+    if trimmed.starts_with(b"-----BEGIN") {
+        let mut certs =
+            X509::stack_from_pem(bytes).map_err(|e| CertificateError::Parse(first_reason(&e)))?;
+        if certs.is_empty() {
+            return Err(CertificateError::Empty);
+        }
+        Ok(certs.swap_remove(0))
+    } else if bytes.is_empty() {
+        Err(CertificateError::Empty)
+    } else {
+        X509::from_der(bytes).map_err(|e| CertificateError::Parse(first_reason(&e)))
+    }
+}
+
+/// OpenSSL's reason for the first error, without library and file details.
+pub(crate) fn first_reason(e: &openssl::error::ErrorStack) -> String {
+    e.errors()
+        .first()
+        .and_then(|e| e.reason().map(str::to_string))
+        .unwrap_or_else(|| "unreadable".to_string())
+}
+
+fn asn1_to_system_time(t: &Asn1TimeRef) -> Result<SystemTime, openssl::error::ErrorStack> {
+    let epoch = Asn1Time::from_unix(0)?;
+    let diff = epoch.diff(t)?;
+    let secs = i64::from(diff.days) * 86_400 + i64::from(diff.secs);
+    Ok(if secs >= 0 {
+        UNIX_EPOCH + Duration::from_secs(secs as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+    })
+}
+
+/// RFC 3339 with seconds, UTC.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// A distinguished name in RFC 2253 form: most specific RDN first, the attribute
+/// keywords Java's `X500Principal` reads back, and RFC 2253 escaping.
+pub fn rfc2253(name: &X509NameRef) -> String {
+    let entries: Vec<_> = name.entries().collect();
+    let mut out = String::new();
+    for (i, entry) in entries.iter().rev().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let nid = entry.object().nid();
+        let keyword = match nid {
+            Nid::COMMONNAME => "CN".to_string(),
+            Nid::COUNTRYNAME => "C".to_string(),
+            Nid::LOCALITYNAME => "L".to_string(),
+            Nid::STATEORPROVINCENAME => "ST".to_string(),
+            Nid::ORGANIZATIONNAME => "O".to_string(),
+            Nid::ORGANIZATIONALUNITNAME => "OU".to_string(),
+            Nid::STREETADDRESS => "STREET".to_string(),
+            Nid::DOMAINCOMPONENT => "DC".to_string(),
+            Nid::USERID => "UID".to_string(),
+            _ => entry.object().to_string_oid(),
+        };
+        out.push_str(&keyword);
+        out.push('=');
+        let value = entry
+            .data()
+            .to_string()
+            .unwrap_or_else(|_| String::from_utf8_lossy(entry.data().as_slice()).into_owned());
+        escape_rdn_value(&value, &mut out);
+    }
+    out
+}
+
+trait OidString {
+    fn to_string_oid(&self) -> String;
+}
+
+impl OidString for openssl::asn1::Asn1ObjectRef {
+    fn to_string_oid(&self) -> String {
+        // Display of an ASN1_OBJECT prints its long name when OpenSSL knows one;
+        // RFC 2253 wants the dotted form for keywords it does not define.
+        let text = self.to_string();
+        if text.chars().all(|c| c.is_ascii_digit() || c == '.') {
+            return text;
+        }
+        match self.nid() {
+            Nid::PKCS9_EMAILADDRESS => "1.2.840.113549.1.9.1".to_string(),
+            Nid::SERIALNUMBER => "2.5.4.5".to_string(),
+            Nid::SURNAME => "2.5.4.4".to_string(),
+            Nid::GIVENNAME => "2.5.4.42".to_string(),
+            Nid::TITLE => "2.5.4.12".to_string(),
+            Nid::INITIALS => "2.5.4.43".to_string(),
+            _ => text,
+        }
+    }
+}
+
+fn escape_rdn_value(value: &str, out: &mut String) {
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        let needs = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (i == 0 && (c == '#' || c == ' '))
+            || (i == last && c == ' ');
+        if needs {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rdn_escaping() {
+        let mut s = String::new();
+        escape_rdn_value(" a,b+c ", &mut s);
+        assert_eq!(s, "\\ a\\,b\\+c\\ ");
+    }
+
+    #[test]
+    fn garbage_is_a_parse_error() {
+        assert!(matches!(
+            parse_certificate(b"not a certificate"),
+            Err(CertificateError::Parse(_))
+        ));
+        assert_eq!(parse_certificate(b""), Err(CertificateError::Empty));
+    }
+}

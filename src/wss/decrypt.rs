@@ -1,0 +1,543 @@
+//! The receiver side: find the EncryptedKey meant for one of the keys held, unwrap
+//! the content key, decrypt every EncryptedData it lists, and put the plaintext back
+//! where the EncryptedData stood.
+//!
+//! The document is parsed once (roxmltree, DTDs refused) and edited by byte ranges,
+//! so everything that was not encrypted comes out exactly as it went in. Consumed
+//! EncryptedKeys and the tokens they referenced are removed; a Security header left
+//! with no element is removed too.
+//!
+//! Key references understood: `ds:X509IssuerSerial`, a `wsse:Reference` to a
+//! BinarySecurityToken, `wsse:KeyIdentifier` (SKI, ThumbprintSHA1, X509v3),
+//! `ds:X509Certificate` and `ds:X509SKI`. An EncryptedKey without any of them is
+//! tried with every key.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use openssl::hash::MessageDigest;
+use roxmltree::{Document, Node, ParsingOptions};
+
+use super::algorithms::{DataEncryption, KeyTransport, digest_from_uri, mgf_from_uri, ns, uri};
+use super::certificate::{CertificateInfo, parse_certificate};
+use super::cipher::{self, CipherError, UnwrapParams};
+use super::input;
+use super::keys::KeyRing;
+
+/// Why a document could not be decrypted.
+#[derive(Debug, thiserror::Error)]
+pub enum DecryptError {
+    #[error("not well-formed XML: {0}")]
+    Parse(String),
+    #[error("{0}")]
+    Encoding(#[from] input::UnsupportedEncoding),
+    #[error("reading the input failed: {0}")]
+    Read(std::io::Error),
+    #[error("the document holds no EncryptedKey")]
+    NoEncryptedKey,
+    #[error("no key held matches the message: it is encrypted for {0}")]
+    NoMatchingKey(String),
+    #[error("EncryptedKey {id} names {reference}, but unwrapping failed with every matching key")]
+    UnwrapFailed { id: String, reference: String },
+    #[error("unsupported {what} {uri:?}")]
+    Unsupported { what: &'static str, uri: String },
+    #[error("reference {0} points at no EncryptedData")]
+    DanglingReference(String),
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+    #[error("{0}")]
+    Cipher(#[from] CipherError),
+    #[error("decrypted content is not well-formed XML in place: {0}")]
+    BadPlaintext(String),
+}
+
+/// What one decryption found.
+#[derive(Debug, Clone, Default)]
+pub struct DecryptSummary {
+    /// EncryptedData elements decrypted.
+    pub decrypted: usize,
+    /// SHA-256 fingerprints of the certificates whose keys were used, when known.
+    pub certificates: Vec<String>,
+    /// Where the keys came from.
+    pub key_sources: Vec<String>,
+    /// Data encryption algorithms met.
+    pub data_algorithms: Vec<DataEncryption>,
+}
+
+/// A byte-range edit of the original text.
+struct Edit {
+    start: usize,
+    end: usize,
+    replacement: String,
+}
+
+/// How an EncryptedKey names the key it is for.
+#[derive(Debug, Clone)]
+enum KeyReference {
+    IssuerSerial { issuer: String, serial: String },
+    Certificate(Box<CertificateInfo>),
+    Ski(Vec<u8>),
+    Thumbprint(Vec<u8>),
+    Unnamed,
+}
+
+impl std::fmt::Display for KeyReference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyReference::IssuerSerial { issuer, serial } => {
+                write!(f, "issuer {issuer:?} serial {serial}")
+            }
+            KeyReference::Certificate(info) => write!(
+                f,
+                "certificate serial {} issuer {:?} (sha256 {})",
+                info.serial, info.issuer, info.sha256
+            ),
+            KeyReference::Ski(ski) => write!(f, "subject key identifier {}", hex::encode(ski)),
+            KeyReference::Thumbprint(t) => write!(f, "SHA-1 thumbprint {}", hex::encode(t)),
+            KeyReference::Unnamed => write!(f, "an unnamed key"),
+        }
+    }
+}
+
+impl KeyReference {
+    fn matches(&self, info: Option<&CertificateInfo>) -> bool {
+        let Some(info) = info else {
+            return matches!(self, KeyReference::Unnamed);
+        };
+        match self {
+            KeyReference::IssuerSerial { issuer, serial } => {
+                serial.trim() == info.serial && same_dn(issuer, &info.issuer)
+            }
+            KeyReference::Certificate(c) => c.sha256 == info.sha256,
+            KeyReference::Ski(s) => info.ski.as_deref() == Some(s.as_slice()),
+            KeyReference::Thumbprint(t) => *t == info.sha1,
+            KeyReference::Unnamed => true,
+        }
+    }
+}
+
+/// Compare two RFC 2253 names loosely: case, spaces around separators and
+/// common keyword spellings do not matter.
+fn same_dn(a: &str, b: &str) -> bool {
+    fn norm(s: &str) -> Vec<String> {
+        s.split(',')
+            .map(|rdn| {
+                let (k, v) = rdn.split_once('=').unwrap_or(("", rdn));
+                let k = match k.trim().to_ascii_uppercase().as_str() {
+                    "EMAILADDRESS" | "E" | "EMAIL" => "1.2.840.113549.1.9.1".to_string(),
+                    "S" => "ST".to_string(),
+                    other => other.to_string(),
+                };
+                format!("{k}={}", v.trim().to_lowercase())
+            })
+            .collect()
+    }
+    norm(a) == norm(b)
+}
+
+fn is(node: &Node<'_, '_>, namespace: &str, local: &str) -> bool {
+    node.is_element()
+        && node.tag_name().name() == local
+        && node.tag_name().namespace() == Some(namespace)
+}
+
+fn child<'a, 'i>(node: Node<'a, 'i>, namespace: &str, local: &str) -> Option<Node<'a, 'i>> {
+    node.children().find(|c| is(c, namespace, local))
+}
+
+fn text_of(node: Node<'_, '_>) -> String {
+    node.descendants()
+        .filter(|n| n.is_text())
+        .filter_map(|n| n.text())
+        .collect()
+}
+
+fn base64_of(node: Node<'_, '_>) -> Result<Vec<u8>, DecryptError> {
+    let text: String = text_of(node)
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    B64.decode(text.as_bytes())
+        .map_err(|_| DecryptError::Malformed("base64 content"))
+}
+
+/// The `Id` of an element: unqualified `Id`, `wsu:Id`, or `xml:id`.
+fn id_of<'a>(node: &Node<'a, '_>) -> Option<&'a str> {
+    node.attribute("Id")
+        .or_else(|| node.attribute((ns::WSU, "Id")))
+        .or_else(|| node.attribute((ns::XML, "id")))
+        .or_else(|| node.attribute("ID"))
+}
+
+fn find_by_id<'a, 'i>(doc: &'a Document<'i>, reference: &str) -> Option<Node<'a, 'i>> {
+    let id = reference.strip_prefix('#')?;
+    doc.descendants()
+        .find(|n| n.is_element() && id_of(n) == Some(id))
+}
+
+/// Work out which key an EncryptedKey names from its KeyInfo.
+fn key_reference(doc: &Document<'_>, ek: Node<'_, '_>) -> Result<KeyReference, DecryptError> {
+    let Some(key_info) = child(ek, ns::DS, "KeyInfo") else {
+        return Ok(KeyReference::Unnamed);
+    };
+    for holder in key_info.children().filter(|c| c.is_element()) {
+        // Either ds:X509Data directly, or inside a wsse:SecurityTokenReference.
+        let candidates: Vec<Node<'_, '_>> = if is(&holder, ns::WSSE, "SecurityTokenReference") {
+            holder.children().filter(|c| c.is_element()).collect()
+        } else {
+            vec![holder]
+        };
+        for node in candidates {
+            if is(&node, ns::DS, "X509Data") {
+                if let Some(r) = x509_data_reference(node)? {
+                    return Ok(r);
+                }
+            } else if is(&node, ns::WSSE, "Reference") {
+                let Some(target) = node.attribute("URI").and_then(|u| find_by_id(doc, u)) else {
+                    continue;
+                };
+                if is(&target, ns::WSSE, "BinarySecurityToken") {
+                    let der = base64_of(target)?;
+                    return certificate_reference(&der);
+                }
+            } else if is(&node, ns::WSSE, "KeyIdentifier") {
+                let value = base64_of(node)?;
+                match node.attribute("ValueType").unwrap_or_default() {
+                    uri::X509_SKI => return Ok(KeyReference::Ski(value)),
+                    uri::THUMBPRINT_SHA1 => return Ok(KeyReference::Thumbprint(value)),
+                    uri::X509V3 => return certificate_reference(&value),
+                    other => {
+                        return Err(DecryptError::Unsupported {
+                            what: "KeyIdentifier ValueType",
+                            uri: other.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(KeyReference::Unnamed)
+}
+
+fn certificate_reference(der: &[u8]) -> Result<KeyReference, DecryptError> {
+    let cert = parse_certificate(der).map_err(|_| DecryptError::Malformed("certificate"))?;
+    let info = CertificateInfo::of(&cert).map_err(|_| DecryptError::Malformed("certificate"))?;
+    Ok(KeyReference::Certificate(Box::new(info)))
+}
+
+fn x509_data_reference(data: Node<'_, '_>) -> Result<Option<KeyReference>, DecryptError> {
+    if let Some(is_node) = child(data, ns::DS, "X509IssuerSerial") {
+        let issuer = child(is_node, ns::DS, "X509IssuerName").map(text_of);
+        let serial = child(is_node, ns::DS, "X509SerialNumber").map(text_of);
+        if let (Some(issuer), Some(serial)) = (issuer, serial) {
+            return Ok(Some(KeyReference::IssuerSerial { issuer, serial }));
+        }
+    }
+    if let Some(ski) = child(data, ns::DS, "X509SKI") {
+        return Ok(Some(KeyReference::Ski(base64_of(ski)?)));
+    }
+    if let Some(cert) = child(data, ns::DS, "X509Certificate") {
+        return certificate_reference(&base64_of(cert)?).map(Some);
+    }
+    Ok(None)
+}
+
+/// Key transport parameters read from an EncryptedKey.
+struct TransportParams {
+    transport: KeyTransport,
+    digest: MessageDigest,
+    mgf1: MessageDigest,
+    label: Option<Vec<u8>>,
+}
+
+fn unwrap_params(ek: Node<'_, '_>) -> Result<TransportParams, DecryptError> {
+    let method = child(ek, ns::XENC, "EncryptionMethod").ok_or(DecryptError::Malformed(
+        "EncryptedKey without EncryptionMethod",
+    ))?;
+    let alg = method.attribute("Algorithm").unwrap_or_default();
+    let transport = KeyTransport::from_uri(alg).ok_or_else(|| DecryptError::Unsupported {
+        what: "key transport",
+        uri: alg.to_string(),
+    })?;
+    let digest = match child(method, ns::DS, "DigestMethod") {
+        Some(d) => {
+            let u = d.attribute("Algorithm").unwrap_or_default();
+            digest_from_uri(u).ok_or_else(|| DecryptError::Unsupported {
+                what: "OAEP digest",
+                uri: u.to_string(),
+            })?
+        }
+        None => MessageDigest::sha1(),
+    };
+    // rsa-oaep-mgf1p always uses MGF1 with SHA-1; xmlenc11 rsa-oaep names its MGF
+    // (SHA-1 when absent).
+    let mgf = match child(method, ns::XENC11, "MGF") {
+        Some(m) if transport == KeyTransport::RsaOaep => {
+            let u = m.attribute("Algorithm").unwrap_or_default();
+            mgf_from_uri(u).ok_or_else(|| DecryptError::Unsupported {
+                what: "MGF",
+                uri: u.to_string(),
+            })?
+        }
+        _ => MessageDigest::sha1(),
+    };
+    let label = match child(method, ns::XENC, "OAEPparams") {
+        Some(p) => Some(base64_of(p)?),
+        None => None,
+    };
+    Ok(TransportParams {
+        transport,
+        digest,
+        mgf1: mgf,
+        label,
+    })
+}
+
+fn cipher_value(node: Node<'_, '_>) -> Result<Vec<u8>, DecryptError> {
+    let data = child(node, ns::XENC, "CipherData")
+        .ok_or(DecryptError::Malformed("element without CipherData"))?;
+    if child(data, ns::XENC, "CipherReference").is_some() {
+        return Err(DecryptError::Unsupported {
+            what: "cipher data",
+            uri: "CipherReference".to_string(),
+        });
+    }
+    let value = child(data, ns::XENC, "CipherValue")
+        .ok_or(DecryptError::Malformed("CipherData without CipherValue"))?;
+    base64_of(value)
+}
+
+/// Decrypt a document with any of the keys held.
+pub fn decrypt_document(
+    document: &[u8],
+    keys: &KeyRing,
+) -> Result<(Vec<u8>, DecryptSummary), DecryptError> {
+    let (mut reader, info) = input::utf8_reader(document).map_err(|e| match e {
+        input::InputError::Io(io) => DecryptError::Read(io),
+        input::InputError::Unsupported(u) => DecryptError::Encoding(u),
+    })?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut text)
+        .map_err(|e| DecryptError::Parse(e.to_string()))?;
+    if info.encoding.is_transcoded()
+        && text.starts_with("<?xml")
+        && let Some(end) = text.find("?>")
+    {
+        text = format!(
+            "{}{}",
+            input::declaration_as_utf8(&text[..end]),
+            &text[end..]
+        );
+    }
+    let (out, summary) = decrypt_text(&text, keys)?;
+    let mut bytes = Vec::with_capacity(out.len() + 3);
+    if info.utf8_bom {
+        bytes.extend_from_slice(&[0xEF, 0xBB, 0xBF]);
+    }
+    bytes.extend_from_slice(out.as_bytes());
+    Ok((bytes, summary))
+}
+
+fn parse(text: &str) -> Result<Document<'_>, DecryptError> {
+    let options = ParsingOptions {
+        allow_dtd: false,
+        ..ParsingOptions::default()
+    };
+    Document::parse_with_options(text, options).map_err(|e| DecryptError::Parse(e.to_string()))
+}
+
+fn decrypt_text(text: &str, keys: &KeyRing) -> Result<(String, DecryptSummary), DecryptError> {
+    let doc = parse(text)?;
+    let encrypted_keys: Vec<Node<'_, '_>> = doc
+        .descendants()
+        .filter(|n| is(n, ns::XENC, "EncryptedKey"))
+        .collect();
+    if encrypted_keys.is_empty() {
+        return Err(DecryptError::NoEncryptedKey);
+    }
+    let mut summary = DecryptSummary::default();
+    let mut edits: Vec<Edit> = Vec::new();
+    let mut unmatched: Vec<String> = Vec::new();
+    let mut removed: Vec<roxmltree::NodeId> = Vec::new();
+    for ek in encrypted_keys {
+        let reference = key_reference(&doc, ek)?;
+        // Keys whose certificate matches first, then keys held without a
+        // certificate (they can only be tried).
+        let candidates: Vec<_> = keys
+            .entries
+            .iter()
+            .filter(|k| k.info.is_some() && reference.matches(k.info.as_ref()))
+            .chain(keys.entries.iter().filter(|k| k.info.is_none()))
+            .collect();
+        if candidates.is_empty() {
+            unmatched.push(reference.to_string());
+            continue;
+        }
+        let found = unwrap_params(ek)?;
+        let wrapped = cipher_value(ek)?;
+        let params = UnwrapParams {
+            transport: found.transport,
+            digest: found.digest,
+            mgf1: found.mgf1,
+            label: found.label.as_deref(),
+        };
+        let mut unwrapped = None;
+        for entry in &candidates {
+            if let Ok(k) = cipher::unwrap_key(&entry.key, params, &wrapped) {
+                unwrapped = Some((k, *entry));
+                break;
+            }
+        }
+        let Some((content_key, entry)) = unwrapped else {
+            return Err(DecryptError::UnwrapFailed {
+                id: id_of(&ek).unwrap_or("(no Id)").to_string(),
+                reference: reference.to_string(),
+            });
+        };
+        let targets = targets_of(&doc, ek)?;
+        for ed in targets {
+            let edit = decrypt_one(ed, &content_key, &mut summary)?;
+            edits.push(edit);
+        }
+        if let Some(info) = &entry.info {
+            summary.certificates.push(info.sha256.clone());
+        }
+        summary.key_sources.push(entry.source.clone());
+        removed.push(ek.id());
+        if let Some(token) = referenced_token(&doc, ek) {
+            removed.push(token.id());
+        }
+    }
+    if summary.decrypted == 0 {
+        return Err(DecryptError::NoMatchingKey(unmatched.join("; ")));
+    }
+    // Removals: a Security header whose elements all go is removed whole.
+    for id in &removed {
+        let node = doc.get_node(*id).ok_or(DecryptError::Malformed("node"))?;
+        if let Some(parent) = node.parent_element()
+            && is(&parent, ns::WSSE, "Security")
+            && parent
+                .children()
+                .filter(|c| c.is_element())
+                .all(|c| removed.contains(&c.id()))
+        {
+            edits.push(Edit {
+                start: parent.range().start,
+                end: parent.range().end,
+                replacement: String::new(),
+            });
+            continue;
+        }
+        edits.push(Edit {
+            start: node.range().start,
+            end: node.range().end,
+            replacement: String::new(),
+        });
+    }
+    let out = apply(text, edits);
+    // The plaintext came from the message: it must fit where it was put.
+    parse(&out).map_err(|e| DecryptError::BadPlaintext(e.to_string()))?;
+    Ok((out, summary))
+}
+
+/// The BinarySecurityToken an EncryptedKey references, if any.
+fn referenced_token<'a, 'i>(doc: &'a Document<'i>, ek: Node<'a, 'i>) -> Option<Node<'a, 'i>> {
+    let key_info = child(ek, ns::DS, "KeyInfo")?;
+    let str_node = child(key_info, ns::WSSE, "SecurityTokenReference")?;
+    let reference = child(str_node, ns::WSSE, "Reference")?;
+    let target = find_by_id(doc, reference.attribute("URI")?)?;
+    is(&target, ns::WSSE, "BinarySecurityToken").then_some(target)
+}
+
+/// The EncryptedData elements an EncryptedKey is for: its ReferenceList, or the
+/// EncryptedData that carries it in its KeyInfo, or those referencing it by Id.
+fn targets_of<'a, 'i>(
+    doc: &'a Document<'i>,
+    ek: Node<'a, 'i>,
+) -> Result<Vec<Node<'a, 'i>>, DecryptError> {
+    let mut targets = Vec::new();
+    if let Some(list) = child(ek, ns::XENC, "ReferenceList") {
+        for r in list.children().filter(|c| is(c, ns::XENC, "DataReference")) {
+            let u = r.attribute("URI").unwrap_or_default();
+            let ed = find_by_id(doc, u)
+                .filter(|n| is(n, ns::XENC, "EncryptedData"))
+                .ok_or_else(|| DecryptError::DanglingReference(u.to_string()))?;
+            targets.push(ed);
+        }
+        return Ok(targets);
+    }
+    if let Some(ed) = ek
+        .parent_element()
+        .filter(|p| is(p, ns::DS, "KeyInfo"))
+        .and_then(|p| p.parent_element())
+        .filter(|p| is(p, ns::XENC, "EncryptedData"))
+    {
+        targets.push(ed);
+        return Ok(targets);
+    }
+    if let Some(id) = id_of(&ek) {
+        let want = format!("#{id}");
+        for ed in doc
+            .descendants()
+            .filter(|n| is(n, ns::XENC, "EncryptedData"))
+        {
+            let refers = ed.descendants().any(|d| {
+                (is(&d, ns::WSSE, "Reference") || is(&d, ns::DS, "RetrievalMethod"))
+                    && d.attribute("URI") == Some(want.as_str())
+            });
+            if refers {
+                targets.push(ed);
+            }
+        }
+    }
+    Ok(targets)
+}
+
+fn decrypt_one(
+    ed: Node<'_, '_>,
+    key: &[u8],
+    summary: &mut DecryptSummary,
+) -> Result<Edit, DecryptError> {
+    let method = child(ed, ns::XENC, "EncryptionMethod").ok_or(DecryptError::Malformed(
+        "EncryptedData without EncryptionMethod",
+    ))?;
+    let alg = method.attribute("Algorithm").unwrap_or_default();
+    let algorithm = DataEncryption::from_uri(alg).ok_or_else(|| DecryptError::Unsupported {
+        what: "data encryption",
+        uri: alg.to_string(),
+    })?;
+    let data = cipher_value(ed)?;
+    let plain = cipher::decrypt_data(algorithm, key, &data)?;
+    let plain = String::from_utf8(plain)
+        .map_err(|_| DecryptError::BadPlaintext("decrypted data is not UTF-8".into()))?;
+    summary.decrypted += 1;
+    if !summary.data_algorithms.contains(&algorithm) {
+        summary.data_algorithms.push(algorithm);
+    }
+    // An encrypted header is wrapped in wsse11:EncryptedHeader, which goes too.
+    let whole = ed
+        .parent_element()
+        .filter(|p| is(p, ns::WSSE11, "EncryptedHeader"))
+        .unwrap_or(ed);
+    Ok(Edit {
+        start: whole.range().start,
+        end: whole.range().end,
+        replacement: plain,
+    })
+}
+
+/// Apply non-overlapping edits; an edit inside another one is dropped.
+fn apply(text: &str, mut edits: Vec<Edit>) -> String {
+    edits.sort_by_key(|e| (e.start, std::cmp::Reverse(e.end)));
+    let mut out = String::with_capacity(text.len());
+    let mut pos = 0;
+    for e in edits {
+        if e.start < pos {
+            continue;
+        }
+        out.push_str(&text[pos..e.start]);
+        out.push_str(&e.replacement);
+        pos = e.end;
+    }
+    out.push_str(&text[pos..]);
+    out
+}

@@ -1,0 +1,866 @@
+//! The streaming envelope rewriter: SOAP in, encrypted SOAP out, one pass.
+//!
+//! The content key is made and wrapped before the first byte is read, so the
+//! EncryptedKey (which names the EncryptedData by Id) can be written into the
+//! header before the Body arrives. Everything outside what must change is copied
+//! through event by event from the parser's raw bytes: prolog, comments, other
+//! header blocks, attribute order and quoting, prefixes. Body content goes
+//! straight into the cipher; memory holds one parser event and one cipher block.
+//!
+//! The Security header for the ultimate receiver is reused when the Header has one
+//! (the key goes first in it, before a Timestamp or token already there); otherwise
+//! a new one is appended as the Header's last block, or a Header is created in
+//! front of the Body.
+
+use std::io::{self, BufWriter, Read, Write};
+
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::reader::Reader;
+
+use super::algorithms::{KeyIdentifier, ns};
+use super::cipher::{self, CipherError, EncryptingWriter};
+use super::header::{self, MessageIds};
+use super::input::{self, InputTooLarge, UnsupportedEncoding};
+use super::{CertificateError, EncryptOptions, Recipient, SoapVersion};
+
+/// Why an envelope could not be encrypted.
+#[derive(Debug, thiserror::Error)]
+pub enum EncryptError {
+    #[error("DOCTYPE at byte {position}: document type declarations are refused")]
+    Doctype { position: u64 },
+    #[error("malformed XML at byte {position}: {reason}")]
+    Malformed { position: u64, reason: String },
+    #[error("not a SOAP envelope: root element is {found}")]
+    NotSoap { found: String },
+    #[error("the document has no root element")]
+    NoRoot,
+    #[error("the Envelope has no Body")]
+    NoBody,
+    #[error("the Envelope has a second Body at byte {position}")]
+    TwoBodies { position: u64 },
+    #[error("the Body has no element to encrypt")]
+    EmptyBody,
+    #[error("the Body already holds an EncryptedData")]
+    AlreadyEncrypted,
+    #[error("elements nest deeper than the limit of {limit}")]
+    TooDeep { limit: usize },
+    #[error("{0}")]
+    TooLarge(InputTooLarge),
+    #[error("{0}")]
+    UnsupportedEncoding(#[from] UnsupportedEncoding),
+    #[error("certificate cannot be used: {0}")]
+    Certificate(#[from] CertificateError),
+    #[error("{0}")]
+    Cipher(#[from] CipherError),
+    #[error("reading the input failed: {0}")]
+    Read(io::Error),
+    #[error("writing the output failed: {0}")]
+    Write(io::Error),
+}
+
+impl EncryptError {
+    /// The stable error code of DESIGN.md's fault table.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EncryptError::EmptyBody => "empty-body",
+            EncryptError::AlreadyEncrypted => "already-encrypted",
+            EncryptError::TooLarge(_) => "payload-too-large",
+            EncryptError::Certificate(_) | EncryptError::Cipher(_) => "encryption-failed",
+            EncryptError::Read(_) | EncryptError::Write(_) => "io",
+            _ => "malformed-envelope",
+        }
+    }
+
+    /// Whether the caller's input is at fault (as opposed to wssgate or I/O).
+    pub fn is_input_error(&self) -> bool {
+        !matches!(
+            self,
+            EncryptError::Certificate(_)
+                | EncryptError::Cipher(_)
+                | EncryptError::Read(_)
+                | EncryptError::Write(_)
+        )
+    }
+
+    fn from_read(e: io::Error) -> EncryptError {
+        if let Some(limit) = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<InputTooLarge>())
+        {
+            return EncryptError::TooLarge(InputTooLarge { limit: limit.limit });
+        }
+        EncryptError::Read(e)
+    }
+}
+
+/// What was done to one message.
+#[derive(Debug, Clone)]
+pub struct EncryptSummary {
+    pub soap_version: SoapVersion,
+    pub encrypted_key_id: String,
+    pub encrypted_data_id: String,
+    /// Bytes of Body content encrypted.
+    pub plaintext_bytes: u64,
+    /// Bytes written to the output.
+    pub bytes_out: u64,
+    /// Whether an existing Security header was reused.
+    pub reused_security_header: bool,
+}
+
+/// Encrypt a whole envelope held in memory.
+pub fn encrypt_to_vec(
+    envelope: &[u8],
+    recipient: &Recipient,
+    options: &EncryptOptions,
+) -> Result<(Vec<u8>, EncryptSummary), EncryptError> {
+    let mut out = Vec::with_capacity(envelope.len() * 4 / 3 + 4096);
+    let summary = encrypt_envelope(envelope, &mut out, recipient, options)?;
+    Ok((out, summary))
+}
+
+/// Encrypt the envelope read from `input` for `recipient`, writing to `output`.
+///
+/// On error, what was written to `output` is incomplete and must be discarded.
+pub fn encrypt_envelope<R: Read, W: Write>(
+    input: R,
+    output: W,
+    recipient: &Recipient,
+    options: &EncryptOptions,
+) -> Result<EncryptSummary, EncryptError> {
+    let algorithms = options.algorithms;
+    if algorithms.key_identifier == KeyIdentifier::Ski && recipient.info().ski.is_none() {
+        return Err(CertificateError::NoSubjectKeyIdentifier.into());
+    }
+    let limited = input::LimitedReader::new(input, options.limits.max_bytes);
+    let (reader, info) = input::utf8_reader(limited).map_err(|e| match e {
+        input::InputError::Io(io) => EncryptError::from_read(io),
+        input::InputError::Unsupported(u) => EncryptError::UnsupportedEncoding(u),
+    })?;
+
+    let content_key = cipher::random_bytes(algorithms.data_encryption.key_len())?;
+    let wrapped = cipher::wrap_key(
+        recipient.public_key(),
+        algorithms.key_transport,
+        algorithms.oaep_digest,
+        &content_key,
+    )?;
+    let ids = MessageIds::fresh()?;
+    let security_elements = header::security_elements(recipient, &algorithms, &ids, &wrapped);
+
+    let mut out = CountingWriter {
+        inner: BufWriter::with_capacity(64 * 1024, output),
+        count: 0,
+    };
+    if info.utf8_bom {
+        out.write_all(&[0xEF, 0xBB, 0xBF])
+            .map_err(EncryptError::Write)?;
+    }
+    let mut rewriter = Rewriter {
+        reader: Reader::from_reader(reader),
+        sink: Sink::Plain(out),
+        options,
+        transcoded: info.encoding.is_transcoded(),
+        security_elements,
+        ids,
+        content_key,
+        depth: 0,
+        scopes: NamespaceScopes::default(),
+        version: None,
+        root_seen: false,
+        header_seen: false,
+        in_header: false,
+        security_written: false,
+        reused_security: false,
+        body: BodyState::NotYet,
+        plaintext_bytes: 0,
+    };
+    let config = rewriter.reader.config_mut();
+    config.check_end_names = true;
+    config.check_comments = true;
+    config.expand_empty_elements = false;
+    rewriter.run()?;
+    let version = rewriter.version.ok_or(EncryptError::NoRoot)?;
+    let Sink::Plain(mut out) = std::mem::replace(&mut rewriter.sink, Sink::Gone) else {
+        return Err(EncryptError::NoBody);
+    };
+    out.flush().map_err(EncryptError::Write)?;
+    Ok(EncryptSummary {
+        soap_version: version,
+        encrypted_key_id: rewriter.ids.encrypted_key,
+        encrypted_data_id: rewriter.ids.encrypted_data,
+        plaintext_bytes: rewriter.plaintext_bytes,
+        bytes_out: out.count,
+        reused_security_header: rewriter.reused_security,
+    })
+}
+
+struct CountingWriter<W: Write> {
+    inner: BufWriter<W>,
+    count: u64,
+}
+
+impl<W: Write> Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.inner.write_all(buf)?;
+        self.count += buf.len() as u64;
+        Ok(())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Where parser events go: to the output as they are, or into the cipher while
+/// inside the Body.
+enum Sink<W: Write> {
+    Plain(CountingWriter<W>),
+    Cipher(EncryptingWriter<CountingWriter<W>>),
+    Gone,
+}
+
+impl<W: Write> Sink<W> {
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Sink::Plain(w) => w.write_all(bytes),
+            Sink::Cipher(w) => w.write_all(bytes),
+            Sink::Gone => Err(io::Error::other("output already closed")),
+        }
+    }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyState {
+    NotYet,
+    Inside { saw_element: bool },
+    Done,
+}
+
+/// One namespace declaration: prefix ("" for the default) and the attribute value
+/// as written (still escaped), plus its unescaped URI for comparisons.
+#[derive(Debug, Clone)]
+struct Binding {
+    prefix: String,
+    raw: String,
+    uri: String,
+}
+
+/// Namespace declarations of the open elements down to the Body's children (deeper
+/// elements are copied without resolving their names, so they are not tracked).
+#[derive(Debug, Default)]
+struct NamespaceScopes {
+    bindings: Vec<Binding>,
+    marks: Vec<usize>,
+}
+
+impl NamespaceScopes {
+    fn push(&mut self, declared: Vec<Binding>) {
+        self.marks.push(self.bindings.len());
+        self.bindings.extend(declared);
+    }
+
+    fn pop(&mut self) {
+        if let Some(mark) = self.marks.pop() {
+            self.bindings.truncate(mark);
+        }
+    }
+
+    fn resolve(&self, prefix: &str) -> Option<&str> {
+        if prefix == "xml" {
+            return Some(ns::XML);
+        }
+        self.bindings
+            .iter()
+            .rev()
+            .find(|b| b.prefix == prefix)
+            .map(|b| b.uri.as_str())
+    }
+
+    /// A non-default prefix currently bound to `uri`, if any.
+    fn prefix_for(&self, uri: &str) -> Option<&str> {
+        self.bindings
+            .iter()
+            .rev()
+            .filter(|b| !b.prefix.is_empty() && b.uri == uri)
+            .map(|b| b.prefix.as_str())
+            .find(|p| self.resolve(p) == Some(uri))
+    }
+
+    /// Whether the default namespace currently is `uri`.
+    fn default_is(&self, uri: &str) -> bool {
+        self.resolve("") == Some(uri)
+    }
+
+    /// The effective bindings in scope, one per prefix, undeclarations dropped.
+    fn in_scope(&self) -> Vec<Binding> {
+        let mut seen: Vec<&str> = Vec::new();
+        let mut out = Vec::new();
+        for b in self.bindings.iter().rev() {
+            if seen.contains(&b.prefix.as_str()) {
+                continue;
+            }
+            seen.push(&b.prefix);
+            if !b.uri.is_empty() {
+                out.push(b.clone());
+            }
+        }
+        out.reverse();
+        out
+    }
+}
+
+struct Rewriter<'o, R: io::BufRead, W: Write> {
+    reader: Reader<R>,
+    sink: Sink<W>,
+    options: &'o EncryptOptions,
+    /// The input was transcoded to UTF-8; its declaration must say so.
+    transcoded: bool,
+    /// BinarySecurityToken (for `bst`) and EncryptedKey, ready to insert.
+    security_elements: String,
+    ids: MessageIds,
+    content_key: Vec<u8>,
+    /// Number of open elements.
+    depth: usize,
+    scopes: NamespaceScopes,
+    version: Option<SoapVersion>,
+    root_seen: bool,
+    header_seen: bool,
+    in_header: bool,
+    security_written: bool,
+    reused_security: bool,
+    body: BodyState,
+    plaintext_bytes: u64,
+}
+
+/// An element name split into prefix and local part.
+fn split_qname(name: &str) -> (&str, &str) {
+    match name.split_once(':') {
+        Some((p, l)) => (p, l),
+        None => ("", name),
+    }
+}
+
+impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
+    fn position(&self) -> u64 {
+        self.reader.buffer_position()
+    }
+
+    fn malformed(&self, reason: impl Into<String>) -> EncryptError {
+        EncryptError::Malformed {
+            position: self.position(),
+            reason: reason.into(),
+        }
+    }
+
+    fn parse_error(&self, e: quick_xml::Error) -> EncryptError {
+        match e {
+            quick_xml::Error::Io(io) => {
+                let io = io::Error::new(io.kind(), io.to_string());
+                // Recover the size-limit marker: quick-xml shares the error behind an Arc.
+                EncryptError::from_read(io)
+            }
+            other => EncryptError::Malformed {
+                position: self.reader.error_position(),
+                reason: other.to_string(),
+            },
+        }
+    }
+
+    fn run(&mut self) -> Result<(), EncryptError> {
+        let mut buf = Vec::with_capacity(16 * 1024);
+        loop {
+            buf.clear();
+            let event = match self.reader.read_event_into(&mut buf) {
+                Ok(ev) => ev,
+                Err(quick_xml::Error::Io(io)) => {
+                    if let Some(limit) = io
+                        .get_ref()
+                        .and_then(|inner| inner.downcast_ref::<InputTooLarge>())
+                    {
+                        return Err(EncryptError::TooLarge(InputTooLarge { limit: limit.limit }));
+                    }
+                    return Err(self.parse_error(quick_xml::Error::Io(io)));
+                }
+                Err(e) => return Err(self.parse_error(e)),
+            };
+            match event {
+                Event::Eof => {
+                    if self.depth != 0 {
+                        return Err(self.malformed("the document ends inside an element"));
+                    }
+                    if !self.root_seen {
+                        return Err(EncryptError::NoRoot);
+                    }
+                    if self.body != BodyState::Done {
+                        return Err(EncryptError::NoBody);
+                    }
+                    return Ok(());
+                }
+                Event::DocType(_) => {
+                    return Err(EncryptError::Doctype {
+                        position: self.position(),
+                    });
+                }
+                Event::Decl(d) => {
+                    if self.root_seen || self.depth != 0 {
+                        return Err(self.malformed("XML declaration after the start"));
+                    }
+                    let text: &str = &d;
+                    let text = if self.transcoded {
+                        input::declaration_as_utf8(text)
+                    } else {
+                        text.to_string()
+                    };
+                    self.write(b"<?")?;
+                    self.write(text.as_bytes())?;
+                    self.write(b"?>")?;
+                }
+                Event::PI(pi) => {
+                    self.write(b"<?")?;
+                    self.write(pi.as_bytes())?;
+                    self.write(b"?>")?;
+                }
+                Event::Comment(c) => {
+                    self.write(b"<!--")?;
+                    self.write(c.as_bytes())?;
+                    self.write(b"-->")?;
+                }
+                Event::Text(t) => {
+                    if self.depth == 0 && !t.trim_ascii().is_empty() {
+                        return Err(self.malformed("text outside the root element"));
+                    }
+                    self.write(t.as_bytes())?;
+                }
+                Event::CData(c) => {
+                    if self.depth == 0 {
+                        return Err(self.malformed("CDATA outside the root element"));
+                    }
+                    self.write(b"<![CDATA[")?;
+                    self.write(c.as_bytes())?;
+                    self.write(b"]]>")?;
+                }
+                Event::GeneralRef(r) => {
+                    if self.depth == 0 {
+                        return Err(self.malformed("reference outside the root element"));
+                    }
+                    if r.is_char_ref() {
+                        match r.resolve_char_ref() {
+                            Ok(Some(c)) if is_xml_char(c) => {}
+                            _ => {
+                                return Err(self
+                                    .malformed(format!("invalid character reference &{};", &*r)));
+                            }
+                        }
+                    } else if !matches!(&*r, "lt" | "gt" | "amp" | "apos" | "quot") {
+                        return Err(self.malformed(format!(
+                            "undefined entity &{};, entity declarations are refused",
+                            &*r
+                        )));
+                    }
+                    self.write(b"&")?;
+                    self.write(r.as_bytes())?;
+                    self.write(b";")?;
+                }
+                Event::Start(e) => self.start(e, false)?,
+                Event::Empty(e) => self.start(e, true)?,
+                Event::End(e) => {
+                    let name: &str = &e;
+                    let name = name.to_string();
+                    self.end(&name)?;
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), EncryptError> {
+        self.sink.write_all(bytes).map_err(EncryptError::Write)
+    }
+
+    /// Check every attribute and collect namespace declarations.
+    fn attributes(&self, e: &BytesStart<'_>) -> Result<Vec<Binding>, EncryptError> {
+        let mut declared = Vec::new();
+        for attr in e.attributes().with_checks(true) {
+            let attr = attr.map_err(|err| self.malformed(format!("bad attribute: {err}")))?;
+            let raw: &str = &attr.value;
+            let value = if raw.contains('&') || raw.contains('<') {
+                if raw.contains('<') {
+                    return Err(self.malformed("'<' in an attribute value"));
+                }
+                attr.normalized_value(quick_xml::XmlVersion::Explicit1_0)
+                    .map_err(|err| self.malformed(format!("bad attribute value: {err}")))?
+                    .into_owned()
+            } else {
+                raw.to_string()
+            };
+            let key = attr.key.0;
+            let prefix = if key == "xmlns" {
+                Some("")
+            } else {
+                key.strip_prefix("xmlns:")
+            };
+            if let Some(prefix) = prefix {
+                if !prefix.is_empty() && value.is_empty() {
+                    return Err(self.malformed(format!("prefix {prefix} is undeclared")));
+                }
+                declared.push(Binding {
+                    prefix: prefix.to_string(),
+                    raw: raw.to_string(),
+                    uri: value,
+                });
+            }
+        }
+        Ok(declared)
+    }
+
+    /// Resolve an element name (after its own declarations are in scope).
+    fn resolve_element(&self, name: &str) -> Result<(String, String), EncryptError> {
+        let (prefix, local) = split_qname(name);
+        let uri = match self.scopes.resolve(prefix) {
+            Some(u) => u.to_string(),
+            None if prefix.is_empty() => String::new(),
+            None => return Err(self.malformed(format!("prefix {prefix} is not declared"))),
+        };
+        Ok((uri, local.to_string()))
+    }
+
+    fn start(&mut self, e: BytesStart<'_>, empty: bool) -> Result<(), EncryptError> {
+        let limit = self.options.limits.max_depth;
+        if self.depth + 1 > limit {
+            return Err(EncryptError::TooDeep { limit });
+        }
+        let declared = self.attributes(&e)?;
+        let raw: &str = &e;
+        let name = e.name().0.to_string();
+        // Namespaces are tracked for the Envelope, its children and their children.
+        let tracked = self.depth < 3;
+        let env_scope_prefix = self.envelope_prefix_in_scope();
+        if tracked {
+            self.scopes.push(declared);
+        }
+        let result = self.dispatch_start(&e, raw, &name, empty, env_scope_prefix);
+        if empty {
+            if tracked {
+                self.scopes.pop();
+            }
+        } else {
+            self.depth += 1;
+        }
+        result
+    }
+
+    fn dispatch_start(
+        &mut self,
+        e: &BytesStart<'_>,
+        raw: &str,
+        name: &str,
+        empty: bool,
+        env_scope_prefix: Option<String>,
+    ) -> Result<(), EncryptError> {
+        match self.depth {
+            0 => {
+                if self.root_seen {
+                    return Err(self.malformed("more than one root element"));
+                }
+                self.root_seen = true;
+                let (uri, local) = self.resolve_element(name)?;
+                let version = SoapVersion::from_namespace(&uri);
+                if local != "Envelope" || version.is_none() {
+                    let found = if uri.is_empty() {
+                        local
+                    } else {
+                        format!("{{{uri}}}{local}")
+                    };
+                    return Err(EncryptError::NotSoap { found });
+                }
+                self.version = version;
+                if empty {
+                    return Err(EncryptError::NoBody);
+                }
+                self.write_tag(raw, empty)
+            }
+            1 => self.envelope_child(raw, name, empty, env_scope_prefix),
+            2 if self.in_header => self.header_block(e, raw, name, empty),
+            2 if matches!(self.body, BodyState::Inside { .. }) => self.body_child(e, name, empty),
+            _ => self.write_tag(raw, empty),
+        }
+    }
+
+    fn envelope_namespace(&self) -> &'static str {
+        self.version.map(SoapVersion::namespace).unwrap_or_default()
+    }
+
+    /// How to write an element in the envelope namespace at the current scope:
+    /// `Some(prefix)` or `Some("")` for the default namespace.
+    fn envelope_prefix_in_scope(&self) -> Option<String> {
+        let env = self.version?.namespace();
+        if let Some(p) = self.scopes.prefix_for(env) {
+            return Some(p.to_string());
+        }
+        self.scopes.default_is(env).then(String::new)
+    }
+
+    fn envelope_child(
+        &mut self,
+        raw: &str,
+        name: &str,
+        empty: bool,
+        env_scope_prefix: Option<String>,
+    ) -> Result<(), EncryptError> {
+        let (uri, local) = self.resolve_element(name)?;
+        let is_env = uri == self.envelope_namespace();
+        match (is_env, local.as_str()) {
+            (true, "Header") => {
+                if self.header_seen || self.body != BodyState::NotYet {
+                    return Err(self.malformed("Header must come once, before the Body"));
+                }
+                self.header_seen = true;
+                if empty {
+                    // `<soap:Header/>`: open it, add the Security header, close it.
+                    self.write_tag(raw, false)?;
+                    self.write_new_security()?;
+                    self.write(b"</")?;
+                    self.write(name.as_bytes())?;
+                    self.write(b">")
+                } else {
+                    self.in_header = true;
+                    self.write_tag(raw, false)
+                }
+            }
+            (true, "Body") => {
+                if self.body != BodyState::NotYet {
+                    return Err(EncryptError::TwoBodies {
+                        position: self.position(),
+                    });
+                }
+                if !self.security_written {
+                    let prefix = env_scope_prefix.unwrap_or_default();
+                    let tag = if prefix.is_empty() {
+                        "Header".to_string()
+                    } else {
+                        format!("{prefix}:Header")
+                    };
+                    self.write(format!("<{tag}>").as_bytes())?;
+                    self.write_new_security()?;
+                    self.write(format!("</{tag}>").as_bytes())?;
+                }
+                if empty {
+                    return Err(EncryptError::EmptyBody);
+                }
+                self.write_tag(raw, false)?;
+                self.begin_encryption()
+            }
+            _ => {
+                if self.body == BodyState::Done && self.version == Some(SoapVersion::Soap12) {
+                    return Err(self.malformed("SOAP 1.2 allows no element after the Body"));
+                }
+                self.write_tag(raw, empty)
+            }
+        }
+    }
+
+    fn header_block(
+        &mut self,
+        e: &BytesStart<'_>,
+        raw: &str,
+        name: &str,
+        empty: bool,
+    ) -> Result<(), EncryptError> {
+        let (uri, local) = self.resolve_element(name)?;
+        if self.security_written
+            || uri != ns::WSSE
+            || local != "Security"
+            || !self.for_ultimate(e)?
+        {
+            return self.write_tag(raw, empty);
+        }
+        self.write_tag(raw, false)?;
+        let elements = std::mem::take(&mut self.security_elements);
+        self.write(elements.as_bytes())?;
+        self.security_written = true;
+        self.reused_security = true;
+        if empty {
+            self.write(b"</")?;
+            self.write(name.as_bytes())?;
+            self.write(b">")?;
+        }
+        Ok(())
+    }
+
+    /// Whether a header block targets the ultimate receiver (no actor/role, or the
+    /// SOAP 1.2 ultimateReceiver role).
+    fn for_ultimate(&self, e: &BytesStart<'_>) -> Result<bool, EncryptError> {
+        let env = self.envelope_namespace();
+        let role_name = match self.version {
+            Some(SoapVersion::Soap12) => "role",
+            _ => "actor",
+        };
+        for attr in e.attributes().with_checks(false) {
+            let attr = attr.map_err(|err| self.malformed(format!("bad attribute: {err}")))?;
+            let (prefix, local) = split_qname(attr.key.0);
+            if prefix.is_empty() || local != role_name || self.scopes.resolve(prefix) != Some(env) {
+                continue;
+            }
+            let value = attr.value.trim();
+            return Ok(value.is_empty() || value == ns::SOAP12_ULTIMATE_RECEIVER);
+        }
+        Ok(true)
+    }
+
+    fn write_new_security(&mut self) -> Result<(), EncryptError> {
+        let mut tag = format!(r#"<wsse:Security xmlns:wsse="{}""#, ns::WSSE);
+        if self.options.must_understand {
+            let env = self.envelope_namespace();
+            let version = self.version.unwrap_or(SoapVersion::Soap11);
+            let prefix = match self.scopes.prefix_for(env) {
+                Some(p) if p != "wsse" => p.to_string(),
+                _ => {
+                    let p = match version {
+                        SoapVersion::Soap11 => "soapenv",
+                        SoapVersion::Soap12 => "env",
+                    };
+                    tag.push_str(&format!(r#" xmlns:{p}="{env}""#));
+                    p.to_string()
+                }
+            };
+            tag.push_str(&format!(
+                r#" {prefix}:mustUnderstand="{}""#,
+                version.must_understand_true()
+            ));
+        }
+        tag.push('>');
+        let elements = std::mem::take(&mut self.security_elements);
+        self.write(tag.as_bytes())?;
+        self.write(elements.as_bytes())?;
+        self.write(b"</wsse:Security>")?;
+        self.security_written = true;
+        Ok(())
+    }
+
+    fn begin_encryption(&mut self) -> Result<(), EncryptError> {
+        let start = header::encrypted_data_start(&self.options.algorithms, &self.ids);
+        let Sink::Plain(mut out) = std::mem::replace(&mut self.sink, Sink::Gone) else {
+            return Err(EncryptError::Write(io::Error::other(
+                "output in wrong state",
+            )));
+        };
+        out.write_all(start.as_bytes())
+            .map_err(EncryptError::Write)?;
+        let writer = EncryptingWriter::new(
+            out,
+            self.options.algorithms.data_encryption,
+            &self.content_key,
+        )?;
+        self.sink = Sink::Cipher(writer);
+        self.body = BodyState::Inside { saw_element: false };
+        Ok(())
+    }
+
+    fn finish_encryption(&mut self, body_end_name: &str) -> Result<(), EncryptError> {
+        if self.body != (BodyState::Inside { saw_element: true }) {
+            return Err(EncryptError::EmptyBody);
+        }
+        let Sink::Cipher(writer) = std::mem::replace(&mut self.sink, Sink::Gone) else {
+            return Err(EncryptError::Write(io::Error::other(
+                "output in wrong state",
+            )));
+        };
+        let (mut out, plaintext) = writer.finish().map_err(EncryptError::Write)?;
+        self.plaintext_bytes = plaintext;
+        out.write_all(header::ENCRYPTED_DATA_END.as_bytes())
+            .and_then(|_| out.write_all(b"</"))
+            .and_then(|_| out.write_all(body_end_name.as_bytes()))
+            .and_then(|_| out.write_all(b">"))
+            .map_err(EncryptError::Write)?;
+        self.sink = Sink::Plain(out);
+        self.body = BodyState::Done;
+        Ok(())
+    }
+
+    /// A top-level element of the Body: it is encrypted, so it carries every
+    /// namespace in scope at the Body that it does not declare itself.
+    fn body_child(
+        &mut self,
+        e: &BytesStart<'_>,
+        name: &str,
+        empty: bool,
+    ) -> Result<(), EncryptError> {
+        let (uri, local) = self.resolve_element(name)?;
+        if uri == ns::XENC && local == "EncryptedData" {
+            return Err(EncryptError::AlreadyEncrypted);
+        }
+        self.body = BodyState::Inside { saw_element: true };
+        // The element's own declarations are the newest scope; the rest is context.
+        let own_mark = self.scopes.marks.last().copied().unwrap_or(0);
+        let own: Vec<String> = self.scopes.bindings[own_mark..]
+            .iter()
+            .map(|b| b.prefix.clone())
+            .collect();
+        let mut context = NamespaceScopes {
+            bindings: self.scopes.bindings[..own_mark].to_vec(),
+            marks: Vec::new(),
+        };
+        context.marks.clear();
+        let mut tag = String::with_capacity(e.len() + 128);
+        tag.push('<');
+        tag.push_str(name);
+        for b in context.in_scope() {
+            if own.contains(&b.prefix) {
+                continue;
+            }
+            let value = b.raw.replace('"', "&quot;");
+            if b.prefix.is_empty() {
+                tag.push_str(&format!(r#" xmlns="{value}""#));
+            } else {
+                tag.push_str(&format!(r#" xmlns:{}="{value}""#, b.prefix));
+            }
+        }
+        tag.push_str(e.attributes_raw());
+        tag.push_str(if empty { "/>" } else { ">" });
+        self.write(tag.as_bytes())
+    }
+
+    fn write_tag(&mut self, raw: &str, empty: bool) -> Result<(), EncryptError> {
+        self.write(b"<")?;
+        self.write(raw.as_bytes())?;
+        self.write(if empty { b"/>" } else { b">" })
+    }
+
+    fn end(&mut self, name: &str) -> Result<(), EncryptError> {
+        if self.depth == 0 {
+            return Err(self.malformed(format!("unexpected end tag </{name}>")));
+        }
+        let closing_depth = self.depth;
+        if closing_depth == 2 && self.in_header {
+            if !self.security_written {
+                self.write_new_security()?;
+            }
+            self.in_header = false;
+            self.write_end(name)?;
+        } else if closing_depth == 2 && matches!(self.body, BodyState::Inside { .. }) {
+            self.finish_encryption(name)?;
+        } else {
+            self.write_end(name)?;
+        }
+        if closing_depth <= 3 {
+            self.scopes.pop();
+        }
+        self.depth -= 1;
+        Ok(())
+    }
+
+    fn write_end(&mut self, name: &str) -> Result<(), EncryptError> {
+        self.write(b"</")?;
+        self.write(name.as_bytes())?;
+        self.write(b">")
+    }
+}
+
+/// The Char production of XML 1.0.
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}

@@ -1,0 +1,187 @@
+//! WS-Security XML Encryption of SOAP messages, and its reverse.
+//!
+//! - [`encrypt_envelope`] streams a SOAP 1.1/1.2 envelope through, replacing the Body
+//!   content with one `xenc:EncryptedData` and putting the `xenc:EncryptedKey` (and a
+//!   BinarySecurityToken for `bst`) at the top of the `wsse:Security` header. Memory
+//!   does not grow with the Body.
+//! - [`decrypt::decrypt_document`] is the receiver side: it finds the EncryptedKey
+//!   meant for one of its private keys and restores what was encrypted.
+//!
+//! This module knows nothing of HTTP, configuration files or the keystore: callers
+//! hand it a [`Recipient`] (a parsed certificate) and the algorithm choice.
+
+pub mod algorithms;
+pub mod certificate;
+pub mod cipher;
+pub mod decrypt;
+mod envelope;
+mod header;
+pub mod input;
+pub mod keys;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use openssl::pkey::{PKey, Public};
+use openssl::x509::X509;
+
+pub use algorithms::{
+    AlgorithmOverrides, Algorithms, DataEncryption, KeyIdentifier, KeyTransport, OaepDigest,
+    Profile,
+};
+pub use certificate::{CertificateError, CertificateInfo, CertificatePolicy};
+pub use envelope::{EncryptError, EncryptSummary, encrypt_envelope, encrypt_to_vec};
+
+/// SOAP version, from the Envelope namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SoapVersion {
+    Soap11,
+    Soap12,
+}
+
+impl SoapVersion {
+    pub fn namespace(self) -> &'static str {
+        match self {
+            SoapVersion::Soap11 => algorithms::ns::SOAP11,
+            SoapVersion::Soap12 => algorithms::ns::SOAP12,
+        }
+    }
+
+    pub fn from_namespace(uri: &str) -> Option<SoapVersion> {
+        match uri {
+            algorithms::ns::SOAP11 => Some(SoapVersion::Soap11),
+            algorithms::ns::SOAP12 => Some(SoapVersion::Soap12),
+            _ => None,
+        }
+    }
+
+    /// The media type a message of this version travels with.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            SoapVersion::Soap11 => "text/xml; charset=utf-8",
+            SoapVersion::Soap12 => "application/soap+xml; charset=utf-8",
+        }
+    }
+
+    /// The value of `mustUnderstand` meaning "yes".
+    pub fn must_understand_true(self) -> &'static str {
+        match self {
+            SoapVersion::Soap11 => "1",
+            SoapVersion::Soap12 => "true",
+        }
+    }
+}
+
+/// A receiver certificate ready for encryption: parsed once, shared by every
+/// message encrypted for it (the RSA public key is not re-parsed per message).
+#[derive(Clone)]
+pub struct Recipient {
+    certificate: X509,
+    info: CertificateInfo,
+    public_key: PKey<Public>,
+    der_base64: String,
+}
+
+impl std::fmt::Debug for Recipient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recipient")
+            .field("serial", &self.info.serial)
+            .field("issuer", &self.info.issuer)
+            .field("sha256", &self.info.sha256)
+            .finish()
+    }
+}
+
+impl Recipient {
+    /// Wrap a certificate. Validity is checked by [`Recipient::check`]; an RSA key is
+    /// required here because nothing else can be encrypted for.
+    pub fn new(certificate: X509) -> Result<Recipient, CertificateError> {
+        let info = CertificateInfo::of(&certificate)?;
+        if info.rsa_bits.is_none() {
+            let kind = CertificateInfo::check(
+                &info,
+                &certificate,
+                &CertificatePolicy::default(),
+                std::time::SystemTime::now(),
+            )
+            .err()
+            .unwrap_or(CertificateError::NotRsa("unknown".into()));
+            return Err(kind);
+        }
+        let public_key = certificate
+            .public_key()
+            .map_err(|e| CertificateError::Parse(certificate::first_reason(&e)))?;
+        let der = certificate
+            .to_der()
+            .map_err(|e| CertificateError::Parse(certificate::first_reason(&e)))?;
+        Ok(Recipient {
+            der_base64: B64.encode(der),
+            certificate,
+            info,
+            public_key,
+        })
+    }
+
+    /// Parse a PEM or DER certificate file's bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Recipient, CertificateError> {
+        Recipient::new(certificate::parse_certificate(bytes)?)
+    }
+
+    /// Check the certificate against `policy` at the current time.
+    pub fn check(&self, policy: &CertificatePolicy) -> Result<(), CertificateError> {
+        self.info
+            .check(&self.certificate, policy, std::time::SystemTime::now())
+    }
+
+    pub fn info(&self) -> &CertificateInfo {
+        &self.info
+    }
+
+    pub fn certificate(&self) -> &X509 {
+        &self.certificate
+    }
+
+    pub(crate) fn public_key(&self) -> &PKey<Public> {
+        &self.public_key
+    }
+
+    pub(crate) fn der_base64(&self) -> &str {
+        &self.der_base64
+    }
+}
+
+/// Bounds on what the parser accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Deepest element nesting accepted; the Envelope is depth 1.
+    pub max_depth: usize,
+    /// Largest input in bytes, if bounded.
+    pub max_bytes: Option<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_depth: 256,
+            max_bytes: None,
+        }
+    }
+}
+
+/// What to do with an envelope besides the recipient.
+#[derive(Debug, Clone, Copy)]
+pub struct EncryptOptions {
+    pub algorithms: Algorithms,
+    /// Mark a newly created Security header `mustUnderstand`.
+    pub must_understand: bool,
+    pub limits: Limits,
+}
+
+impl Default for EncryptOptions {
+    fn default() -> Self {
+        EncryptOptions {
+            algorithms: Profile::Default.algorithms(),
+            must_understand: true,
+            limits: Limits::default(),
+        }
+    }
+}
