@@ -231,7 +231,6 @@ impl<W: Write> Sink<W> {
             Sink::Gone => Err(io::Error::other("output already closed")),
         }
     }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
