@@ -387,6 +387,9 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
                 }
                 Err(e) => return Err(self.parse_error(e)),
             };
+            if let Some(reason) = invalid_characters(raw_bytes(&event)) {
+                return Err(self.malformed(reason));
+            }
             match event {
                 Event::Eof => {
                     if self.depth != 0 {
@@ -432,6 +435,9 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
                 Event::Text(t) => {
                     if self.depth == 0 && !t.trim_ascii().is_empty() {
                         return Err(self.malformed("text outside the root element"));
+                    }
+                    if t.contains("]]>") {
+                        return Err(self.malformed("']]>' in character data"));
                     }
                     self.write(t.as_bytes())?;
                 }
@@ -485,6 +491,9 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
         let mut declared = Vec::new();
         for attr in e.attributes().with_checks(true) {
             let attr = attr.map_err(|err| self.malformed(format!("bad attribute: {err}")))?;
+            if !is_xml_name(attr.key.0) {
+                return Err(self.malformed(format!("invalid attribute name {:?}", attr.key.0)));
+            }
             let raw: &str = &attr.value;
             let value = if raw.contains('&') || raw.contains('<') {
                 if raw.contains('<') {
@@ -531,6 +540,9 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
         let limit = self.options.limits.max_depth;
         if self.depth + 1 > limit {
             return Err(EncryptError::TooDeep { limit });
+        }
+        if !is_xml_name(e.name().0) {
+            return Err(self.malformed(format!("invalid element name {:?}", e.name().0)));
         }
         let declared = self.attributes(&e)?;
         let raw: &str = &e;
@@ -857,6 +869,50 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
         self.write(name.as_bytes())?;
         self.write(b">")
     }
+}
+
+/// The bytes of an event as the parser saw them (without its delimiters).
+fn raw_bytes<'a>(event: &'a Event<'_>) -> &'a [u8] {
+    match event {
+        Event::Start(e) | Event::Empty(e) => e.as_bytes(),
+        Event::End(e) => e.as_bytes(),
+        Event::Text(e) | Event::Comment(e) | Event::DocType(e) => e.as_bytes(),
+        Event::CData(e) => e.as_bytes(),
+        Event::Decl(e) => e.as_bytes(),
+        Event::PI(e) => e.as_bytes(),
+        Event::GeneralRef(e) => e.as_bytes(),
+        Event::Eof => &[],
+    }
+}
+
+/// XML 1.0 forbids the C0 controls other than tab, newline and carriage return,
+/// and the non-characters U+FFFE and U+FFFF. The input is valid UTF-8 already.
+fn invalid_characters(bytes: &[u8]) -> Option<&'static str> {
+    if bytes
+        .iter()
+        .any(|&b| b < 0x20 && b != b'\t' && b != b'\n' && b != b'\r')
+    {
+        return Some("a control character that XML does not allow");
+    }
+    if bytes.contains(&0xEF)
+        && bytes
+            .windows(3)
+            .any(|w| w[0] == 0xEF && w[1] == 0xBF && (w[2] == 0xBE || w[2] == 0xBF))
+    {
+        return Some("the non-character U+FFFE or U+FFFF");
+    }
+    None
+}
+
+/// The Name production of XML 1.0, exactly for ASCII; any non-ASCII character is
+/// accepted (the receiver's parser has the last word on those).
+fn is_xml_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    let start = |c: char| c.is_ascii_alphabetic() || c == '_' || c == ':' || !c.is_ascii();
+    start(first) && chars.all(|c| start(c) || c.is_ascii_digit() || c == '-' || c == '.')
 }
 
 /// The Char production of XML 1.0.
