@@ -23,6 +23,8 @@ use super::header::{self, MessageIds};
 use super::input::{self, InputTooLarge, UnsupportedEncoding};
 use super::{CertificateError, EncryptOptions, Recipient, SoapVersion};
 
+const XMLNS_NAMESPACE: &str = "http://www.w3.org/2000/xmlns/";
+
 /// Why an envelope could not be encrypted.
 #[derive(Debug, thiserror::Error)]
 pub enum EncryptError {
@@ -514,6 +516,16 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
             if let Some(prefix) = prefix {
                 if !prefix.is_empty() && value.is_empty() {
                     return Err(self.malformed(format!("prefix {prefix} is undeclared")));
+                }
+                // Namespaces in XML: `xml` is bound to its namespace only, `xmlns`
+                // and the xmlns namespace are never declared.
+                if (prefix == "xml") != (value == ns::XML)
+                    || prefix == "xmlns"
+                    || value == XMLNS_NAMESPACE
+                {
+                    return Err(self.malformed(format!(
+                        "reserved namespace prefix or name in declaration of {key}"
+                    )));
                 }
                 declared.push(Binding {
                     prefix: prefix.to_string(),
