@@ -35,11 +35,28 @@ fn encrypt_then_decrypt_through_pipes() {
     let dir = tempfile::tempdir().unwrap();
     let (_, cert, both) = common::receiver().write_to(dir.path(), "rx");
     for profile in ["default", "wcf-basic256", "wcf-basic128", "modern"] {
-        let enc = wssgate(&["encrypt", "--cert", cert.to_str().unwrap(), "--profile", profile], ENVELOPE.as_bytes());
-        assert!(enc.status.success(), "{}", String::from_utf8_lossy(&enc.stderr));
+        let enc = wssgate(
+            &[
+                "encrypt",
+                "--cert",
+                cert.to_str().unwrap(),
+                "--profile",
+                profile,
+            ],
+            ENVELOPE.as_bytes(),
+        );
+        assert!(
+            enc.status.success(),
+            "{}",
+            String::from_utf8_lossy(&enc.stderr)
+        );
         assert!(!String::from_utf8_lossy(&enc.stdout).contains("hello"));
         let dec = wssgate(&["decrypt", "--key", both.to_str().unwrap()], &enc.stdout);
-        assert!(dec.status.success(), "{}", String::from_utf8_lossy(&dec.stderr));
+        assert!(
+            dec.status.success(),
+            "{}",
+            String::from_utf8_lossy(&dec.stderr)
+        );
         assert!(String::from_utf8_lossy(&dec.stdout).contains(">hello</m:ping>"));
     }
 }
@@ -53,11 +70,30 @@ fn files_with_i_and_o_and_pkcs12_keys() {
     let encrypted = dir.path().join("out.xml");
     std::fs::write(&input, ENVELOPE).unwrap();
     let out = wssgate(
-        &["encrypt", "--cert", cert.to_str().unwrap(), "--key-id", "bst", "--enc", "aes128-gcm",
-          "--key-transport", "rsa-oaep", "--oaep-digest", "sha512", "-i", input.to_str().unwrap(), "-o", encrypted.to_str().unwrap()],
+        &[
+            "encrypt",
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key-id",
+            "bst",
+            "--enc",
+            "aes128-gcm",
+            "--key-transport",
+            "rsa-oaep",
+            "--oaep-digest",
+            "sha512",
+            "-i",
+            input.to_str().unwrap(),
+            "-o",
+            encrypted.to_str().unwrap(),
+        ],
         b"",
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.stdout.is_empty());
     let text = std::fs::read_to_string(&encrypted).unwrap();
     assert!(text.contains("xmlenc11#aes128-gcm") && text.contains("xmlenc#sha512"));
@@ -72,15 +108,44 @@ fn files_with_i_and_o_and_pkcs12_keys() {
     std::fs::write(&p12_path, p12.to_der().unwrap()).unwrap();
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "s3cret\n").unwrap();
-    let other = TestReceiver::new(&CertSpec { serial: 5, ..CertSpec::default() });
+    let other = TestReceiver::new(&CertSpec {
+        serial: 5,
+        ..CertSpec::default()
+    });
     let (_, _, other_both) = other.write_to(dir.path(), "other");
     let keys = format!("{},{}", other_both.display(), p12_path.display());
-    let dec = wssgate(&["decrypt", "--key", &keys, "--password-file", pw.to_str().unwrap(), "-i", encrypted.to_str().unwrap()], b"");
-    assert!(dec.status.success(), "{}", String::from_utf8_lossy(&dec.stderr));
+    let dec = wssgate(
+        &[
+            "decrypt",
+            "--key",
+            &keys,
+            "--password-file",
+            pw.to_str().unwrap(),
+            "-i",
+            encrypted.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(
+        dec.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dec.stderr)
+    );
     assert!(String::from_utf8_lossy(&dec.stdout).contains(">hello</m:ping>"));
 
     std::fs::write(&pw, "wrong\n").unwrap();
-    let dec = wssgate(&["decrypt", "--key", p12_path.to_str().unwrap(), "--password-file", pw.to_str().unwrap(), "-i", encrypted.to_str().unwrap()], b"");
+    let dec = wssgate(
+        &[
+            "decrypt",
+            "--key",
+            p12_path.to_str().unwrap(),
+            "--password-file",
+            pw.to_str().unwrap(),
+            "-i",
+            encrypted.to_str().unwrap(),
+        ],
+        b"",
+    );
     assert_eq!(dec.status.code(), Some(64));
     one_line_error(&dec);
 }
@@ -92,8 +157,14 @@ fn bad_input_exits_64_with_one_line_and_no_output() {
     let cert = cert.to_str().unwrap();
     for (input, words) in [
         ("<!DOCTYPE x><x/>".to_string(), "DOCTYPE"),
-        (ENVELOPE.replace("<m:ping xmlns:m=\"urn:m\">hello</m:ping>", ""), "no element to encrypt"),
-        (ENVELOPE[..ENVELOPE.len() - 16].to_string(), "ends inside an element"),
+        (
+            ENVELOPE.replace("<m:ping xmlns:m=\"urn:m\">hello</m:ping>", ""),
+            "no element to encrypt",
+        ),
+        (
+            ENVELOPE[..ENVELOPE.len() - 16].to_string(),
+            "ends inside an element",
+        ),
         ("<a/>".to_string(), "not a SOAP envelope"),
     ] {
         let out = wssgate(&["encrypt", "--cert", cert], input.as_bytes());
@@ -103,7 +174,10 @@ fn bad_input_exits_64_with_one_line_and_no_output() {
     }
     // -o is not created when the input is refused.
     let target = dir.path().join("never.xml");
-    let out = wssgate(&["encrypt", "--cert", cert, "-o", target.to_str().unwrap()], b"<a/>");
+    let out = wssgate(
+        &["encrypt", "--cert", cert, "-o", target.to_str().unwrap()],
+        b"<a/>",
+    );
     assert_eq!(out.status.code(), Some(64));
     assert!(!target.exists());
 }
@@ -111,22 +185,64 @@ fn bad_input_exits_64_with_one_line_and_no_output() {
 #[test]
 fn refused_certificates_and_options() {
     let dir = tempfile::tempdir().unwrap();
-    let expired = TestReceiver::new(&CertSpec { not_before_days: -10, not_after_days: -1, ..CertSpec::default() });
+    let expired = TestReceiver::new(&CertSpec {
+        not_before_days: -10,
+        not_after_days: -1,
+        ..CertSpec::default()
+    });
     let (_, cert, _) = expired.write_to(dir.path(), "old");
-    let out = wssgate(&["encrypt", "--cert", cert.to_str().unwrap()], ENVELOPE.as_bytes());
+    let out = wssgate(
+        &["encrypt", "--cert", cert.to_str().unwrap()],
+        ENVELOPE.as_bytes(),
+    );
     assert_eq!(out.status.code(), Some(64));
     assert!(one_line_error(&out).contains("expired"));
 
     let (_, cert, _) = common::receiver().write_to(dir.path(), "rx");
-    let out = wssgate(&["encrypt", "--cert", cert.to_str().unwrap(), "--key-transport", "rsa-1_5"], ENVELOPE.as_bytes());
+    let out = wssgate(
+        &[
+            "encrypt",
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key-transport",
+            "rsa-1_5",
+        ],
+        ENVELOPE.as_bytes(),
+    );
     assert_eq!(out.status.code(), Some(64));
     assert!(one_line_error(&out).contains("allow_legacy"));
-    let out = wssgate(&["encrypt", "--cert", cert.to_str().unwrap(), "--key-transport", "rsa-1_5", "--allow-legacy"], ENVELOPE.as_bytes());
+    let out = wssgate(
+        &[
+            "encrypt",
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key-transport",
+            "rsa-1_5",
+            "--allow-legacy",
+        ],
+        ENVELOPE.as_bytes(),
+    );
     assert!(out.status.success());
 
-    let out = wssgate(&["encrypt", "--cert", cert.to_str().unwrap(), "--enc", "aes512"], ENVELOPE.as_bytes());
+    let out = wssgate(
+        &[
+            "encrypt",
+            "--cert",
+            cert.to_str().unwrap(),
+            "--enc",
+            "aes512",
+        ],
+        ENVELOPE.as_bytes(),
+    );
     assert_eq!(out.status.code(), Some(2), "usage error");
-    let out = wssgate(&["encrypt", "--cert", dir.path().join("missing.pem").to_str().unwrap()], ENVELOPE.as_bytes());
+    let out = wssgate(
+        &[
+            "encrypt",
+            "--cert",
+            dir.path().join("missing.pem").to_str().unwrap(),
+        ],
+        ENVELOPE.as_bytes(),
+    );
     assert_eq!(out.status.code(), Some(64));
     one_line_error(&out);
 }
@@ -135,10 +251,25 @@ fn refused_certificates_and_options() {
 fn decrypt_names_the_key_it_lacks() {
     let dir = tempfile::tempdir().unwrap();
     let (_, cert, _) = common::receiver().write_to(dir.path(), "rx");
-    let enc = wssgate(&["encrypt", "--cert", cert.to_str().unwrap(), "--key-id", "thumbprint"], ENVELOPE.as_bytes());
-    let other = TestReceiver::new(&CertSpec { serial: 77, ..CertSpec::default() });
+    let enc = wssgate(
+        &[
+            "encrypt",
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key-id",
+            "thumbprint",
+        ],
+        ENVELOPE.as_bytes(),
+    );
+    let other = TestReceiver::new(&CertSpec {
+        serial: 77,
+        ..CertSpec::default()
+    });
     let (_, _, other_both) = other.write_to(dir.path(), "other");
-    let out = wssgate(&["decrypt", "--key", other_both.to_str().unwrap()], &enc.stdout);
+    let out = wssgate(
+        &["decrypt", "--key", other_both.to_str().unwrap()],
+        &enc.stdout,
+    );
     assert_eq!(out.status.code(), Some(64));
     assert!(one_line_error(&out).contains("SHA-1 thumbprint"));
 }

@@ -13,7 +13,11 @@ fn kept_crash_inputs_are_refused_or_well_formed() {
         let path = entry.unwrap().path();
         let input = std::fs::read(&path).unwrap();
         n += 1;
-        match wss::encrypt_to_vec(&input, &common::receiver().recipient(), &EncryptOptions::default()) {
+        match wss::encrypt_to_vec(
+            &input,
+            &common::receiver().recipient(),
+            &EncryptOptions::default(),
+        ) {
             Ok((out, _)) => {
                 let text = String::from_utf8(out).unwrap();
                 roxmltree::Document::parse(text.trim_start_matches('\u{feff}'))

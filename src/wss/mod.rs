@@ -140,7 +140,8 @@ impl Recipient {
         &self.certificate
     }
 
-    pub(crate) fn public_key(&self) -> &PKey<Public> {
+    /// The parsed RSA public key (parsed once, reused for every message).
+    pub fn public_key(&self) -> &PKey<Public> {
         &self.public_key
     }
 

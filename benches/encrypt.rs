@@ -1,0 +1,130 @@
+//! Encryption throughput of the engine against its floor.
+//!
+//! `wssgate` runs the whole engine (parse, rewrite, key wrap, AES, base64) on an
+//! envelope whose Body holds N bytes of ordinary SOAP content. `floor` does only
+//! what cannot be avoided for the same bytes: one RSA-2048 public-key operation,
+//! AES over the plaintext and base64 of the ciphertext, with no XML work. Both use
+//! the library's own code paths.
+
+use std::hint::black_box;
+use std::io::Write;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use openssl::asn1::Asn1Time;
+use openssl::hash::MessageDigest;
+use openssl::pkey::PKey;
+use openssl::rsa::Rsa;
+use openssl::x509::{X509, X509NameBuilder};
+use wssgate::wss::cipher::{self, EncryptingWriter};
+use wssgate::wss::{
+    self, Algorithms, DataEncryption, EncryptOptions, KeyTransport, OaepDigest, Profile, Recipient,
+};
+
+fn recipient() -> Recipient {
+    let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "bench receiver").unwrap();
+    let name = name.build();
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
+        .unwrap();
+    b.sign(&key, MessageDigest::sha256()).unwrap();
+    Recipient::new(b.build()).unwrap()
+}
+
+/// A SOAP 1.1 envelope whose Body content is about `size` bytes of order lines.
+pub fn envelope(size: usize) -> Vec<u8> {
+    let mut body = String::with_capacity(size + 256);
+    body.push_str(r#"<ord:submit xmlns:ord="urn:example:orders">"#);
+    let mut i = 0;
+    while body.len() < size {
+        body.push_str(&format!(
+            r#"<ord:line no="{i}"><ord:sku>SKU-{i:08}</ord:sku><ord:qty>3</ord:qty><ord:note>caf&#233; &amp; more</ord:note></ord:line>"#
+        ));
+        i += 1;
+    }
+    body.push_str("</ord:submit>");
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Header/><soap:Body>{body}</soap:Body></soap:Envelope>"#
+    )
+    .into_bytes()
+}
+
+/// RSA key transport + AES + base64 over `plaintext`, no XML.
+fn floor(recipient: &Recipient, algorithms: &Algorithms, plaintext: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let key = cipher::random_bytes(algorithms.data_encryption.key_len()).unwrap();
+    let wrapped = cipher::wrap_key(
+        recipient.public_key(),
+        algorithms.key_transport,
+        algorithms.oaep_digest,
+        &key,
+    )
+    .unwrap();
+    black_box(wrapped);
+    let mut w = EncryptingWriter::new(out, algorithms.data_encryption, &key).unwrap();
+    w.write_all(plaintext).unwrap();
+    w.finish().unwrap();
+}
+
+fn bench(c: &mut Criterion) {
+    let recipient = recipient();
+    let suites = [
+        ("aes256-cbc", Profile::Default.algorithms()),
+        (
+            "aes128-cbc",
+            Algorithms {
+                data_encryption: DataEncryption::Aes128Cbc,
+                ..Profile::Default.algorithms()
+            },
+        ),
+        (
+            "aes256-gcm",
+            Algorithms {
+                data_encryption: DataEncryption::Aes256Gcm,
+                key_transport: KeyTransport::RsaOaepMgf1p,
+                oaep_digest: OaepDigest::Sha1,
+                ..Profile::Modern.algorithms()
+            },
+        ),
+    ];
+    for (suite, algorithms) in suites {
+        let mut group = c.benchmark_group(format!("encrypt/{suite}"));
+        for size in [1 << 10, 10 << 10, 100 << 10, 1 << 20, 10 << 20] {
+            if suite != "aes256-cbc" && !matches!(size, 1024 | 1048576) {
+                continue;
+            }
+            let input = envelope(size);
+            let body_len = input.len();
+            group.throughput(Throughput::Bytes(body_len as u64));
+            if size >= 1 << 20 {
+                group.sample_size(10);
+            }
+            let options = EncryptOptions {
+                algorithms,
+                ..EncryptOptions::default()
+            };
+            let mut out = Vec::with_capacity(body_len * 2);
+            group.bench_with_input(BenchmarkId::new("wssgate", size), &input, |b, input| {
+                b.iter(|| {
+                    out.clear();
+                    wss::encrypt_envelope(&input[..], &mut out, &recipient, &options).unwrap();
+                })
+            });
+            let mut out = Vec::with_capacity(body_len * 2);
+            group.bench_with_input(BenchmarkId::new("floor", size), &input, |b, input| {
+                b.iter(|| floor(&recipient, &algorithms, input, &mut out))
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
