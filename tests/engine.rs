@@ -497,3 +497,25 @@ fn decryptor_picks_the_key_the_message_names_among_several() {
         vec![new.recipient().info().sha256.clone()]
     );
 }
+
+#[test]
+fn xml_declarations_are_checked() {
+    let body = soap11("", "<a/>");
+    for good in [
+        r#"<?xml version="1.0"?>"#,
+        "<?xml version='1.1' encoding='UTF-8' standalone='yes'?>",
+        "<?xml version=\"1.0\"   standalone=\"no\" ?>",
+    ] {
+        assert_eq!(code(&format!("{good}{body}")), "ok", "{good}");
+    }
+    for bad in [
+        r#"<?xml evrsio=n"1.0"?>"#,
+        "<?xml?>",
+        r#"<?xml encoding="UTF-8" version="1.0"?>"#,
+        r#"<?xml version="2.0"?>"#,
+        r#"<?xml version="1.0"standalone="yes"?>"#,
+        r#"<?XML version="1.0"?>"#,
+    ] {
+        assert_eq!(code(&format!("{bad}{body}")), "malformed-envelope", "{bad}");
+    }
+}

@@ -415,6 +415,9 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
                         return Err(self.malformed("XML declaration after the start"));
                     }
                     let text: &str = &d;
+                    if !is_valid_declaration(text) {
+                        return Err(self.malformed("invalid XML declaration"));
+                    }
                     let text = if self.transcoded {
                         input::declaration_as_utf8(text)
                     } else {
@@ -425,6 +428,10 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
                     self.write(b"?>")?;
                 }
                 Event::PI(pi) => {
+                    let target = pi.split(|c: char| c.is_ascii_whitespace()).next();
+                    if target.is_some_and(|t| t.eq_ignore_ascii_case("xml")) {
+                        return Err(self.malformed("misplaced XML declaration"));
+                    }
                     self.write(b"<?")?;
                     self.write(pi.as_bytes())?;
                     self.write(b"?>")?;
@@ -914,6 +921,65 @@ fn invalid_characters(bytes: &[u8]) -> Option<&'static str> {
         return Some("the non-character U+FFFE or U+FFFF");
     }
     None
+}
+
+/// The XMLDecl production: `xml`, then `version`, optional `encoding` and
+/// optional `standalone`, in that order, each quoted.
+fn is_valid_declaration(decl: &str) -> bool {
+    let Some(mut rest) = decl.strip_prefix("xml") else {
+        return false;
+    };
+    let mut seen = Vec::new();
+    loop {
+        let trimmed = rest.trim_start_matches([' ', '\t', '\r', '\n']);
+        if trimmed.is_empty() {
+            break;
+        }
+        if trimmed.len() == rest.len() {
+            return false; // pseudo-attributes are separated by whitespace
+        }
+        let Some((name, after)) = trimmed.split_once('=') else {
+            return false;
+        };
+        let after = after.trim_start_matches([' ', '\t', '\r', '\n']);
+        let Some(quote) = after.chars().next().filter(|c| *c == '"' || *c == '\'') else {
+            return false;
+        };
+        let Some(end) = after[1..].find(quote) else {
+            return false;
+        };
+        let value = &after[1..1 + end];
+        let name = name.trim_end_matches([' ', '\t', '\r', '\n']);
+        let valid = match name {
+            "version" => {
+                seen.is_empty()
+                    && value
+                        .strip_prefix("1.")
+                        .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+            }
+            "encoding" => {
+                seen == ["version"]
+                    && value.starts_with(|c: char| c.is_ascii_alphabetic())
+                    && value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            }
+            "standalone" => {
+                !seen.is_empty() && !seen.contains(&"standalone") && matches!(value, "yes" | "no")
+            }
+            _ => false,
+        };
+        if !valid {
+            return false;
+        }
+        seen.push(match name {
+            "version" => "version",
+            "encoding" => "encoding",
+            _ => "standalone",
+        });
+        rest = &after[1 + end + 1..];
+    }
+    seen.first() == Some(&"version")
 }
 
 /// The Name production of XML 1.0, exactly for ASCII; any non-ASCII character is
