@@ -8,4 +8,6 @@
 
 #![forbid(unsafe_code)]
 
+pub mod config;
+pub mod keystore;
 pub mod wss;

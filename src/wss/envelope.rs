@@ -251,8 +251,7 @@ struct Binding {
     uri: String,
 }
 
-/// Namespace declarations of the open elements down to the Body's children (deeper
-/// elements are copied without resolving their names, so they are not tracked).
+/// Namespace declarations of the open elements, innermost last.
 #[derive(Debug, Default)]
 struct NamespaceScopes {
     bindings: Vec<Binding>,
@@ -495,9 +494,14 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
         self.sink.write_all(bytes).map_err(EncryptError::Write)
     }
 
-    /// Check every attribute and collect namespace declarations.
-    fn attributes(&self, e: &BytesStart<'_>) -> Result<Vec<Binding>, EncryptError> {
+    /// Check every attribute; collect namespace declarations and the prefixes of
+    /// the other attributes.
+    fn attributes<'e>(
+        &self,
+        e: &'e BytesStart<'_>,
+    ) -> Result<(Vec<Binding>, Vec<&'e str>), EncryptError> {
         let mut declared = Vec::new();
+        let mut prefixes = Vec::new();
         for attr in e.attributes().with_checks(true) {
             let attr = attr.map_err(|err| self.malformed(format!("bad attribute: {err}")))?;
             if !is_xml_name(attr.key.0) {
@@ -515,6 +519,11 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
                 raw.to_string()
             };
             let key = attr.key.0;
+            if let Some((p, _)) = key.split_once(':')
+                && p != "xmlns"
+            {
+                prefixes.push(p);
+            }
             let prefix = if key == "xmlns" {
                 Some("")
             } else {
@@ -541,7 +550,7 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
                 });
             }
         }
-        Ok(declared)
+        Ok((declared, prefixes))
     }
 
     /// Resolve an element name (after its own declarations are in scope).
@@ -563,20 +572,23 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
         if !is_xml_name(e.name().0) {
             return Err(self.malformed(format!("invalid element name {:?}", e.name().0)));
         }
-        let declared = self.attributes(&e)?;
+        let (declared, attribute_prefixes) = self.attributes(&e)?;
         let raw: &str = &e;
         let name = e.name().0.to_string();
-        // Namespaces are tracked for the Envelope, its children and their children.
-        let tracked = self.depth < 3;
         let env_scope_prefix = self.envelope_prefix_in_scope();
-        if tracked {
-            self.scopes.push(declared);
+        self.scopes.push(declared);
+        // Every prefix used must be declared (Namespaces in XML), at every depth:
+        // the receiver will resolve them after decryption.
+        let (element_prefix, _) = split_qname(&name);
+        for prefix in std::iter::once(element_prefix).chain(attribute_prefixes) {
+            if !prefix.is_empty() && prefix != "xmlns" && self.scopes.resolve(prefix).is_none() {
+                self.scopes.pop();
+                return Err(self.malformed(format!("prefix {prefix} is not declared")));
+            }
         }
         let result = self.dispatch_start(&e, raw, &name, empty, env_scope_prefix);
         if empty {
-            if tracked {
-                self.scopes.pop();
-            }
+            self.scopes.pop();
         } else {
             self.depth += 1;
         }
@@ -876,9 +888,7 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
         } else {
             self.write_end(name)?;
         }
-        if closing_depth <= 3 {
-            self.scopes.pop();
-        }
+        self.scopes.pop();
         self.depth -= 1;
         Ok(())
     }
