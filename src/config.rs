@@ -865,3 +865,16 @@ alias = "orders-receiver"
         assert!(!is_valid_alias(".hidden") && !is_valid_alias("a/b") && !is_valid_alias(""));
     }
 }
+
+#[cfg(test)]
+mod shipped_example {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_PATH);
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.routes.len(), 1);
+        assert_eq!(config.admin.tokens[0].role, Role::Admin);
+    }
+}

@@ -10,4 +10,5 @@
 
 pub mod config;
 pub mod keystore;
+pub mod state;
 pub mod wss;

@@ -5,8 +5,13 @@ use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use clap::{Args, Parser, Subcommand};
+use wssgate::config::{self, Config};
+use wssgate::keystore::{self as ks, Keystore};
+use wssgate::state::Snapshot;
 use wssgate::wss::{
     self, AlgorithmOverrides, Algorithms, CertificatePolicy, DataEncryption, EncryptOptions,
     KeyIdentifier, KeyTransport, Limits, OaepDigest, Profile, Recipient,
@@ -15,6 +20,8 @@ use wssgate::wss::{
 /// Exit code for invalid configuration or input (including a refused certificate).
 const EXIT_INVALID: u8 = 64;
 const EXIT_RUNTIME: u8 = 1;
+/// Exit code of `check` when a certificate in use is within `min_days_left` of expiry.
+const EXIT_EXPIRING: u8 = 65;
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +40,54 @@ enum Command {
     Encrypt(EncryptArgs),
     /// Decrypt a WS-Security encrypted message with the receiver's private key(s).
     Decrypt(DecryptArgs),
+    /// Validate the configuration and keystore and print a summary.
+    Check(ConfigArg),
+    /// Inspect and change the keystore: aliases, certificates, archive.
+    Keystore(KeystoreArgs),
+}
+
+#[derive(Args)]
+struct ConfigArg {
+    /// Configuration file.
+    #[arg(short = 'c', long = "config", default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+}
+
+#[derive(Args)]
+struct KeystoreArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: KeystoreCommand,
+}
+
+#[derive(Subcommand)]
+enum KeystoreCommand {
+    /// Every alias with its active certificate.
+    List,
+    /// One alias: its active certificate.
+    Show { alias: String },
+    /// Add a certificate under an alias from PEM, DER or PKCS#12 (replacing and
+    /// archiving the current one if the alias exists).
+    Import {
+        alias: String,
+        file: PathBuf,
+        /// File holding the PKCS#12 password (first line).
+        #[arg(long, value_name = "F")]
+        password_file: Option<PathBuf>,
+        /// Entry (friendly name) to take from a PKCS#12 truststore; default: the alias.
+        #[arg(long, value_name = "ENTRY")]
+        name: Option<String>,
+    },
+    /// Exchange the certificate of an alias; the previous one is archived.
+    Exchange { alias: String, cert: PathBuf },
+    /// Every certificate an alias has had, with when it was active.
+    History { alias: String },
+    /// Delete archived certificates past their retention; list what was kept.
+    Purge,
 }
 
 #[derive(Args)]
@@ -115,6 +170,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Encrypt(args) => encrypt(args),
         Command::Decrypt(args) => decrypt(args),
+        Command::Check(args) => check(args),
+        Command::Keystore(args) => keystore(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -268,4 +325,293 @@ fn decrypt(args: DecryptArgs) -> Result<(), Failure> {
         .write_all(&plain)
         .map_err(|e| Failure::runtime(format!("cannot write output: {e}")))?;
     output.commit()
+}
+
+fn load_config(path: &Path) -> Result<Config, Failure> {
+    Config::load(path).map_err(Failure::invalid)
+}
+
+/// Who the audit log names for a change made from the command line.
+fn cli_actor() -> String {
+    let user = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".to_string());
+    format!("cli:{user}")
+}
+
+fn read_password(path: Option<&Path>) -> Result<Option<String>, Failure> {
+    match path {
+        Some(p) => {
+            let text = String::from_utf8(read_file(p)?)
+                .map_err(|_| Failure::invalid(format!("{}: not UTF-8 text", p.display())))?;
+            Ok(Some(text.lines().next().unwrap_or_default().to_string()))
+        }
+        None => Ok(None),
+    }
+}
+
+fn check(args: ConfigArg) -> Result<(), Failure> {
+    let config = Arc::new(load_config(&args.config)?);
+    let now = SystemTime::now();
+    let snapshot = Snapshot::build(config.clone(), 1, now)
+        .map_err(|e| Failure::invalid(format!("{}: {e}", config.path.display())))?;
+    println!("configuration {} is valid", config.path.display());
+    println!(
+        "proxy  listen {}  max_body {}  stream_threshold {}",
+        config.proxy.listen, config.proxy.max_body, config.proxy.stream_threshold
+    );
+    println!(
+        "admin  listen {}  tokens {}",
+        config.admin.listen,
+        config.admin.tokens.len()
+    );
+    println!();
+    println!(
+        "{:<16} {:<20} {:<16} {:<40} UPSTREAM",
+        "ROUTE", "PATH", "ALIAS", "ALGORITHMS"
+    );
+    for r in &snapshot.routes {
+        println!(
+            "{:<16} {:<20} {:<16} {:<40} {}",
+            r.config.name,
+            r.config.path,
+            r.config.alias,
+            r.config.algorithms.to_string(),
+            r.config.upstream
+        );
+    }
+    println!();
+    println!(
+        "{:<16} {:<24} {:<22} {:>9}  SHA256",
+        "ALIAS", "SERIAL", "NOT AFTER", "DAYS LEFT"
+    );
+    let mut too_close = Vec::new();
+    for (alias, r) in &snapshot.aliases {
+        let info = r.info();
+        let days = info.days_left(now);
+        println!(
+            "{:<16} {:<24} {:<22} {:>9}  {}",
+            alias,
+            info.serial,
+            wss::certificate::rfc3339(info.not_after),
+            days,
+            info.sha256
+        );
+        if config
+            .keystore
+            .min_days_left
+            .is_some_and(|min| days < i64::from(min))
+        {
+            too_close.push(format!("{alias} ({days} days left)"));
+        }
+    }
+    for w in &snapshot.warnings {
+        eprintln!(
+            "wssgate: warning: certificate of alias {} (serial {}) expires in {} days",
+            w.alias, w.serial, w.days_left
+        );
+    }
+    if !too_close.is_empty() {
+        return Err(Failure {
+            code: EXIT_EXPIRING,
+            message: format!(
+                "certificates in use expire within min_days_left = {}: {}",
+                config.keystore.min_days_left.unwrap_or_default(),
+                too_close.join(", ")
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(value).map_err(Failure::runtime)?;
+    println!("{text}");
+    Ok(())
+}
+
+fn keystore_failure(e: ks::KeystoreError) -> Failure {
+    if e.is_invalid_input() {
+        Failure::invalid(e)
+    } else {
+        Failure::runtime(e)
+    }
+}
+
+fn keystore(args: KeystoreArgs) -> Result<(), Failure> {
+    let config = load_config(&args.config.config)?;
+    let store = Keystore::new(config.keystore.clone());
+    let now = SystemTime::now();
+    let needs_ski = |alias: &str| config.aliases_needing_ski().iter().any(|a| a == alias);
+    match args.command {
+        KeystoreCommand::List | KeystoreCommand::Show { .. } => {
+            let only = match &args.command {
+                KeystoreCommand::Show { alias } => Some(alias.clone()),
+                _ => None,
+            };
+            let entries = store.load().map_err(keystore_failure)?;
+            if let Some(alias) = &only
+                && !entries.contains_key(alias)
+            {
+                return Err(Failure::invalid(ks::KeystoreError::UnknownAlias(
+                    alias.clone(),
+                )));
+            }
+            let rows: Vec<serde_json::Value> = entries
+                .values()
+                .filter(|e| only.as_ref().is_none_or(|a| *a == e.alias))
+                .map(|e| {
+                    let routes: Vec<&str> = config.routes_for_alias(&e.alias).map(|r| r.name.as_str()).collect();
+                    match &e.certificate {
+                        Ok(r) => {
+                            let info = r.info();
+                            let policy = ks::policy(&config.keystore, needs_ski(&e.alias));
+                            serde_json::json!({
+                                "alias": e.alias,
+                                "serial": info.serial,
+                                "issuer": info.issuer,
+                                "subject": info.subject,
+                                "sha256": info.sha256,
+                                "not_after": wss::certificate::rfc3339(info.not_after),
+                                "days_left": info.days_left(now),
+                                "routes": routes,
+                                "status": match r.check(&policy) { Ok(()) => "ok".to_string(), Err(e) => e.to_string() },
+                            })
+                        }
+                        Err(reason) => serde_json::json!({"alias": e.alias, "routes": routes, "status": reason}),
+                    }
+                })
+                .collect();
+            if args.json {
+                return print_json(&if only.is_some() {
+                    rows[0].clone()
+                } else {
+                    serde_json::Value::Array(rows)
+                });
+            }
+            println!(
+                "{:<16} {:<24} {:<22} {:>5}  {:<64}  {:<28} {:<28} STATUS",
+                "ALIAS", "SERIAL", "NOT AFTER", "DAYS", "SHA256", "SUBJECT", "ISSUER"
+            );
+            for r in rows {
+                let s = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+                let days = r["days_left"]
+                    .as_i64()
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "-".into());
+                println!(
+                    "{:<16} {:<24} {:<22} {:>5}  {:<64}  {:<28} {:<28} {}",
+                    s("alias"),
+                    s("serial"),
+                    s("not_after"),
+                    days,
+                    s("sha256"),
+                    s("subject"),
+                    s("issuer"),
+                    s("status")
+                );
+            }
+            Ok(())
+        }
+        KeystoreCommand::Import {
+            alias,
+            file,
+            password_file,
+            name,
+        } => {
+            let password = read_password(password_file.as_deref())?;
+            let bytes = read_file(&file)?;
+            let policy = ks::policy(&config.keystore, needs_ski(&alias));
+            let outcome = store
+                .import(
+                    &alias,
+                    &file.display().to_string(),
+                    &bytes,
+                    password.as_deref(),
+                    name.as_deref(),
+                    &cli_actor(),
+                    &policy,
+                    now,
+                )
+                .map_err(keystore_failure)?;
+            report_change(args.json, "imported", &outcome)
+        }
+        KeystoreCommand::Exchange { alias, cert } => {
+            let bytes = read_file(&cert)?;
+            let policy = ks::policy(&config.keystore, needs_ski(&alias));
+            let outcome = store
+                .exchange(&alias, &bytes, &cli_actor(), &policy, now)
+                .map_err(keystore_failure)?;
+            report_change(args.json, "exchanged", &outcome)?;
+            if !args.json {
+                println!(
+                    "a running daemon uses the new certificate after its next reload (SIGHUP, or wssgate ctl reload)"
+                );
+            }
+            Ok(())
+        }
+        KeystoreCommand::History { alias } => {
+            let history = store.history(&alias).map_err(keystore_failure)?;
+            if args.json {
+                return print_json(&history);
+            }
+            println!(
+                "{:<24} {:<22} {:<22} {:<22} {:<22} SHA256",
+                "SERIAL", "ACTIVE FROM", "RETIRED AT", "RETAIN UNTIL", "NOT AFTER"
+            );
+            for h in history {
+                println!(
+                    "{:<24} {:<22} {:<22} {:<22} {:<22} {}",
+                    h.certificate.serial,
+                    h.active_from.as_deref().unwrap_or("-"),
+                    h.retired_at.as_deref().unwrap_or("(active)"),
+                    h.retain_until.as_deref().unwrap_or("-"),
+                    h.certificate.not_after,
+                    h.certificate.sha256
+                );
+            }
+            Ok(())
+        }
+        KeystoreCommand::Purge => {
+            let report = store.purge(&cli_actor(), now).map_err(keystore_failure)?;
+            if args.json {
+                return print_json(&report);
+            }
+            for r in &report.deleted {
+                println!(
+                    "deleted  {:<16} serial {:<24} retain_until {}  sha256 {}",
+                    r.alias, r.serial, r.retain_until, r.sha256
+                );
+            }
+            for r in &report.kept {
+                println!(
+                    "kept     {:<16} serial {:<24} retain_until {}  sha256 {}",
+                    r.alias, r.serial, r.retain_until, r.sha256
+                );
+            }
+            println!(
+                "{} deleted, {} kept",
+                report.deleted.len(),
+                report.kept.len()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn report_change(json: bool, verb: &str, outcome: &ks::ExchangeOutcome) -> Result<(), Failure> {
+    if json {
+        return print_json(outcome);
+    }
+    if let Some(p) = &outcome.previous {
+        println!(
+            "alias {}: archived serial {} (sha256 {})",
+            outcome.alias, p.serial, p.sha256
+        );
+    }
+    println!(
+        "alias {}: {verb} serial {} (sha256 {}, not after {})",
+        outcome.alias, outcome.current.serial, outcome.current.sha256, outcome.current.not_after
+    );
+    Ok(())
 }

@@ -770,7 +770,7 @@ pub fn certificate_from_file(
             .map_err(fail)?;
         let mut all: Vec<openssl::x509::X509> = parsed.cert.into_iter().collect();
         if let Some(ca) = parsed.ca {
-            all.extend(ca.into_iter());
+            all.extend(ca);
         }
         let name_of =
             |c: &openssl::x509::X509| c.alias().map(|a| String::from_utf8_lossy(a).into_owned());
