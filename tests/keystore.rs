@@ -66,7 +66,8 @@ fn active_serial(store: &Keystore, alias: &str) -> String {
 fn each_refusal_names_alias_file_and_reason() {
     let dir = tempfile::tempdir().unwrap();
     let store = Keystore::new(config(dir.path()));
-    let cases: Vec<(CertSpec, fn(&CertificateError) -> bool)> = vec![
+    type Case = (CertSpec, fn(&CertificateError) -> bool);
+    let cases: Vec<Case> = vec![
         (
             CertSpec {
                 not_before_days: -30,
@@ -437,7 +438,8 @@ fn audit_log_after_import_exchange_exchange_purge() {
         .unwrap();
     store.purge("cli:alice", SystemTime::now()).unwrap();
     let log = audit::read(&dir.path().join("var")).unwrap();
-    let summary: Vec<(String, String, Option<String>, Option<String>, String)> = log
+    type Line = (String, String, Option<String>, Option<String>, String);
+    let summary: Vec<Line> = log
         .iter()
         .map(|r| {
             (
