@@ -994,13 +994,19 @@ fn is_valid_declaration(decl: &str) -> bool {
 
 /// The Name production of XML 1.0, exactly for ASCII; any non-ASCII character is
 /// accepted (the receiver's parser has the last word on those).
+/// Namespaces in XML narrow it to a QName: `prefix:local` or `local`, each part
+/// a Name without a colon.
 fn is_xml_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    let Some(first) = chars.next() else {
-        return false;
+    let ncname = |part: &str| {
+        let mut chars = part.chars();
+        let start = |c: char| c.is_ascii_alphabetic() || c == '_' || !c.is_ascii();
+        chars.next().is_some_and(start)
+            && chars.all(|c| start(c) || c.is_ascii_digit() || c == '-' || c == '.')
     };
-    let start = |c: char| c.is_ascii_alphabetic() || c == '_' || c == ':' || !c.is_ascii();
-    start(first) && chars.all(|c| start(c) || c.is_ascii_digit() || c == '-' || c == '.')
+    match name.split_once(':') {
+        Some((prefix, local)) => ncname(prefix) && ncname(local),
+        None => ncname(name),
+    }
 }
 
 /// The Char production of XML 1.0.
