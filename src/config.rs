@@ -235,7 +235,7 @@ pub enum AlreadyEncrypted {
     Pass,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UpstreamTls {
     /// CA bundle to verify the upstream with instead of the system roots.
     pub ca_file: Option<PathBuf>,

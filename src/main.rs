@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use clap::{Args, Parser, Subcommand};
-use wssgate::config::{self, Config};
+use wssgate::config::{self, Config, LogFormat};
 use wssgate::keystore::{self as ks, Keystore};
 use wssgate::state::Snapshot;
 use wssgate::wss::{
     self, AlgorithmOverrides, Algorithms, CertificatePolicy, DataEncryption, EncryptOptions,
     KeyIdentifier, KeyTransport, Limits, OaepDigest, Profile, Recipient,
 };
+use wssgate::{daemon, signal, telemetry};
 
 /// Exit code for invalid configuration or input (including a refused certificate).
 const EXIT_INVALID: u8 = 64;
@@ -36,6 +37,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the encrypting proxy daemon.
+    Serve(ServeArgs),
     /// Encrypt a SOAP envelope for a receiver certificate (stdin to stdout by default).
     Encrypt(EncryptArgs),
     /// Decrypt a WS-Security encrypted message with the receiver's private key(s).
@@ -44,6 +47,15 @@ enum Command {
     Check(ConfigArg),
     /// Inspect and change the keystore: aliases, certificates, archive.
     Keystore(KeystoreArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Log format, overriding [log] format: text or json.
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
 }
 
 #[derive(Args)]
@@ -170,6 +182,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Encrypt(args) => encrypt(args),
         Command::Decrypt(args) => decrypt(args),
+        Command::Serve(args) => serve(args),
         Command::Check(args) => check(args),
         Command::Keystore(args) => keystore(args),
     };
@@ -613,5 +626,35 @@ fn report_change(json: bool, verb: &str, outcome: &ks::ExchangeOutcome) -> Resul
         "alias {}: {verb} serial {} (sha256 {}, not after {})",
         outcome.alias, outcome.current.serial, outcome.current.sha256, outcome.current.not_after
     );
+    Ok(())
+}
+
+fn serve(args: ServeArgs) -> Result<(), Failure> {
+    let format = match args.log_format.as_deref() {
+        None => None,
+        Some("text") => Some(LogFormat::Text),
+        Some("json") => Some(LogFormat::Json),
+        Some(other) => {
+            return Err(Failure {
+                code: 2,
+                message: format!("--log-format {other:?} is not text or json"),
+            });
+        }
+    };
+    let shared = daemon::load(&args.config.config).map_err(Failure::invalid)?;
+    telemetry::init(format.unwrap_or(shared.load().config.log_format));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::runtime(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(async move {
+        daemon::log_startup(&shared);
+        let listener = daemon::bind(&shared).await.map_err(Failure::runtime)?;
+        let intents = signal::intents()
+            .map_err(|e| Failure::runtime(format!("cannot install signal handlers: {e}")))?;
+        daemon::run(shared, listener, intents).await;
+        Ok::<(), Failure>(())
+    })?;
+    tracing::info!("stopped");
     Ok(())
 }

@@ -132,3 +132,134 @@ mod tests {
         assert!(path_matches("/a/", "/a/b"));
     }
 }
+
+/// What started a reload (for logs and metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadTrigger {
+    Signal,
+    Api,
+    Exchange,
+    FileChange,
+}
+
+impl ReloadTrigger {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReloadTrigger::Signal => "signal",
+            ReloadTrigger::Api => "api",
+            ReloadTrigger::Exchange => "exchange",
+            ReloadTrigger::FileChange => "file",
+        }
+    }
+}
+
+/// Why a reload was rejected (the running snapshot stays).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Snapshot(#[from] SnapshotError),
+}
+
+/// What a successful reload changed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadOutcome {
+    pub generation: u64,
+    /// Human-readable changes: routes added, removed or changed; certificates exchanged.
+    pub changed: Vec<String>,
+}
+
+/// The published snapshot and the one code path that replaces it.
+pub struct Shared {
+    current: arc_swap::ArcSwap<Snapshot>,
+    config_path: std::path::PathBuf,
+    /// Serializes reloads so that two never interleave build and swap. Reloads are
+    /// rare and never on the request path, which only loads `current`.
+    reload_lock: std::sync::Mutex<()>,
+    pub reloads_ok: std::sync::atomic::AtomicU64,
+    pub reloads_failed: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    pub fn new(snapshot: Snapshot, config_path: std::path::PathBuf) -> Shared {
+        Shared {
+            current: arc_swap::ArcSwap::from_pointee(snapshot),
+            config_path,
+            reload_lock: std::sync::Mutex::new(()),
+            reloads_ok: Default::default(),
+            reloads_failed: Default::default(),
+        }
+    }
+
+    /// The current snapshot; a request calls this once and keeps the result.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Build a new snapshot from the configuration file and keystore, validate it,
+    /// and publish it. On error nothing changes. Blocking (reads files).
+    pub fn reload(&self, trigger: ReloadTrigger) -> Result<ReloadOutcome, ReloadError> {
+        use std::sync::atomic::Ordering;
+        let _guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let old = self.load();
+        let result = Config::load(&self.config_path)
+            .map_err(ReloadError::from)
+            .and_then(|config| {
+                Snapshot::build(Arc::new(config), old.generation + 1, SystemTime::now())
+                    .map_err(ReloadError::from)
+            });
+        match result {
+            Ok(new) => {
+                let changed = changes(&old, &new);
+                let generation = new.generation;
+                for w in &new.warnings {
+                    tracing::warn!(alias = %w.alias, serial = %w.serial, days_left = w.days_left, "certificate expires soon");
+                }
+                self.current.store(Arc::new(new));
+                self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(trigger = trigger.name(), generation, changed = ?changed, "reloaded");
+                Ok(ReloadOutcome {
+                    generation,
+                    changed,
+                })
+            }
+            Err(e) => {
+                self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(trigger = trigger.name(), error = %e, generation = old.generation, "reload rejected; the running configuration stays");
+                Err(e)
+            }
+        }
+    }
+}
+
+/// What differs between two snapshots, in words.
+fn changes(old: &Snapshot, new: &Snapshot) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in &new.routes {
+        match old.route(&r.config.name) {
+            None => out.push(format!("route {} added", r.config.name)),
+            Some(o) if o.config != r.config => out.push(format!("route {} changed", r.config.name)),
+            _ => {}
+        }
+    }
+    for r in &old.routes {
+        if new.route(&r.config.name).is_none() {
+            out.push(format!("route {} removed", r.config.name));
+        }
+    }
+    for (alias, cert) in &new.aliases {
+        match old.aliases.get(alias) {
+            Some(o) if o.info().sha256 != cert.info().sha256 => out.push(format!(
+                "alias {alias}: certificate serial {} replaced by serial {}",
+                o.info().serial,
+                cert.info().serial
+            )),
+            _ => {}
+        }
+    }
+    if old.config.proxy != new.config.proxy {
+        out.push("proxy settings changed (listen address changes need a restart)".into());
+    }
+    out
+}

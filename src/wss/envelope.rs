@@ -109,6 +109,34 @@ pub struct EncryptSummary {
     pub reused_security_header: bool,
 }
 
+/// The SOAP version of an envelope from its first bytes (the namespace of its
+/// root element), when they are enough to tell.
+pub fn sniff_version(head: &[u8]) -> Option<SoapVersion> {
+    let (reader, _) = input::utf8_reader(head).ok()?;
+    let mut reader = Reader::from_reader(reader);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_event_into(&mut buf).ok()? {
+            Event::Start(e) | Event::Empty(e) => {
+                let (prefix, _) = split_qname(e.name().0);
+                let wanted = if prefix.is_empty() {
+                    "xmlns".to_string()
+                } else {
+                    format!("xmlns:{prefix}")
+                };
+                return e
+                    .attributes()
+                    .flatten()
+                    .find(|a| a.key.0 == wanted)
+                    .and_then(|a| SoapVersion::from_namespace(&a.value));
+            }
+            Event::Eof => return None,
+            _ => {}
+        }
+    }
+}
+
 /// Encrypt a whole envelope held in memory.
 pub fn encrypt_to_vec(
     envelope: &[u8],

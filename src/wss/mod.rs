@@ -29,7 +29,8 @@ pub use algorithms::{
     Profile,
 };
 pub use certificate::{CertificateError, CertificateInfo, CertificatePolicy};
-pub use envelope::{EncryptError, EncryptSummary, encrypt_envelope, encrypt_to_vec};
+pub use envelope::{EncryptError, EncryptSummary, encrypt_envelope, encrypt_to_vec, sniff_version};
+pub use header::escape as escape_text;
 
 /// SOAP version, from the Envelope namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -190,3 +190,336 @@ pub fn run_interop_script(script: &str, args: &[&str]) -> serde_json::Value {
     );
     serde_json::from_slice(&out.stdout).expect("script output is JSON")
 }
+
+// ---- the daemon and a receiver that decrypts, on port 0 ------------------------
+
+pub mod net {
+    use std::convert::Infallible;
+    use std::net::SocketAddr;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Incoming;
+    use hyper::{Request, Response};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio::net::TcpListener;
+    use tokio::sync::mpsc;
+    use wssgate::signal::Intent;
+    use wssgate::state::Shared;
+    use wssgate::wss::keys::KeyRing;
+
+    /// What the receiver saw of one message.
+    #[derive(Debug, Clone)]
+    pub struct Received {
+        pub request_id: String,
+        pub content_type: String,
+        pub soap_action: Option<String>,
+        pub host: String,
+        pub forwarded_for: Option<String>,
+        pub path: String,
+        /// The encrypted message as it arrived.
+        pub raw: Vec<u8>,
+        /// Decrypted message, or the decryption error.
+        pub decrypted: Result<String, String>,
+        /// SHA-256 of the certificate whose key decrypted it.
+        pub certificate: Option<String>,
+        pub chunked: bool,
+    }
+
+    /// A SOAP receiver that decrypts every message with the keys it holds.
+    pub struct Receiver {
+        pub addr: SocketAddr,
+        pub received: Arc<Mutex<Vec<Received>>>,
+        pub keys: Arc<Mutex<KeyRing>>,
+        /// Delay before answering.
+        pub delay: Arc<Mutex<Duration>>,
+    }
+
+    pub const RESPONSE: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><r:ok xmlns:r="urn:receiver"/></soap:Body></soap:Envelope>"#;
+
+    impl Receiver {
+        pub async fn start(keys: KeyRing) -> Receiver {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let received = Arc::new(Mutex::new(Vec::new()));
+            let keys = Arc::new(Mutex::new(keys));
+            let delay = Arc::new(Mutex::new(Duration::ZERO));
+            let (r, k, d) = (received.clone(), keys.clone(), delay.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        return;
+                    };
+                    let (r, k, d) = (r.clone(), k.clone(), d.clone());
+                    tokio::spawn(async move {
+                        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                            let (r, k, d) = (r.clone(), k.clone(), d.clone());
+                            async move {
+                                let header = |n: &str| {
+                                    req.headers()
+                                        .get(n)
+                                        .and_then(|v| v.to_str().ok())
+                                        .map(str::to_string)
+                                };
+                                let mut rec = Received {
+                                    request_id: header("x-request-id").unwrap_or_default(),
+                                    content_type: header("content-type").unwrap_or_default(),
+                                    soap_action: header("soapaction"),
+                                    host: header("host").unwrap_or_default(),
+                                    forwarded_for: header("x-forwarded-for"),
+                                    path: req.uri().to_string(),
+                                    raw: Vec::new(),
+                                    decrypted: Err("not yet".into()),
+                                    certificate: None,
+                                    chunked: header("transfer-encoding")
+                                        .is_some_and(|t| t.contains("chunked")),
+                                };
+                                let body = req
+                                    .into_body()
+                                    .collect()
+                                    .await
+                                    .map(|b| b.to_bytes())
+                                    .unwrap_or_default();
+                                rec.raw = body.to_vec();
+                                if !body.is_empty() {
+                                    let keys = k.lock().unwrap();
+                                    match wssgate::wss::decrypt::decrypt_document(&body, &keys) {
+                                        Ok((plain, summary)) => {
+                                            rec.decrypted =
+                                                Ok(String::from_utf8_lossy(&plain).into_owned());
+                                            rec.certificate = summary.certificates.first().cloned();
+                                        }
+                                        Err(e) => rec.decrypted = Err(e.to_string()),
+                                    }
+                                }
+                                r.lock().unwrap().push(rec);
+                                let delay = *d.lock().unwrap();
+                                if !delay.is_zero() {
+                                    tokio::time::sleep(delay).await;
+                                }
+                                let mut resp = Response::new(Full::new(Bytes::from_static(
+                                    RESPONSE.as_bytes(),
+                                )));
+                                resp.headers_mut().insert(
+                                    "content-type",
+                                    "text/xml; charset=utf-8".parse().unwrap(),
+                                );
+                                resp.headers_mut()
+                                    .insert("x-receiver", "yes".parse().unwrap());
+                                Ok::<_, Infallible>(resp)
+                            }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            });
+            Receiver {
+                addr,
+                received,
+                keys,
+                delay,
+            }
+        }
+
+        pub fn received(&self) -> Vec<Received> {
+            self.received.lock().unwrap().clone()
+        }
+    }
+
+    /// A running daemon with its state, on port 0.
+    pub struct Daemon {
+        pub addr: SocketAddr,
+        pub shared: Arc<Shared>,
+        pub intents: mpsc::Sender<Intent>,
+        pub task: tokio::task::JoinHandle<()>,
+        pub dir: tempfile::TempDir,
+    }
+
+    impl Daemon {
+        /// Start with `config` (TOML; `{dir}` is replaced by the daemon's directory)
+        /// and the given alias certificates in the keystore.
+        pub async fn start(config: &str, certificates: &[(&str, Vec<u8>)]) -> Daemon {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(dir.path().join("keystore")).unwrap();
+            for (alias, pem) in certificates {
+                std::fs::write(dir.path().join(format!("keystore/{alias}.pem")), pem).unwrap();
+            }
+            let path = dir.path().join("wssgate.toml");
+            std::fs::write(&path, config.replace("{dir}", dir.path().to_str().unwrap())).unwrap();
+            let shared = wssgate::daemon::load(&path).unwrap();
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (intents, rx) = mpsc::channel(8);
+            let task = tokio::spawn(wssgate::daemon::run(shared.clone(), listener, rx));
+            Daemon {
+                addr,
+                shared,
+                intents,
+                task,
+                dir,
+            }
+        }
+
+        pub fn url(&self, path: &str) -> String {
+            format!("http://{}{path}", self.addr)
+        }
+
+        /// SIGHUP, as the signal module delivers it; returns once the reload ran.
+        pub async fn reload(&self) -> Result<u64, String> {
+            let shared = self.shared.clone();
+            tokio::task::spawn_blocking(move || {
+                shared.reload(wssgate::state::ReloadTrigger::Signal)
+            })
+            .await
+            .unwrap()
+            .map(|o| o.generation)
+            .map_err(|e| e.to_string())
+        }
+    }
+
+    /// The configuration of one route to `upstream`.
+    pub fn config(upstream: &str, extra_route: &str, extra_proxy: &str) -> String {
+        format!(
+            r#"[proxy]
+listen = "127.0.0.1:0"
+upstream_timeout = "5s"
+shutdown_grace = "5s"
+{extra_proxy}
+[keystore]
+dir = "{{dir}}/keystore"
+state_dir = "{{dir}}/var"
+
+[[route]]
+name = "orders"
+path = "/orders"
+upstream = "{upstream}"
+alias = "orders-receiver"
+{extra_route}
+"#
+        )
+    }
+
+    pub type Client = hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Full<Bytes>,
+    >;
+
+    pub fn client() -> Client {
+        hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http()
+    }
+
+    /// POST `body` and return status, headers and body.
+    pub async fn post(
+        client: &Client,
+        url: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> (u16, http::HeaderMap, String) {
+        let req = Request::post(url)
+            .header("content-type", content_type)
+            .header("soapaction", "\"urn:submit\"")
+            .body(Full::new(Bytes::copy_from_slice(body)))
+            .unwrap();
+        let resp = client.request(req).await.expect("the daemon answers");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
+/// A TLS server answering 200 to everything, for upstream TLS tests.
+pub mod tls {
+    use std::net::SocketAddr;
+
+    use openssl::ssl::{SslAcceptor, SslMethod};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    pub async fn start_tls_server(identity: &super::TestReceiver) -> SocketAddr {
+        let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
+        acceptor.set_private_key(&identity.key).unwrap();
+        acceptor.set_certificate(&identity.cert).unwrap();
+        let acceptor = std::sync::Arc::new(acceptor.build());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let ssl = openssl::ssl::Ssl::new(acceptor.context()).unwrap();
+                    let mut stream = tokio_openssl::SslStream::new(ssl, stream).unwrap();
+                    if std::pin::Pin::new(&mut stream).accept().await.is_err() {
+                        return;
+                    }
+                    let mut buf = vec![0u8; 1 << 20];
+                    let mut got = Vec::new();
+                    // Read the request head and a Content-Length body.
+                    loop {
+                        let n = stream.read(&mut buf).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        got.extend_from_slice(&buf[..n]);
+                        let text = String::from_utf8_lossy(&got);
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let len = text[..end]
+                                .lines()
+                                .find_map(|l| {
+                                    l.to_ascii_lowercase()
+                                        .strip_prefix("content-length:")
+                                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                                })
+                                .unwrap_or(0);
+                            if got.len() >= end + 4 + len {
+                                break;
+                            }
+                        }
+                    }
+                    let body = super::net::RESPONSE;
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(resp.as_bytes()).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        addr
+    }
+}
+
+/// Send raw bytes over TCP and read what comes back until the server closes or
+/// `timeout` passes. Write errors are ignored: a server may answer early (413)
+/// and close before the whole request was written.
+pub async fn raw_exchange(
+    addr: std::net::SocketAddr,
+    request: &[u8],
+    timeout: std::time::Duration,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut reader, mut writer) = stream.split();
+    let write = async {
+        for chunk in request.chunks(64 * 1024) {
+            if writer.write_all(chunk).await.is_err() {
+                break;
+            }
+        }
+    };
+    let read = async {
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(timeout, reader.read_to_end(&mut out)).await;
+        out
+    };
+    let ((), out) = tokio::join!(write, read);
+    String::from_utf8_lossy(&out).into_owned()
+}

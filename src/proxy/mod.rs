@@ -1,0 +1,114 @@
+//! The encrypting reverse proxy: accepts SOAP requests, finds the route by the
+//! longest path prefix, encrypts the Body for the certificate of the route's alias
+//! (from the snapshot loaded once for the request), forwards to the upstream and
+//! streams its answer back unchanged.
+//!
+//! Bodies up to `stream_threshold` are buffered and sent with a Content-Length;
+//! larger ones are encrypted as they arrive and streamed chunked to the upstream,
+//! so memory stays flat up to `max_body`. wssgate's own errors are SOAP Faults made
+//! in one place ([`fault`]). A request is never retried once a byte was sent.
+
+pub mod fault;
+mod forward;
+pub mod stream;
+pub mod upstream;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::state::Shared;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body type of every request and response the proxy handles.
+pub type ProxyBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+pub(crate) fn full_body(bytes: Bytes) -> ProxyBody {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
+/// Everything the proxy shares between requests.
+pub struct Proxy {
+    /// The published snapshot (config, routes, certificates) and its reload path.
+    pub shared: Arc<Shared>,
+    /// Upstream clients with their connection pools.
+    clients: upstream::Clients,
+}
+
+impl Proxy {
+    pub fn new(shared: Arc<Shared>) -> Proxy {
+        Proxy {
+            shared,
+            clients: upstream::Clients::default(),
+        }
+    }
+
+    /// Handle one request (no socket needed: tests call this directly).
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ProxyBody> {
+        forward::handle(self, request, peer).await
+    }
+}
+
+/// Serve the proxy on `listener` until `shutdown` completes, then stop accepting
+/// and give in-flight requests up to the configured grace period to finish.
+pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let proxy = proxy.clone();
+                let service = service_fn(move |req| {
+                    let proxy = proxy.clone();
+                    async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
+                });
+                let conn = http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(30))
+                    .serve_connection(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    let grace = proxy.shared.load().config.proxy.shutdown_grace;
+    tracing::info!(
+        grace_secs = grace.as_secs_f64(),
+        "shutting down: no new connections; waiting for in-flight requests"
+    );
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(grace) => tracing::warn!("shutdown grace period over; closing remaining connections"),
+    }
+}

@@ -1,0 +1,163 @@
+//! Bridges between hyper's asynchronous bodies and the engine's blocking
+//! `Read`/`Write`, for bodies too large to buffer. Both directions go through
+//! bounded channels, so memory stays at a few chunks whatever the size.
+
+use std::io::{self, Read, Write};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Frame, Incoming};
+use tokio::sync::mpsc;
+
+use super::BoxError;
+use crate::wss::input::InputTooLarge;
+
+/// How many chunks may wait in either direction.
+const CHANNEL_DEPTH: usize = 4;
+/// Size of the chunks sent upstream.
+const OUTPUT_CHUNK: usize = 64 * 1024;
+
+/// A blocking reader over chunks received from an async task.
+pub struct ChannelReader {
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        let _ = self.current.split_to(n);
+        Ok(n)
+    }
+}
+
+/// Feed `head` and then the rest of `body` to a [`ChannelReader`], failing with
+/// [`InputTooLarge`] past `limit` bytes in all.
+pub fn read_body(head: Bytes, mut body: Incoming, limit: u64) -> ChannelReader {
+    let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+    tokio::spawn(async move {
+        let mut total = head.len() as u64;
+        if tx.send(Ok(head)).await.is_err() {
+            return;
+        }
+        loop {
+            match body.frame().await {
+                None => return,
+                Some(Err(e)) => {
+                    let _ = tx.send(Err(io::Error::other(e))).await;
+                    return;
+                }
+                Some(Ok(frame)) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    total += data.len() as u64;
+                    if total > limit {
+                        let _ = tx
+                            .send(Err(io::Error::other(InputTooLarge { limit })))
+                            .await;
+                        drain(body).await;
+                        return;
+                    }
+                    if tx.send(Ok(data)).await.is_err() {
+                        return; // the engine stopped reading
+                    }
+                }
+            }
+        }
+    });
+    ChannelReader {
+        rx,
+        current: Bytes::new(),
+    }
+}
+
+/// Read and discard what is left of a refused request body, for a bounded time
+/// and amount, so the client can read the early answer: closing a socket with
+/// unread data makes the kernel reset the connection and the answer is lost.
+pub async fn drain(mut body: Incoming) {
+    const MAX_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+    const MAX_BYTES: u64 = 256 << 20;
+    let _ = tokio::time::timeout(MAX_TIME, async {
+        let mut seen = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                seen += data.len() as u64;
+                if seen > MAX_BYTES {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+}
+
+/// A blocking writer whose output becomes an async body stream.
+pub struct ChannelWriter {
+    tx: mpsc::Sender<Result<Bytes, BoxError>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(OUTPUT_CHUNK),
+        ));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upstream request ended"))
+    }
+
+    /// Send what is left; the stream ends when the writer is dropped.
+    pub fn finish(mut self) -> io::Result<()> {
+        self.send()
+    }
+
+    /// End the stream with an error: the upstream request is aborted, so the
+    /// receiver never sees a complete message.
+    pub fn abort(self, reason: &str) {
+        let _ = self.tx.blocking_send(Err(reason.to_string().into()));
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= OUTPUT_CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A writer for the engine and the body that streams what it writes.
+pub fn body_channel() -> (ChannelWriter, super::ProxyBody) {
+    let (tx, rx) = mpsc::channel::<Result<Bytes, BoxError>>(CHANNEL_DEPTH);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item.map(Frame::data), rx))
+    });
+    let body = http_body_util::StreamBody::new(stream).boxed();
+    (
+        ChannelWriter {
+            tx,
+            buf: Vec::with_capacity(OUTPUT_CHUNK),
+        },
+        body,
+    )
+}
