@@ -459,6 +459,9 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
                     if target.is_some_and(|t| t.eq_ignore_ascii_case("xml")) {
                         return Err(self.malformed("misplaced XML declaration"));
                     }
+                    if !target.is_some_and(|t| is_xml_name(t) && !t.contains(':')) {
+                        return Err(self.malformed("invalid processing instruction target"));
+                    }
                     self.write(b"<?")?;
                     self.write(pi.as_bytes())?;
                     self.write(b"?>")?;
