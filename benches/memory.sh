@@ -50,5 +50,5 @@ for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port_proxy/" && b
 grep VmRSS /proc/$daemon/status | sed 's/^/before: /'
 python3 benches/tools/gen_envelope.py "$REQUEST_SIZE" \
   | curl -s -o /dev/null -w "status %{http_code}, sent %{size_upload} bytes in %{time_total}s\n" \
-      -H "Content-Type: text/xml" -H "Transfer-Encoding: chunked" -T - "http://127.0.0.1:$port_proxy/big"
+      -X POST -H "Content-Type: text/xml" -H "Transfer-Encoding: chunked" -T - "http://127.0.0.1:$port_proxy/big"
 grep -E "VmHWM|VmRSS" /proc/$daemon/status

@@ -10,6 +10,7 @@
 
 pub mod fault;
 mod forward;
+pub mod gate;
 pub mod stream;
 pub mod upstream;
 

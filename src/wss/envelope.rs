@@ -1023,16 +1023,27 @@ fn is_valid_declaration(decl: &str) -> bool {
     seen.first() == Some(&"version")
 }
 
-/// The Name production of XML 1.0, exactly for ASCII; any non-ASCII character is
-/// accepted (the receiver's parser has the last word on those).
-/// Namespaces in XML narrow it to a QName: `prefix:local` or `local`, each part
-/// a Name without a colon.
+/// The NameStartChar production of XML 1.0 (fifth edition), without `:`.
+fn is_name_start(c: char) -> bool {
+    matches!(c,
+        'A'..='Z' | '_' | 'a'..='z' | '\u{C0}'..='\u{D6}' | '\u{D8}'..='\u{F6}'
+        | '\u{F8}'..='\u{2FF}' | '\u{370}'..='\u{37D}' | '\u{37F}'..='\u{1FFF}'
+        | '\u{200C}'..='\u{200D}' | '\u{2070}'..='\u{218F}' | '\u{2C00}'..='\u{2FEF}'
+        | '\u{3001}'..='\u{D7FF}' | '\u{F900}'..='\u{FDCF}' | '\u{FDF0}'..='\u{FFFD}'
+        | '\u{10000}'..='\u{EFFFF}')
+}
+
+/// The NameChar production of XML 1.0, without `:`.
+fn is_name_char(c: char) -> bool {
+    is_name_start(c)
+        || matches!(c, '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
+}
+
+/// A QName of Namespaces in XML: `prefix:local` or `local`, each an NCName.
 fn is_xml_name(name: &str) -> bool {
     let ncname = |part: &str| {
         let mut chars = part.chars();
-        let start = |c: char| c.is_ascii_alphabetic() || c == '_' || !c.is_ascii();
-        chars.next().is_some_and(start)
-            && chars.all(|c| start(c) || c.is_ascii_digit() || c == '-' || c == '.')
+        chars.next().is_some_and(is_name_start) && chars.all(is_name_char)
     };
     match name.split_once(':') {
         Some((prefix, local)) => ncname(prefix) && ncname(local),
