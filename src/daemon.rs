@@ -1,14 +1,18 @@
-//! `wssgate serve`: load the configuration and keystore, bind the listener, log
-//! what is served, and run the proxy until asked to stop, reloading on request.
+//! `wssgate serve`: load the configuration and keystore, restore the pause state,
+//! bind the proxy and admin listeners, log what is served, and run until asked to
+//! stop, reloading on request.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
+use crate::admin::{self, Admin};
 use crate::config::Config;
+use crate::proxy::gate::{Gates, PauseFile};
 use crate::proxy::{self, Proxy};
 use crate::signal::Intent;
 use crate::state::{ReloadError, ReloadTrigger, Shared, Snapshot};
@@ -23,84 +27,143 @@ pub enum StartError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("pause state: {0}")]
+    PauseState(std::io::Error),
+    #[error("admin TLS: {0}")]
+    AdminTls(String),
 }
 
-/// Load and validate everything the daemon needs, without binding.
-pub fn load(config_path: &Path) -> Result<Arc<Shared>, StartError> {
-    let config = Config::load(config_path).map_err(ReloadError::from)?;
-    let path = config.path.clone();
-    let snapshot =
-        Snapshot::build(Arc::new(config), 1, SystemTime::now()).map_err(ReloadError::from)?;
-    Ok(Arc::new(Shared::new(snapshot, path)))
+/// Everything the daemon runs on, before any socket is bound.
+pub struct Daemon {
+    pub shared: Arc<Shared>,
+    /// Pause state per route, restored from disk.
+    pub gates: Arc<Gates>,
+    pub pause_file: PauseFile,
 }
 
-/// Log the routes and certificates of the current snapshot.
-pub fn log_startup(shared: &Shared) {
-    let snapshot = shared.load();
-    for route in &snapshot.routes {
-        let info = route.recipient.info();
-        tracing::info!(
-            route = %route.config.name,
-            path = %route.config.path,
-            upstream = %route.config.upstream,
-            alias = %route.config.alias,
-            serial = %info.serial,
-            not_after = %crate::wss::certificate::rfc3339(info.not_after),
-            sha256 = %info.sha256,
-            algorithms = %route.config.algorithms,
-            "route"
-        );
+impl Daemon {
+    /// Load and validate the configuration and keystore, and restore the routes
+    /// that were paused when the daemon last stopped.
+    pub async fn load(config_path: &Path) -> Result<Daemon, StartError> {
+        let config = Config::load(config_path).map_err(ReloadError::from)?;
+        let path = config.path.clone();
+        let snapshot =
+            Snapshot::build(Arc::new(config), 1, SystemTime::now()).map_err(ReloadError::from)?;
+        let pause_file = PauseFile::new(&snapshot.config.keystore.state_dir);
+        let gates = Arc::new(Gates::default());
+        for (route, by) in pause_file.load().map_err(StartError::PauseState)? {
+            gates.get(&route).pause().await;
+            tracing::warn!(route = %route, by = %by.by, since = %by.since, "route restored paused: resume it when the renewal is done");
+        }
+        Ok(Daemon {
+            shared: Arc::new(Shared::new(snapshot, path)),
+            gates,
+            pause_file,
+        })
     }
-    for w in &snapshot.warnings {
-        tracing::warn!(alias = %w.alias, serial = %w.serial, days_left = w.days_left, "certificate expires soon");
-    }
-}
 
-/// Run the proxy on `listener`; `intents` delivers reloads and the shutdown.
-pub async fn run(shared: Arc<Shared>, listener: TcpListener, mut intents: mpsc::Receiver<Intent>) {
-    let proxy = Arc::new(Proxy::new(shared.clone()));
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, generation = shared.load().generation, "proxy listening");
+    /// Bind the configured proxy and admin addresses.
+    pub async fn bind(&self) -> Result<(TcpListener, TcpListener), StartError> {
+        let snapshot = self.shared.load();
+        let bind = |addr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })
+        };
+        Ok((
+            bind(snapshot.config.proxy.listen).await?,
+            bind(snapshot.config.admin.listen).await?,
+        ))
     }
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let reloader = {
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let mut stop = Some(stop_tx);
-            while let Some(intent) = intents.recv().await {
-                match intent {
-                    Intent::Reload => {
-                        let shared = shared.clone();
-                        // Failures are logged and counted inside reload().
-                        let _ = tokio::task::spawn_blocking(move || {
-                            shared.reload(ReloadTrigger::Signal)
-                        })
-                        .await;
-                    }
-                    Intent::Shutdown => {
-                        if let Some(tx) = stop.take() {
-                            let _ = tx.send(());
+
+    /// Log the routes and certificates of the current snapshot.
+    pub fn log_startup(&self) {
+        let snapshot = self.shared.load();
+        for route in &snapshot.routes {
+            let info = route.recipient.info();
+            tracing::info!(
+                route = %route.config.name,
+                path = %route.config.path,
+                upstream = %route.config.upstream,
+                alias = %route.config.alias,
+                serial = %info.serial,
+                not_after = %crate::wss::certificate::rfc3339(info.not_after),
+                sha256 = %info.sha256,
+                algorithms = %route.config.algorithms,
+                paused = self.gates.get(&route.config.name).is_paused(),
+                "route"
+            );
+        }
+        for w in &snapshot.warnings {
+            tracing::warn!(alias = %w.alias, serial = %w.serial, days_left = w.days_left, "certificate expires soon");
+        }
+    }
+
+    /// Run the proxy and the admin API; `intents` delivers reloads and the shutdown.
+    pub async fn run(
+        self,
+        proxy_listener: TcpListener,
+        admin_listener: TcpListener,
+        mut intents: mpsc::Receiver<Intent>,
+    ) -> Result<(), StartError> {
+        let snapshot = self.shared.load();
+        let tls = match &snapshot.config.admin.tls {
+            Some((cert, key)) => {
+                Some(admin::tls_acceptor(cert, key).map_err(StartError::AdminTls)?)
+            }
+            None => None,
+        };
+        let admin_addr = admin_listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                addr: snapshot.config.admin.listen,
+                source,
+            })?;
+        let admin = Arc::new(Admin {
+            shared: self.shared.clone(),
+            gates: self.gates.clone(),
+            pause_file: self.pause_file.clone(),
+            ready: Default::default(),
+            bound: admin_addr,
+        });
+        let proxy = Arc::new(Proxy::new(self.shared.clone(), self.gates.clone()));
+        if let Ok(addr) = proxy_listener.local_addr() {
+            tracing::info!(%addr, generation = snapshot.generation, "proxy listening");
+        }
+        tracing::info!(addr = %admin_addr, tls = tls.is_some(), "admin API listening");
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let reloader = {
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                while let Some(intent) = intents.recv().await {
+                    match intent {
+                        Intent::Reload => {
+                            let shared = shared.clone();
+                            // Failures are logged and counted inside reload().
+                            let _ = tokio::task::spawn_blocking(move || {
+                                shared.reload(ReloadTrigger::Signal)
+                            })
+                            .await;
                         }
+                        Intent::Shutdown => break,
                     }
                 }
-            }
-            if let Some(tx) = stop.take() {
-                let _ = tx.send(());
-            }
-        })
-    };
-    proxy::run(proxy, listener, shutdown_future(stop_rx)).await;
-    reloader.abort();
-}
-
-async fn shutdown_future(rx: tokio::sync::oneshot::Receiver<()>) {
-    let _ = rx.await;
-}
-
-/// Bind the configured proxy address.
-pub async fn bind(shared: &Shared) -> Result<TcpListener, StartError> {
-    let addr = shared.load().config.proxy.listen;
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { addr, source })
+                let _ = stop_tx.send(true);
+            })
+        };
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let admin_task = tokio::spawn(admin::run(
+            admin.clone(),
+            admin_listener,
+            tls,
+            stopped(stop_rx.clone()),
+        ));
+        admin.ready.store(true, Ordering::SeqCst);
+        proxy::run(proxy, proxy_listener, stopped(stop_rx)).await;
+        reloader.abort();
+        let _ = admin_task.await;
+        Ok(())
+    }
 }

@@ -641,19 +641,25 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
             });
         }
     };
-    let shared = daemon::load(&args.config.config).map_err(Failure::invalid)?;
-    telemetry::init(format.unwrap_or(shared.load().config.log_format));
+    // The log format is in the file: read it first, so that loading logs properly.
+    let preview = load_config(&args.config.config)?;
+    telemetry::init(format.unwrap_or(preview.log_format));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::runtime(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(async move {
-        daemon::log_startup(&shared);
-        let listener = daemon::bind(&shared).await.map_err(Failure::runtime)?;
+        let daemon = daemon::Daemon::load(&args.config.config)
+            .await
+            .map_err(Failure::invalid)?;
+        daemon.log_startup();
+        let (proxy_listener, admin_listener) = daemon.bind().await.map_err(Failure::runtime)?;
         let intents = signal::intents()
             .map_err(|e| Failure::runtime(format!("cannot install signal handlers: {e}")))?;
-        daemon::run(shared, listener, intents).await;
-        Ok::<(), Failure>(())
+        daemon
+            .run(proxy_listener, admin_listener, intents)
+            .await
+            .map_err(Failure::runtime)
     })?;
     tracing::info!("stopped");
     Ok(())

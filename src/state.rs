@@ -25,6 +25,37 @@ pub enum SnapshotError {
     },
     #[error(transparent)]
     Keystore(#[from] KeystoreError),
+    #[error("admin token {name:?} ({file}): {reason}")]
+    Token {
+        name: String,
+        file: String,
+        reason: String,
+    },
+}
+
+/// An admin API token as read from its file.
+#[derive(Clone)]
+pub struct AdminToken {
+    /// The actor in the audit log.
+    pub name: String,
+    pub role: crate::config::Role,
+    /// SHA-256 of the token: compared in constant time, and the token itself is
+    /// not kept in memory longer than needed.
+    pub digest: [u8; 32],
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminToken")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+/// SHA-256, as tokens are compared.
+pub fn token_digest(token: &str) -> [u8; 32] {
+    openssl::sha::sha256(token.trim().as_bytes())
 }
 
 /// A route with the certificate it encrypts for.
@@ -46,6 +77,8 @@ pub struct Snapshot {
     pub generation: u64,
     pub loaded_at: SystemTime,
     pub warnings: Vec<ExpiryWarning>,
+    /// Admin API tokens, read from their files at each load.
+    pub admin_tokens: Vec<AdminToken>,
 }
 
 impl Snapshot {
@@ -87,7 +120,26 @@ impl Snapshot {
             .map(|(a, r)| (a.clone(), r.clone()))
             .collect();
         let warnings = keystore.expiry_warnings(&in_use, now);
+        let mut admin_tokens = Vec::new();
+        for t in &config.admin.tokens {
+            let fail = |reason: String| SnapshotError::Token {
+                name: t.name.clone(),
+                file: t.file.display().to_string(),
+                reason,
+            };
+            let text = std::fs::read_to_string(&t.file).map_err(|e| fail(e.to_string()))?;
+            let token = text.trim();
+            if token.len() < 16 {
+                return Err(fail("a token must have at least 16 characters".into()));
+            }
+            admin_tokens.push(AdminToken {
+                name: t.name.clone(),
+                role: t.role,
+                digest: token_digest(token),
+            });
+        }
         Ok(Snapshot {
+            admin_tokens,
             config,
             routes,
             aliases,

@@ -50,12 +50,16 @@ async fn sighup_picks_up_an_exchanged_certificate_and_sigterm_stops() {
     .unwrap();
     std::fs::write(dir.path().join("new.pem"), new.cert_pem()).unwrap();
     let port = free_port();
-    let config = net::config(&format!("http://{}/s", receiver.addr), "", "")
-        .replace(
-            "listen = \"127.0.0.1:0\"",
-            &format!("listen = \"127.0.0.1:{port}\""),
-        )
-        .replace("{dir}", dir.path().to_str().unwrap());
+    let admin_port = free_port();
+    let config = format!(
+        "[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n{}",
+        net::config(&format!("http://{}/s", receiver.addr), "", "")
+    )
+    .replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    )
+    .replace("{dir}", dir.path().to_str().unwrap());
     let config_path = dir.path().join("wssgate.toml");
     std::fs::write(&config_path, config).unwrap();
 

@@ -99,13 +99,39 @@ async fn serve(
     peer: SocketAddr,
     access: &mut Access,
 ) -> Result<Response<ProxyBody>, Failure> {
-    // One snapshot for the whole request: the certificate cannot change under it.
-    let snapshot: Arc<Snapshot> = proxy.shared.load();
-    let route = snapshot
+    let arrival = proxy.shared.load();
+    let route_name = arrival
         .route_for(request.uri().path())
         .ok_or((Fault::NoRoute, None))?
+        .config
+        .name
         .clone();
-    access.route = Some(route.config.name.clone());
+    access.route = Some(route_name.clone());
+    if request.method() != Method::POST && request.method() != Method::GET {
+        return Err((Fault::MethodNotAllowed, None));
+    }
+    // The gate: nothing passes to the receiver while the route is paused.
+    let entry = &arrival
+        .route(&route_name)
+        .ok_or((Fault::NoRoute, None))?
+        .config;
+    let gate = proxy.gates.get(&route_name);
+    let _in_flight = gate
+        .enter(entry.on_pause, entry.hold_max, entry.hold_timeout)
+        .await
+        .map_err(|refusal| {
+            tracing::info!(request_id = %access.request_id, route = %route_name, ?refusal, "refused while paused");
+            (Fault::RoutePaused { retry_after_secs: entry.hold_timeout.as_secs().max(1) }, None)
+        })?;
+    drop(arrival);
+    // One snapshot from here on, loaded after the gate: a request held across an
+    // exchange is encrypted with the certificate current at its release, and the
+    // certificate cannot change under a request.
+    let snapshot: Arc<Snapshot> = proxy.shared.load();
+    let route = snapshot
+        .route(&route_name)
+        .ok_or((Fault::NoRoute, None))?
+        .clone();
     let target = upstream_uri(&route, request.uri()).map_err(|f| (f, None))?;
 
     let is_wsdl = request.method() == Method::GET

@@ -45,13 +45,16 @@ pub struct Proxy {
     pub shared: Arc<Shared>,
     /// Upstream clients with their connection pools.
     clients: upstream::Clients,
+    /// Pause state per route; outlives snapshots.
+    pub gates: Arc<gate::Gates>,
 }
 
 impl Proxy {
-    pub fn new(shared: Arc<Shared>) -> Proxy {
+    pub fn new(shared: Arc<Shared>, gates: Arc<gate::Gates>) -> Proxy {
         Proxy {
             shared,
             clients: upstream::Clients::default(),
+            gates,
         }
     }
 

@@ -333,31 +333,72 @@ pub mod net {
     /// A running daemon with its state, on port 0.
     pub struct Daemon {
         pub addr: SocketAddr,
+        pub admin: SocketAddr,
         pub shared: Arc<Shared>,
+        pub gates: Arc<wssgate::proxy::gate::Gates>,
         pub intents: mpsc::Sender<Intent>,
         pub task: tokio::task::JoinHandle<()>,
         pub dir: tempfile::TempDir,
     }
+
+    /// Tokens written for every test daemon, by role.
+    pub const TOKENS: [(&str, &str, &str); 4] = [
+        ("reader", "read", "read-token-0123456789"),
+        ("ops", "operator", "operator-token-0123456789"),
+        ("keyadmin", "keys", "keys-token-0123456789"),
+        ("root", "admin", "admin-token-0123456789"),
+    ];
 
     impl Daemon {
         /// Start with `config` (TOML; `{dir}` is replaced by the daemon's directory)
         /// and the given alias certificates in the keystore.
         pub async fn start(config: &str, certificates: &[(&str, Vec<u8>)]) -> Daemon {
             let dir = tempfile::tempdir().unwrap();
+            Daemon::start_in(dir, config, certificates).await
+        }
+
+        /// Start in an existing directory (a restart keeps its state).
+        pub async fn start_in(
+            dir: tempfile::TempDir,
+            config: &str,
+            certificates: &[(&str, Vec<u8>)],
+        ) -> Daemon {
             std::fs::create_dir_all(dir.path().join("keystore")).unwrap();
             for (alias, pem) in certificates {
                 std::fs::write(dir.path().join(format!("keystore/{alias}.pem")), pem).unwrap();
             }
+            let mut tokens = String::from("\n[admin]\nlisten = \"127.0.0.1:0\"\ntokens = [\n");
+            for (name, role, token) in TOKENS {
+                std::fs::write(
+                    dir.path().join(format!("{name}.token")),
+                    format!("{token}\n"),
+                )
+                .unwrap();
+                tokens.push_str(&format!("  {{ name = \"{name}\", role = \"{role}\", file = \"{{dir}}/{name}.token\" }},\n"));
+            }
+            tokens.push_str("]\n");
+            let config = if config.contains("[admin]") {
+                config.to_string()
+            } else {
+                format!("{tokens}{config}")
+            };
             let path = dir.path().join("wssgate.toml");
             std::fs::write(&path, config.replace("{dir}", dir.path().to_str().unwrap())).unwrap();
-            let shared = wssgate::daemon::load(&path).unwrap();
+            let daemon = wssgate::daemon::Daemon::load(&path).await.unwrap();
+            let (shared, gates) = (daemon.shared.clone(), daemon.gates.clone());
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
+            let admin = admin_listener.local_addr().unwrap();
             let (intents, rx) = mpsc::channel(8);
-            let task = tokio::spawn(wssgate::daemon::run(shared.clone(), listener, rx));
+            let task = tokio::spawn(async move {
+                daemon.run(listener, admin_listener, rx).await.unwrap();
+            });
             Daemon {
                 addr,
+                admin,
                 shared,
+                gates,
                 intents,
                 task,
                 dir,
@@ -366,6 +407,10 @@ pub mod net {
 
         pub fn url(&self, path: &str) -> String {
             format!("http://{}{path}", self.addr)
+        }
+
+        pub fn admin_url(&self, path: &str) -> String {
+            format!("http://{}{path}", self.admin)
         }
 
         /// SIGHUP, as the signal module delivers it; returns once the reload ran.
@@ -378,6 +423,31 @@ pub mod net {
             .unwrap()
             .map(|o| o.generation)
             .map_err(|e| e.to_string())
+        }
+
+        /// Call the admin API with the token of `role` ("read", "operator", "keys", "admin").
+        pub async fn admin_call(
+            &self,
+            method: &str,
+            path: &str,
+            role: Option<&str>,
+            body: &[u8],
+        ) -> (u16, serde_json::Value) {
+            let mut req = Request::builder().method(method).uri(self.admin_url(path));
+            if let Some(role) = role {
+                let token = TOKENS.iter().find(|t| t.1 == role).unwrap().2;
+                req = req.header("authorization", format!("Bearer {token}"));
+            }
+            let resp = client()
+                .request(req.body(Full::new(Bytes::copy_from_slice(body))).unwrap())
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            (
+                status,
+                serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+            )
         }
     }
 
