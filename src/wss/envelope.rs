@@ -531,6 +531,9 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
         &self,
         e: &'e BytesStart<'_>,
     ) -> Result<(Vec<Binding>, Vec<&'e str>), EncryptError> {
+        if !attributes_separated(e.attributes_raw()) {
+            return Err(self.malformed("attributes must be separated by whitespace"));
+        }
         let mut declared = Vec::new();
         let mut prefixes = Vec::new();
         for attr in e.attributes().with_checks(true) {
@@ -1021,6 +1024,27 @@ fn is_valid_declaration(decl: &str) -> bool {
         rest = &after[1 + end + 1..];
     }
     seen.first() == Some(&"version")
+}
+
+/// Whether every quoted attribute value is followed by whitespace or the end of
+/// the tag (quick-xml accepts `a="1"b="2"`, XML does not).
+fn attributes_separated(raw: &str) -> bool {
+    let mut quote: Option<char> = None;
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        match quote {
+            Some(q) if c == q => {
+                quote = None;
+                if chars.peek().is_some_and(|n| !n.is_ascii_whitespace() && *n != '/') {
+                    return false;
+                }
+            }
+            Some(_) => {}
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None => {}
+        }
+    }
+    true
 }
 
 /// The NameStartChar production of XML 1.0 (fifth edition), without `:`.
