@@ -1035,7 +1035,10 @@ fn attributes_separated(raw: &str) -> bool {
         match quote {
             Some(q) if c == q => {
                 quote = None;
-                if chars.peek().is_some_and(|n| !n.is_ascii_whitespace() && *n != '/') {
+                if chars
+                    .peek()
+                    .is_some_and(|n| !n.is_ascii_whitespace() && *n != '/')
+                {
                     return false;
                 }
             }

@@ -1,0 +1,547 @@
+//! The admin API and both renewal procedures, against the real daemon and a
+//! receiver that decrypts (and records what it got, so the invariants are checked
+//! from the receiver's side, not from wssgate's).
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::net::{self, Daemon, Receiver};
+use common::{CertSpec, TestReceiver};
+use http_body_util::Full;
+use wssgate::keystore::audit;
+
+const BODY: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><m:order xmlns:m="urn:m"><m:n>1</m:n></m:order></soap:Body></soap:Envelope>"#;
+
+fn cert(serial: u32) -> TestReceiver {
+    TestReceiver::new(&CertSpec {
+        serial,
+        common_name: format!("receiver-{serial}"),
+        ..CertSpec::default()
+    })
+}
+
+fn ring(certs: &[&TestReceiver]) -> wssgate::wss::keys::KeyRing {
+    let mut ring = wssgate::wss::keys::KeyRing::default();
+    for c in certs {
+        ring.push(wssgate::wss::keys::from_pem(&c.key_and_cert_pem(), "k").unwrap());
+    }
+    ring
+}
+
+/// Clients sending continuously until `stop`; each result: (request id, sent at, status).
+fn load(
+    daemon: &Arc<Daemon>,
+    stop: &Arc<AtomicBool>,
+    clients: usize,
+) -> Vec<tokio::task::JoinHandle<Vec<(String, Instant, u16)>>> {
+    (0..clients)
+        .map(|c| {
+            let (daemon, stop, client) = (daemon.clone(), stop.clone(), net::client());
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let id = format!("c{c}-{i}");
+                    let req = hyper::Request::post(daemon.url("/orders"))
+                        .header("content-type", "text/xml")
+                        .header("x-request-id", &id)
+                        .body(Full::new(Bytes::from_static(BODY.as_bytes())))
+                        .unwrap();
+                    let at = Instant::now();
+                    let status = client
+                        .request(req)
+                        .await
+                        .map(|r| r.status().as_u16())
+                        .unwrap_or(0);
+                    out.push((id, at, status));
+                    i += 1;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                out
+            })
+        })
+        .collect()
+}
+
+async fn collect(
+    handles: Vec<tokio::task::JoinHandle<Vec<(String, Instant, u16)>>>,
+) -> Vec<(String, Instant, u16)> {
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.unwrap());
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_role_method_and_host_are_enforced() {
+    let rx = common::receiver();
+    let receiver = Receiver::start(rx.key_ring()).await;
+    let daemon = Daemon::start(
+        &net::config(&format!("http://{}/s", receiver.addr), "", ""),
+        &[("orders-receiver", rx.cert_pem())],
+    )
+    .await;
+    assert_eq!(daemon.admin_call("GET", "/healthz", None, b"").await.0, 200);
+    assert_eq!(daemon.admin_call("GET", "/readyz", None, b"").await.0, 200);
+    assert_eq!(
+        daemon.admin_call("GET", "/v1/status", None, b"").await.0,
+        401,
+        "no token"
+    );
+    let resp = net::client()
+        .request(
+            hyper::Request::get(daemon.admin_url("/v1/status"))
+                .header("authorization", "Bearer wrong-token-0123456789")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401, "wrong token");
+    assert_eq!(
+        daemon
+            .admin_call("GET", "/v1/status", Some("read"), b"")
+            .await
+            .0,
+        200
+    );
+    let (status, body) = daemon
+        .admin_call("POST", "/v1/routes/orders/pause", Some("read"), b"")
+        .await;
+    assert_eq!(status, 403, "read may not pause: {body}");
+    assert_eq!(
+        daemon
+            .admin_call(
+                "PUT",
+                "/v1/keystore/orders-receiver",
+                Some("operator"),
+                b"x"
+            )
+            .await
+            .0,
+        403,
+        "operator may not exchange"
+    );
+    assert_eq!(
+        daemon
+            .admin_call("POST", "/v1/reload", Some("keys"), b"")
+            .await
+            .0,
+        403,
+        "keys may not reload"
+    );
+    assert_eq!(
+        daemon
+            .admin_call("DELETE", "/v1/reload", Some("admin"), b"")
+            .await
+            .0,
+        405
+    );
+    assert_eq!(
+        daemon
+            .admin_call("GET", "/v1/routes/orders/pause", Some("admin"), b"")
+            .await
+            .0,
+        405
+    );
+    assert_eq!(
+        daemon
+            .admin_call("GET", "/v1/nothing", Some("admin"), b"")
+            .await
+            .0,
+        404
+    );
+    // DNS rebinding: a browser sends the attacker's host name.
+    let resp = net::client()
+        .request(
+            hyper::Request::get(daemon.admin_url("/v1/status"))
+                .header("host", format!("evil.example:{}", daemon.admin.port()))
+                .header("authorization", format!("Bearer {}", net::TOKENS[3].2))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    // Route view.
+    let (status, route) = daemon
+        .admin_call("GET", "/v1/routes/orders", Some("read"), b"")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(route["state"], "active");
+    assert_eq!(route["alias"], "orders-receiver");
+    assert_eq!(route["certificate"]["serial"], "4711");
+    assert_eq!(route["certificate"]["sha256"], rx.recipient().info().sha256);
+    let text = serde_json::to_string(
+        &daemon
+            .admin_call("GET", "/v1/status", Some("admin"), b"")
+            .await
+            .1,
+    )
+    .unwrap();
+    for secret in net::TOKENS.iter().map(|t| t.2) {
+        assert!(!text.contains(secret), "no token in answers");
+    }
+    assert!(!text.contains("PRIVATE KEY"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exclusive_renewal_under_load() {
+    let old = cert(1);
+    let new = cert(2);
+    let receiver = Arc::new(Receiver::start(ring(&[&old])).await);
+    let daemon = Arc::new(
+        Daemon::start(
+            &net::config(
+                &format!("http://{}/s", receiver.addr),
+                "hold_timeout = \"20s\"",
+                "",
+            ),
+            &[("orders-receiver", old.cert_pem())],
+        )
+        .await,
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = load(&daemon, &stop, 4);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // 1. The operator pauses the route and waits until nothing is in flight.
+    let (status, view) = daemon
+        .admin_call(
+            "POST",
+            "/v1/routes/orders/pause?wait=10",
+            Some("operator"),
+            b"",
+        )
+        .await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["state"], "paused");
+    assert_eq!(view["drained"], true);
+    let delivered_at_pause = receiver.received().len();
+    // 2. The keystore administrator exchanges the certificate.
+    let (status, exchanged) = daemon
+        .admin_call(
+            "PUT",
+            "/v1/keystore/orders-receiver",
+            Some("keys"),
+            &new.cert_pem(),
+        )
+        .await;
+    assert_eq!(status, 200, "{exchanged}");
+    assert_eq!(exchanged["current"]["serial"], "2");
+    assert_eq!(exchanged["previous"]["serial"], "1");
+    // 3. The receiver swaps its key pair (it can hold only one).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    *receiver.keys.lock().unwrap() = ring(&[&new]);
+    assert_eq!(
+        receiver.received().len(),
+        delivered_at_pause,
+        "nothing reached the receiver during the pause"
+    );
+    let (_, view) = daemon
+        .admin_call("GET", "/v1/routes/orders", Some("read"), b"")
+        .await;
+    assert!(
+        view["held"].as_u64().unwrap() >= 1,
+        "requests are held: {view}"
+    );
+    // 4. The operator resumes: held requests go out under the new certificate.
+    let (status, view) = daemon
+        .admin_call("POST", "/v1/routes/orders/resume", Some("operator"), b"")
+        .await;
+    assert_eq!(status, 200, "{view}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let sent = collect(clients).await;
+
+    let received = receiver.received();
+    let new_sha = new.recipient().info().sha256.clone();
+    let refused: Vec<_> = sent.iter().filter(|s| s.2 != 200).collect();
+    assert!(
+        refused.iter().all(|s| s.2 == 503),
+        "only hold limits may refuse: {refused:?}"
+    );
+    assert_eq!(
+        sent.len(),
+        received.len() + refused.len(),
+        "accepted = delivered + refused"
+    );
+    for (id, _, status) in &sent {
+        let got: Vec<_> = received.iter().filter(|r| &r.request_id == id).collect();
+        if *status == 200 {
+            assert_eq!(got.len(), 1, "{id} delivered exactly once");
+            assert!(got[0].decrypted.is_ok(), "{id}: {:?}", got[0].decrypted);
+        }
+    }
+    for r in &received[delivered_at_pause..] {
+        assert_eq!(
+            r.certificate.as_deref(),
+            Some(new_sha.as_str()),
+            "held and later requests use the new certificate"
+        );
+    }
+    assert!(
+        received.len() > delivered_at_pause,
+        "held requests were released"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlap_renewal_under_load_with_repeated_exchanges() {
+    let certs: Vec<TestReceiver> = (10..14).map(cert).collect();
+    let receiver = Arc::new(Receiver::start(ring(&certs.iter().collect::<Vec<_>>())).await);
+    let daemon = Arc::new(
+        Daemon::start(
+            &net::config(&format!("http://{}/s", receiver.addr), "", ""),
+            &[("orders-receiver", certs[0].cert_pem())],
+        )
+        .await,
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = load(&daemon, &stop, 4);
+    let mut exchanges = Vec::new();
+    for c in &certs[1..] {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (status, body) = daemon
+            .admin_call(
+                "PUT",
+                "/v1/keystore/orders-receiver",
+                Some("admin"),
+                &c.cert_pem(),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        exchanges.push((Instant::now(), c.recipient().info().sha256.clone()));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    let sent = collect(clients).await;
+    assert!(sent.iter().all(|s| s.2 == 200), "zero failed requests");
+    let received = receiver.received();
+    for (id, at, _) in &sent {
+        let r = received
+            .iter()
+            .find(|r| &r.request_id == id)
+            .expect("delivered");
+        assert!(r.decrypted.is_ok());
+        // Sent after exchange k returned: certificate k or a later one, never older.
+        if let Some(k) = exchanges.iter().rposition(|(done, _)| done < at) {
+            let used = exchanges
+                .iter()
+                .position(|(_, sha)| Some(sha) == r.certificate.as_ref());
+            assert!(
+                used.is_some_and(|u| u >= k),
+                "{id} sent after exchange {k} returned used an older certificate"
+            );
+        }
+    }
+    let history = wssgate::keystore::Keystore::new(daemon.shared.load().config.keystore.clone())
+        .history("orders-receiver")
+        .unwrap();
+    assert_eq!(history.len(), 4, "every certificate is archived or active");
+    let log = audit::read(&daemon.shared.load().config.keystore.state_dir).unwrap();
+    assert_eq!(
+        log.iter()
+            .filter(|r| r.action == "exchange" && r.actor == "root")
+            .count(),
+        3
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_during_a_pause_keeps_the_route_paused_and_reject_mode_answers_503() {
+    let rx = common::receiver();
+    let receiver = Receiver::start(rx.key_ring()).await;
+    let config = net::config(
+        &format!("http://{}/s", receiver.addr),
+        "on_pause = \"reject\"\nhold_timeout = \"7s\"",
+        "",
+    );
+    let daemon = Daemon::start(&config, &[("orders-receiver", rx.cert_pem())]).await;
+    let (status, _) = daemon
+        .admin_call("POST", "/v1/routes/orders/pause", Some("operator"), b"")
+        .await;
+    assert_eq!(status, 200);
+    let (status, headers, answer) = net::post(
+        &net::client(),
+        &daemon.url("/orders"),
+        "text/xml",
+        BODY.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(headers.get("retry-after").unwrap(), "7");
+    assert!(answer.contains("route-paused"));
+    // Restart: stop the daemon and start it again on the same state directory.
+    daemon.task.abort();
+    let _ = daemon.task.await;
+    let Daemon { dir, .. } = daemon;
+    let restarted = Daemon::start_in(dir, &config, &[]).await;
+    let (_, view) = restarted
+        .admin_call("GET", "/v1/routes/orders", Some("read"), b"")
+        .await;
+    assert_eq!(view["state"], "paused", "{view}");
+    let (status, _, _) = net::post(
+        &net::client(),
+        &restarted.url("/orders"),
+        "text/xml",
+        BODY.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 503);
+    let (status, _) = restarted
+        .admin_call("POST", "/v1/routes/orders/resume", Some("operator"), b"")
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = restarted
+        .admin_call("POST", "/v1/routes/orders/resume", Some("operator"), b"")
+        .await;
+    assert_eq!(status, 200, "resume is idempotent");
+    let (status, _, _) = net::post(
+        &net::client(),
+        &restarted.url("/orders"),
+        "text/xml",
+        BODY.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        receiver.received().len() == 1,
+        "nothing was sent during the pause, one after"
+    );
+    let log = audit::read(&restarted.shared.load().config.keystore.state_dir).unwrap();
+    let actions: Vec<(&str, &str)> = log
+        .iter()
+        .map(|r| (r.actor.as_str(), r.action.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        [("ops", "pause"), ("ops", "resume"), ("ops", "resume")]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_limits_and_an_abandoned_client() {
+    let rx = common::receiver();
+    let receiver = Receiver::start(rx.key_ring()).await;
+    let config = net::config(
+        &format!("http://{}/s", receiver.addr),
+        "hold_max = 2\nhold_timeout = \"1s\"",
+        "",
+    );
+    let daemon = Arc::new(Daemon::start(&config, &[("orders-receiver", rx.cert_pem())]).await);
+    daemon
+        .admin_call("POST", "/v1/routes/orders/pause", Some("operator"), b"")
+        .await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let d = daemon.clone();
+        held.push(tokio::spawn(async move {
+            net::post(
+                &net::client(),
+                &d.url("/orders"),
+                "text/xml",
+                BODY.as_bytes(),
+            )
+            .await
+            .0
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, _, answer) = net::post(
+        &net::client(),
+        &daemon.url("/orders"),
+        "text/xml",
+        BODY.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 503, "hold_max reached: {answer}");
+    for h in held {
+        assert_eq!(h.await.unwrap(), 503, "hold_timeout ran out");
+    }
+    // A client that goes away while held is never sent.
+    let d = daemon.clone();
+    let gone = tokio::spawn(async move {
+        net::post(
+            &net::client(),
+            &d.url("/orders"),
+            "text/xml",
+            BODY.as_bytes(),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gone.abort();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    daemon
+        .admin_call("POST", "/v1/routes/orders/resume", Some("operator"), b"")
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        receiver.received().is_empty(),
+        "nothing refused or abandoned was sent"
+    );
+    assert_eq!(
+        daemon
+            .gates
+            .get("orders")
+            .abandoned_total
+            .load(Ordering::Relaxed),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_through_the_api_answers_truthfully() {
+    let rx = common::receiver();
+    let receiver = Receiver::start(rx.key_ring()).await;
+    let daemon = Daemon::start(
+        &net::config(&format!("http://{}/s", receiver.addr), "", ""),
+        &[("orders-receiver", rx.cert_pem())],
+    )
+    .await;
+    let (status, body) = daemon
+        .admin_call("POST", "/v1/reload", Some("operator"), b"")
+        .await;
+    assert_eq!(
+        (status, body["generation"].as_u64()),
+        (200, Some(2)),
+        "{body}"
+    );
+    let path = daemon.dir.path().join("wssgate.toml");
+    let good = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, good.replace("[[route]]", "[[route]]\nunknown = 1")).unwrap();
+    let (status, body) = daemon
+        .admin_call("POST", "/v1/reload", Some("operator"), b"")
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("unknown"),
+        "{body}"
+    );
+    assert_eq!(body["generation"], 2);
+    // Exchange refusals: a certificate that is not one, an unknown alias.
+    let (status, body) = daemon
+        .admin_call(
+            "PUT",
+            "/v1/keystore/orders-receiver",
+            Some("keys"),
+            b"not a certificate",
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, _) = daemon
+        .admin_call("PUT", "/v1/keystore/nobody", Some("keys"), &rx.cert_pem())
+        .await;
+    assert_eq!(status, 404);
+    let (status, body) = daemon
+        .admin_call("GET", "/v1/keystore/orders-receiver", Some("read"), b"")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["live"]["serial"], "4711");
+}
