@@ -21,6 +21,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod ctl;
 pub mod daemon;
 pub mod keystore;
 pub mod proxy;

@@ -47,6 +47,80 @@ enum Command {
     Check(ConfigArg),
     /// Inspect and change the keystore: aliases, certificates, archive.
     Keystore(KeystoreArgs),
+    /// Talk to a running daemon's admin API.
+    Ctl(CtlArgs),
+    /// Walk an overlap or exclusive certificate renewal against a running daemon.
+    Renew(RenewArgs),
+}
+
+#[derive(Args)]
+struct AdminArgs {
+    /// Admin API URL (default: from the configuration file).
+    #[arg(long, value_name = "URL")]
+    admin: Option<String>,
+    /// File holding the bearer token (default: the first token file of the configuration
+    /// that can be read).
+    #[arg(long, value_name = "F")]
+    token_file: Option<PathBuf>,
+    /// CA certificate to verify an https admin URL with.
+    #[arg(long, value_name = "CA.pem")]
+    admin_ca: Option<PathBuf>,
+    /// Configuration file (for the admin URL and token).
+    #[arg(short = 'c', long = "config", default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct CtlArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    #[command(subcommand)]
+    command: CtlCommand,
+}
+
+#[derive(Subcommand)]
+enum CtlCommand {
+    /// Version, configuration generation, routes and aliases.
+    Status,
+    /// Every route with its state, in-flight and held requests and certificate.
+    Routes,
+    /// Stop sending on a route; with --wait, answer once nothing is in flight.
+    Pause {
+        route: String,
+        #[arg(long, value_name = "SECONDS")]
+        wait: Option<u64>,
+    },
+    /// Release held requests in arrival order, then pass traffic.
+    Resume { route: String },
+    /// Reload configuration and keystore (same as SIGHUP).
+    Reload,
+    /// Exchange the certificate of an alias; returns once it is live.
+    Exchange { alias: String, cert: PathBuf },
+    /// An alias's live certificate and archived history.
+    Keystore { alias: Option<String> },
+}
+
+#[derive(Args)]
+struct RenewArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    /// overlap (the receiver accepts old and new key for a while) or exclusive
+    /// (it holds one key: pause, exchange, swap, resume).
+    procedure: String,
+    #[arg(long)]
+    alias: String,
+    /// The receiver's new certificate.
+    #[arg(long, value_name = "NEW.pem")]
+    cert: PathBuf,
+    /// The receiver administrator has confirmed out of band; do not prompt.
+    #[arg(long)]
+    receiver_ready: bool,
+    /// Seconds to wait for in-flight requests when pausing.
+    #[arg(long, default_value_t = 60)]
+    wait: u64,
 }
 
 #[derive(Args)]
@@ -185,6 +259,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Check(args) => check(args),
         Command::Keystore(args) => keystore(args),
+        Command::Ctl(args) => ctl(args),
+        Command::Renew(args) => renew(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -663,4 +739,171 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     })?;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn admin_client(args: &AdminArgs) -> Result<wssgate::ctl::AdminClient, Failure> {
+    let config = if args.admin.is_none() || args.token_file.is_none() {
+        Some(load_config(&args.config)?)
+    } else {
+        None
+    };
+    let url = match (&args.admin, &config) {
+        (Some(u), _) => u.clone(),
+        (None, Some(c)) => c.admin.url.clone(),
+        (None, None) => unreachable!("the configuration is read when --admin is absent"),
+    };
+    let token = match (&args.token_file, &config) {
+        (Some(f), _) => String::from_utf8(read_file(f)?)
+            .map_err(|_| Failure::invalid("the token file is not text"))?,
+        (None, Some(c)) => c
+            .admin
+            .tokens
+            .iter()
+            .find_map(|t| std::fs::read_to_string(&t.file).ok())
+            .ok_or_else(|| {
+                Failure::invalid("no readable token file in the configuration; use --token-file")
+            })?,
+        (None, None) => unreachable!("the configuration is read when --token-file is absent"),
+    };
+    wssgate::ctl::AdminClient::new(&url, &token, args.admin_ca.as_deref()).map_err(Failure::runtime)
+}
+
+fn ctl_failure(e: wssgate::ctl::CtlError) -> Failure {
+    if e.is_invalid_input() {
+        Failure::invalid(e)
+    } else {
+        Failure::runtime(e)
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, Failure> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::runtime(format!("cannot start the runtime: {e}")))?;
+    Ok(runtime.block_on(f))
+}
+
+fn ctl(args: CtlArgs) -> Result<(), Failure> {
+    use http::Method;
+    let client = admin_client(&args.admin)?;
+    let json = args.admin.json;
+    let (status, value) = block_on(async {
+        match &args.command {
+            CtlCommand::Status => client.call(Method::GET, "/v1/status", None).await,
+            CtlCommand::Routes => client.call(Method::GET, "/v1/routes", None).await,
+            CtlCommand::Pause { route, wait } => {
+                let q = wait.map(|w| format!("?wait={w}")).unwrap_or_default();
+                client
+                    .call(Method::POST, &format!("/v1/routes/{route}/pause{q}"), None)
+                    .await
+            }
+            CtlCommand::Resume { route } => {
+                client
+                    .call(Method::POST, &format!("/v1/routes/{route}/resume"), None)
+                    .await
+            }
+            CtlCommand::Reload => client.call(Method::POST, "/v1/reload", None).await,
+            CtlCommand::Exchange { alias, cert } => {
+                let pem = std::fs::read(cert).map_err(|e| {
+                    wssgate::ctl::CtlError::Stopped(format!("cannot read {}: {e}", cert.display()))
+                })?;
+                client
+                    .call(Method::PUT, &format!("/v1/keystore/{alias}"), Some(pem))
+                    .await
+            }
+            CtlCommand::Keystore { alias } => {
+                let path = alias
+                    .as_ref()
+                    .map(|a| format!("/v1/keystore/{a}"))
+                    .unwrap_or_else(|| "/v1/keystore".into());
+                client.call(Method::GET, &path, None).await
+            }
+        }
+    })?
+    .map_err(ctl_failure)?;
+    if json {
+        return print_json(&value);
+    }
+    match &args.command {
+        CtlCommand::Status => {
+            println!(
+                "wssgate {}  generation {}  loaded {}  config {}",
+                value["version"].as_str().unwrap_or("?"),
+                value["generation"],
+                value["loaded_at"].as_str().unwrap_or("?"),
+                value["config"].as_str().unwrap_or("?")
+            );
+            println!(
+                "reloads ok {}  failed {}",
+                value["reloads"]["ok"], value["reloads"]["failed"]
+            );
+            println!();
+            print!("{}", wssgate::ctl::routes_table(&value["routes"]));
+        }
+        CtlCommand::Routes => print!("{}", wssgate::ctl::routes_table(&value)),
+        CtlCommand::Pause { route, .. } => {
+            if status == 202 {
+                return Err(Failure::runtime(format!(
+                    "route {route} is paused, but {} requests are still in flight",
+                    value["in_flight"]
+                )));
+            }
+            println!(
+                "route {route} paused: nothing is sent to the receiver ({} in flight, {} held)",
+                value["in_flight"], value["held"]
+            );
+        }
+        CtlCommand::Resume { route } => println!(
+            "route {route} resumed; {} held requests released",
+            value["released"]
+        ),
+        CtlCommand::Reload => println!(
+            "reloaded: generation {}; changes: {}",
+            value["generation"], value["changed"]
+        ),
+        CtlCommand::Exchange { alias, .. } => println!(
+            "alias {alias}: serial {} is live (was serial {}), generation {}",
+            value["current"]["serial"].as_str().unwrap_or("?"),
+            value["previous"]["serial"].as_str().unwrap_or("?"),
+            value["generation"]
+        ),
+        CtlCommand::Keystore { .. } => print_json(&value)?,
+    }
+    Ok(())
+}
+
+fn renew(args: RenewArgs) -> Result<(), Failure> {
+    let procedure = match args.procedure.as_str() {
+        "overlap" => wssgate::ctl::Procedure::Overlap,
+        "exclusive" => wssgate::ctl::Procedure::Exclusive,
+        other => {
+            return Err(Failure {
+                code: 2,
+                message: format!("procedure {other:?} is not overlap or exclusive"),
+            });
+        }
+    };
+    let client = admin_client(&args.admin)?;
+    let certificate = read_file(&args.cert)?;
+    // Refuse a bad certificate before anything is paused.
+    wss::Recipient::from_bytes(&certificate)
+        .and_then(|r| r.check(&CertificatePolicy::default()).map(|()| r))
+        .map_err(|e| Failure::invalid(format!("{}: {e}", args.cert.display())))?;
+    let confirmation = if args.receiver_ready {
+        wssgate::ctl::Confirmation::Given
+    } else {
+        wssgate::ctl::Confirmation::Prompt
+    };
+    let mut out = io::stdout();
+    block_on(wssgate::ctl::renew(
+        &client,
+        procedure,
+        &args.alias,
+        certificate,
+        std::time::Duration::from_secs(args.wait),
+        confirmation,
+        &mut out,
+    ))?
+    .map_err(ctl_failure)
 }

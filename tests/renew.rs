@@ -1,0 +1,261 @@
+//! `wssgate ctl` and `wssgate renew`, scripted, against a running daemon.
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::net::{self, Daemon, Receiver};
+use common::{CertSpec, TestReceiver};
+
+const BODY: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><m:x xmlns:m="urn:m"/></soap:Body></soap:Envelope>"#;
+
+fn wssgate(daemon: &Daemon, role_token: &str, args: &[&str]) -> std::process::Output {
+    let token = daemon.dir.path().join(format!("{role_token}.token"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wssgate"));
+    cmd.arg(args[0])
+        .args([
+            "--admin",
+            &daemon.admin_url(""),
+            "--token-file",
+            token.to_str().unwrap(),
+        ])
+        .args(&args[1..]);
+    cmd.output().unwrap()
+}
+
+async fn run(
+    daemon: &Arc<Daemon>,
+    role_token: &'static str,
+    args: Vec<String>,
+) -> std::process::Output {
+    let daemon = daemon.clone();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        wssgate(&daemon, role_token, &args)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renew_exclusive_and_overlap_scripted() {
+    let (c1, c2, c3) = (
+        TestReceiver::new(&CertSpec {
+            serial: 1,
+            ..CertSpec::default()
+        }),
+        TestReceiver::new(&CertSpec {
+            serial: 2,
+            ..CertSpec::default()
+        }),
+        TestReceiver::new(&CertSpec {
+            serial: 3,
+            ..CertSpec::default()
+        }),
+    );
+    let mut keys = wssgate::wss::keys::KeyRing::default();
+    for c in [&c1, &c2, &c3] {
+        keys.push(wssgate::wss::keys::from_pem(&c.key_and_cert_pem(), "k").unwrap());
+    }
+    let receiver = Receiver::start(keys).await;
+    let daemon = Arc::new(
+        Daemon::start(
+            &net::config(&format!("http://{}/s", receiver.addr), "", ""),
+            &[("orders-receiver", c1.cert_pem())],
+        )
+        .await,
+    );
+    for (i, c) in [&c2, &c3].iter().enumerate() {
+        std::fs::write(daemon.dir.path().join(format!("new{i}.pem")), c.cert_pem()).unwrap();
+    }
+    let new0 = daemon.dir.path().join("new0.pem").display().to_string();
+    let new1 = daemon.dir.path().join("new1.pem").display().to_string();
+
+    // Requests arrive throughout the exclusive renewal.
+    let d = daemon.clone();
+    let traffic = tokio::spawn(async move {
+        let client = net::client();
+        let mut statuses = Vec::new();
+        for _ in 0..40 {
+            statuses.push(
+                net::post(&client, &d.url("/orders"), "text/xml", BODY.as_bytes())
+                    .await
+                    .0,
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        statuses
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let args = [
+        "renew",
+        "exclusive",
+        "--alias",
+        "orders-receiver",
+        "--cert",
+        &new0,
+        "--receiver-ready",
+        "--wait",
+        "10",
+    ];
+    let out = run(
+        &daemon,
+        "root",
+        args.iter().map(|s| s.to_string()).collect(),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for step in [
+        "1.  operator: pausing route orders",
+        "2.  keystore administrator",
+        "3.  receiver administrator: swap",
+        "4.  operator: resumed route orders",
+        "done",
+    ] {
+        assert!(text.contains(step), "{step} missing in:\n{text}");
+    }
+    let statuses = traffic.await.unwrap();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(
+        receiver.received().len(),
+        40,
+        "every request delivered once"
+    );
+
+    let args = [
+        "renew",
+        "overlap",
+        "--alias",
+        "orders-receiver",
+        "--cert",
+        &new1,
+        "--receiver-ready",
+    ];
+    let out = run(
+        &daemon,
+        "root",
+        args.iter().map(|s| s.to_string()).collect(),
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, _, _) = net::post(
+        &net::client(),
+        &daemon.url("/orders"),
+        "text/xml",
+        BODY.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        receiver.received().last().unwrap().certificate.as_deref(),
+        Some(c3.recipient().info().sha256.as_str())
+    );
+
+    // ctl: routes as a table and as JSON, pause and resume.
+    let out = run(&daemon, "reader", vec!["ctl".into(), "routes".into()]).await;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("orders") && table.contains("active") && table.contains(" 3 "),
+        "{table}"
+    );
+    let out = run(
+        &daemon,
+        "ops",
+        vec![
+            "ctl".into(),
+            "pause".into(),
+            "orders".into(),
+            "--wait".into(),
+            "5".into(),
+        ],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(
+        &daemon,
+        "reader",
+        vec!["ctl".into(), "--json".into(), "routes".into()],
+    )
+    .await;
+    let routes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(routes[0]["state"], "paused");
+    let out = run(
+        &daemon,
+        "reader",
+        vec!["ctl".into(), "resume".into(), "orders".into()],
+    )
+    .await;
+    assert!(!out.status.success(), "a read token may not resume");
+    let out = run(
+        &daemon,
+        "ops",
+        vec!["ctl".into(), "resume".into(), "orders".into()],
+    )
+    .await;
+    assert!(out.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renew_stops_safely_when_the_exchange_is_refused() {
+    let rx = common::receiver();
+    let receiver = Receiver::start(rx.key_ring()).await;
+    let config = net::config(&format!("http://{}/s", receiver.addr), "", "");
+    let daemon = Arc::new(Daemon::start(&config, &[("orders-receiver", rx.cert_pem())]).await);
+    let next = TestReceiver::new(&CertSpec {
+        serial: 9,
+        ..CertSpec::default()
+    });
+    let new = daemon.dir.path().join("new.pem");
+    std::fs::write(&new, next.cert_pem()).unwrap();
+    // The keystore no longer holds the alias on disk (someone removed the file):
+    // the daemon refuses the exchange after the route was paused.
+    std::fs::remove_file(daemon.dir.path().join("keystore/orders-receiver.pem")).unwrap();
+    let args = [
+        "renew",
+        "exclusive",
+        "--alias",
+        "orders-receiver",
+        "--cert",
+        new.to_str().unwrap(),
+        "--receiver-ready",
+    ];
+    let out = run(
+        &daemon,
+        "root",
+        args.iter().map(|s| s.to_string()).collect(),
+    )
+    .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("left paused") && err.contains("orders"),
+        "{err}"
+    );
+    let (_, view) = daemon
+        .admin_call("GET", "/v1/routes/orders", Some("read"), b"")
+        .await;
+    assert_eq!(
+        view["state"], "paused",
+        "nothing is sent while the renewal is half done"
+    );
+    assert_eq!(
+        view["certificate"]["serial"], "4711",
+        "the running certificate is unchanged"
+    );
+    assert!(receiver.received().is_empty());
+}
