@@ -519,3 +519,27 @@ fn xml_declarations_are_checked() {
         assert_eq!(code(&format!("{bad}{body}")), "malformed-envelope", "{bad}");
     }
 }
+
+#[test]
+fn a_created_header_uses_only_prefixes_in_scope_where_it_stands() {
+    // The envelope prefix is also bound on the Body, but the new Header stands
+    // before the Body, where only the Envelope's declarations apply.
+    let input = format!(
+        r#"<soap:Envelope xmlns:soap="{S11}"><soap:Body xmlns:alt="{S11}"><a/></soap:Body></soap:Envelope>"#
+    );
+    let out = encrypt(&input).unwrap();
+    assert!(
+        out.contains(r#"soap:mustUnderstand="1""#) && !out.contains("alt:mustUnderstand"),
+        "{out}"
+    );
+    let input = format!(
+        r#"<Envelope xmlns="{S11}"><Body xmlns:alt="{S11}"><a xmlns=""/></Body></Envelope>"#
+    );
+    let out = encrypt(&input).unwrap();
+    assert!(
+        out.contains(&format!(
+            r#"xmlns:soapenv="{S11}" soapenv:mustUnderstand="1""#
+        )),
+        "{out}"
+    );
+}

@@ -609,7 +609,12 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
         let (declared, attribute_prefixes) = self.attributes(&e)?;
         let raw: &str = &e;
         let name = e.name().0.to_string();
-        let env_scope_prefix = self.envelope_prefix_in_scope();
+        // How the envelope namespace is written where a Header would be inserted
+        // in front of this element (before its own declarations are in scope).
+        let env_scope_prefix = (
+            self.envelope_prefix_in_scope(),
+            self.named_envelope_prefix(),
+        );
         self.scopes.push(declared);
         // Every prefix used must be declared (Namespaces in XML), at every depth:
         // the receiver will resolve them after decryption.
@@ -635,7 +640,7 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
         raw: &str,
         name: &str,
         empty: bool,
-        env_scope_prefix: Option<String>,
+        env_scope_prefix: (Option<String>, Option<String>),
     ) -> Result<(), EncryptError> {
         match self.depth {
             0 => {
@@ -685,7 +690,7 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
         raw: &str,
         name: &str,
         empty: bool,
-        env_scope_prefix: Option<String>,
+        env_scope_prefix: (Option<String>, Option<String>),
     ) -> Result<(), EncryptError> {
         let (uri, local) = self.resolve_element(name)?;
         let is_env = uri == self.envelope_namespace();
@@ -698,7 +703,8 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
                 if empty {
                     // `<soap:Header/>`: open it, add the Security header, close it.
                     self.write_tag(raw, false)?;
-                    self.write_new_security()?;
+                    let named = self.named_envelope_prefix();
+                    self.write_new_security(named)?;
                     self.write(b"</")?;
                     self.write(name.as_bytes())?;
                     self.write(b">")
@@ -714,14 +720,15 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
                     });
                 }
                 if !self.security_written {
-                    let prefix = env_scope_prefix.unwrap_or_default();
+                    let (element_prefix, named_prefix) = env_scope_prefix;
+                    let prefix = element_prefix.unwrap_or_default();
                     let tag = if prefix.is_empty() {
                         "Header".to_string()
                     } else {
                         format!("{prefix}:Header")
                     };
                     self.write(format!("<{tag}>").as_bytes())?;
-                    self.write_new_security()?;
+                    self.write_new_security(named_prefix)?;
                     self.write(format!("</{tag}>").as_bytes())?;
                 }
                 if empty {
@@ -787,13 +794,21 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
         Ok(true)
     }
 
-    fn write_new_security(&mut self) -> Result<(), EncryptError> {
+    /// A non-default prefix bound to the envelope namespace in the current scope.
+    fn named_envelope_prefix(&self) -> Option<String> {
+        let env = self.version?.namespace();
+        self.scopes.prefix_for(env).map(str::to_string)
+    }
+
+    /// Write a new Security header. `named_prefix` is a prefix bound to the envelope
+    /// namespace where the header is inserted (for `mustUnderstand`), if any.
+    fn write_new_security(&mut self, named_prefix: Option<String>) -> Result<(), EncryptError> {
         let mut tag = format!(r#"<wsse:Security xmlns:wsse="{}""#, ns::WSSE);
         if self.options.must_understand {
             let env = self.envelope_namespace();
             let version = self.version.unwrap_or(SoapVersion::Soap11);
-            let prefix = match self.scopes.prefix_for(env) {
-                Some(p) if p != "wsse" => p.to_string(),
+            let prefix = match named_prefix {
+                Some(p) if p != "wsse" => p,
                 _ => {
                     let p = match version {
                         SoapVersion::Soap11 => "soapenv",
@@ -913,7 +928,8 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
         let closing_depth = self.depth;
         if closing_depth == 2 && self.in_header {
             if !self.security_written {
-                self.write_new_security()?;
+                let named = self.named_envelope_prefix();
+                self.write_new_security(named)?;
             }
             self.in_header = false;
             self.write_end(name)?;
