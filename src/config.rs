@@ -60,6 +60,7 @@ struct RawProxy {
     upstream_timeout: Option<Spanned<String>>,
     connect_timeout: Option<Spanned<String>>,
     shutdown_grace: Option<Spanned<String>>,
+    body_idle_timeout: Option<Spanned<String>>,
     max_depth: Option<Spanned<i64>>,
 }
 
@@ -147,6 +148,8 @@ pub struct ProxyConfig {
     pub upstream_timeout: Duration,
     pub connect_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// Longest wait for the next piece of a request body (slow-drip clients).
+    pub body_idle_timeout: Duration,
     /// Deepest element nesting accepted (the Envelope is depth 1).
     pub max_depth: usize,
 }
@@ -462,6 +465,12 @@ impl Config {
             shutdown_grace: ctx.parsed(
                 &p.shutdown_grace,
                 "proxy.shutdown_grace",
+                "30s",
+                parse_duration,
+            )?,
+            body_idle_timeout: ctx.parsed(
+                &p.body_idle_timeout,
+                "proxy.body_idle_timeout",
                 "30s",
                 parse_duration,
             )?,

@@ -500,3 +500,28 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
         "no longer accepting"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_request_body_is_cut_off() {
+    let rx = common::receiver();
+    let receiver = Receiver::start(rx.key_ring()).await;
+    let daemon = Daemon::start(
+        &net::config(&upstream(&receiver), "", "body_idle_timeout = \"300ms\""),
+        &[("orders-receiver", rx.cert_pem())],
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let request = format!(
+        "POST /orders HTTP/1.1\r\nhost: x\r\ncontent-type: text/xml\r\ncontent-length: 1000\r\n\r\n{}",
+        &S11[..40]
+    );
+    let answer =
+        common::raw_exchange(daemon.addr, request.as_bytes(), Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request-timeout"));
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "answered without waiting for the body"
+    );
+    assert!(receiver.received().is_empty());
+}

@@ -21,6 +21,8 @@ pub enum Fault {
     AlreadyEncrypted,
     UnsupportedMediaType(String),
     PayloadTooLarge(u64),
+    /// The request body stalled for longer than `body_idle_timeout`.
+    RequestTimeout,
     NoRoute,
     MethodNotAllowed,
     /// The route is paused; the caller may retry after the given seconds.
@@ -50,6 +52,7 @@ impl Fault {
             Fault::AlreadyEncrypted => "already-encrypted",
             Fault::UnsupportedMediaType(_) => "unsupported-media-type",
             Fault::PayloadTooLarge(_) => "payload-too-large",
+            Fault::RequestTimeout => "request-timeout",
             Fault::NoRoute => "no-route",
             Fault::MethodNotAllowed => "method-not-allowed",
             Fault::RoutePaused { .. } => "route-paused",
@@ -66,6 +69,7 @@ impl Fault {
             }
             Fault::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Fault::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Fault::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Fault::NoRoute => StatusCode::NOT_FOUND,
             Fault::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Fault::RoutePaused { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -82,6 +86,7 @@ impl Fault {
             | Fault::AlreadyEncrypted
             | Fault::UnsupportedMediaType(_)
             | Fault::PayloadTooLarge(_)
+            | Fault::RequestTimeout
             | Fault::NoRoute
             | Fault::MethodNotAllowed => Culprit::Caller,
             Fault::UpstreamUnreachable(_) | Fault::UpstreamTimeout => Culprit::Upstream,
@@ -102,6 +107,7 @@ impl Fault {
                 format!("content type {ct:?} is not text/xml or application/soap+xml")
             }
             Fault::PayloadTooLarge(limit) => format!("the request is larger than {limit} bytes"),
+            Fault::RequestTimeout => "the request body stopped arriving".into(),
             Fault::NoRoute => "no route matches the request path".into(),
             Fault::MethodNotAllowed => "only POST (and GET ?wsdl) are accepted".into(),
             Fault::RoutePaused { .. } => {
@@ -152,7 +158,7 @@ impl Fault {
             Fault::RoutePaused { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
-            Fault::PayloadTooLarge(_) => {
+            Fault::PayloadTooLarge(_) | Fault::RequestTimeout => {
                 // The rest of the body is discarded, not read as a next request.
                 headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }

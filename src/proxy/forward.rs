@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, Uri};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 
 use super::fault::Fault;
@@ -190,7 +190,8 @@ async fn serve(
     };
 
     let (parts, body) = request.into_parts();
-    let (head, rest) = read_head(body, threshold, max_body).await?;
+    let idle = snapshot.config.proxy.body_idle_timeout;
+    let (head, rest) = read_head(body, threshold, max_body, idle).await?;
     access.bytes_in = head.len() as u64;
     match rest {
         None => {
@@ -232,7 +233,7 @@ async fn serve(
         Some(body) => {
             // Streamed: encrypt as it arrives, chunked to the upstream.
             let version = wss::sniff_version(&head).unwrap_or(SoapVersion::Soap11);
-            let reader = stream::read_body(head, body, max_body);
+            let reader = stream::read_body(head, body, max_body, idle);
             let (writer, upstream_body) = stream::body_channel();
             let recipient = route.recipient.clone();
             let encryption = tokio::task::spawn_blocking(move || {
@@ -288,22 +289,22 @@ async fn read_head(
     mut body: Incoming,
     threshold: u64,
     max_body: u64,
+    idle: std::time::Duration,
 ) -> Result<(Bytes, Option<Incoming>), Failure> {
-    let known = body.size_hint().exact();
-    if let Some(len) = known
-        && len <= threshold
-    {
-        let collected = Limited::new(body, max_body as usize)
-            .collect()
-            .await
-            .map_err(|e| body_error(e, max_body))?;
-        return Ok((collected.to_bytes(), None));
-    }
     let mut head = Vec::new();
     while (head.len() as u64) <= threshold {
-        match body.frame().await {
+        // A client that stops sending mid-body is cut off, not waited for forever.
+        let next = tokio::time::timeout(idle, body.frame())
+            .await
+            .map_err(|_| (Fault::RequestTimeout, None))?;
+        match next {
             None => return Ok((Bytes::from(head), None)),
-            Some(Err(e)) => return Err(body_error(Box::new(e), max_body)),
+            Some(Err(_)) => {
+                return Err((
+                    Fault::MalformedEnvelope("the request body could not be read".into()),
+                    None,
+                ));
+            }
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
                     head.extend_from_slice(&data);
@@ -319,17 +320,6 @@ async fn read_head(
         return Ok((Bytes::from(head), None));
     }
     Ok((Bytes::from(head), Some(body)))
-}
-
-fn body_error(e: Box<dyn std::error::Error + Send + Sync>, max_body: u64) -> Failure {
-    if e.is::<http_body_util::LengthLimitError>() {
-        (Fault::PayloadTooLarge(max_body), None)
-    } else {
-        (
-            Fault::MalformedEnvelope("the request body could not be read".into()),
-            None,
-        )
-    }
 }
 
 async fn encrypt_buffered(

@@ -41,7 +41,12 @@ impl Read for ChannelReader {
 
 /// Feed `head` and then the rest of `body` to a [`ChannelReader`], failing with
 /// [`InputTooLarge`] past `limit` bytes in all.
-pub fn read_body(head: Bytes, mut body: Incoming, limit: u64) -> ChannelReader {
+pub fn read_body(
+    head: Bytes,
+    mut body: Incoming,
+    limit: u64,
+    idle: std::time::Duration,
+) -> ChannelReader {
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     tokio::spawn(async move {
         let mut total = head.len() as u64;
@@ -49,7 +54,16 @@ pub fn read_body(head: Bytes, mut body: Incoming, limit: u64) -> ChannelReader {
             return;
         }
         loop {
-            match body.frame().await {
+            let Ok(next) = tokio::time::timeout(idle, body.frame()).await else {
+                let _ = tx
+                    .send(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the request body stalled",
+                    )))
+                    .await;
+                return;
+            };
+            match next {
                 None => return,
                 Some(Err(e)) => {
                     let _ = tx.send(Err(io::Error::other(e))).await;
