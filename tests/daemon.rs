@@ -170,7 +170,7 @@ async fn large_bodies_stream_chunked_and_decrypt() {
         chunked.extend_from_slice(b"\r\n");
     }
     chunked.extend_from_slice(b"0\r\n\r\n");
-    let answer = common::raw_exchange(daemon.addr, &chunked, Duration::from_secs(5)).await;
+    let answer = common::raw_exchange(daemon.addr, &chunked, Duration::from_secs(30)).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
@@ -468,7 +468,7 @@ async fn rejected_reloads_leave_the_old_snapshot_serving() {
 async fn graceful_shutdown_lets_in_flight_requests_finish() {
     let rx = common::receiver();
     let receiver = Receiver::start(rx.key_ring()).await;
-    *receiver.delay.lock().unwrap() = Duration::from_millis(700);
+    *receiver.delay.lock().unwrap() = Duration::from_millis(1500);
     let daemon = Daemon::start(
         &net::config(&upstream(&receiver), "", ""),
         &[("orders-receiver", rx.cert_pem())],
@@ -482,7 +482,12 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
             net::post(&client, &url, "text/xml", S11.as_bytes()).await.0
         }));
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Shut down once all eight are at the receiver, i.e. truly in flight.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while receiver.received().len() < 8 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(receiver.received().len(), 8);
     daemon
         .intents
         .send(wssgate::signal::Intent::Shutdown)

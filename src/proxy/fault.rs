@@ -158,10 +158,6 @@ impl Fault {
             Fault::RoutePaused { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
-            Fault::PayloadTooLarge(_) | Fault::RequestTimeout => {
-                // The rest of the body is discarded, not read as a next request.
-                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-            }
             Fault::MethodNotAllowed => {
                 headers.insert(header::ALLOW, HeaderValue::from_static("POST, GET"));
             }

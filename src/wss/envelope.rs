@@ -438,8 +438,8 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
                     });
                 }
                 Event::Decl(d) => {
-                    if self.root_seen || self.depth != 0 {
-                        return Err(self.malformed("XML declaration after the start"));
+                    if self.position() != d.len() as u64 + 4 {
+                        return Err(self.malformed("the XML declaration must come first"));
                     }
                     let text: &str = &d;
                     if !is_valid_declaration(text) {

@@ -585,9 +585,34 @@ pub async fn raw_exchange(
             }
         }
     };
+    // Read until one whole response (head and Content-Length body) is in, the
+    // server closes, or `timeout` passes.
     let read = async {
         let mut out = Vec::new();
-        let _ = tokio::time::timeout(timeout, reader.read_to_end(&mut out)).await;
+        let _ = tokio::time::timeout(timeout, async {
+            let mut buf = [0u8; 16 * 1024];
+            loop {
+                match reader.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => out.extend_from_slice(&buf[..n]),
+                }
+                let text = String::from_utf8_lossy(&out);
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if out.len() >= end + 4 + len {
+                        return;
+                    }
+                }
+            }
+        })
+        .await;
         out
     };
     let ((), out) = tokio::join!(write, read);
