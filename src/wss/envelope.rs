@@ -203,6 +203,7 @@ pub fn encrypt_envelope<R: Read, W: Write>(
         reused_security: false,
         body: BodyState::NotYet,
         plaintext_bytes: 0,
+        frame: Vec::with_capacity(1024),
     };
     let config = rewriter.reader.config_mut();
     config.check_end_names = true;
@@ -363,6 +364,8 @@ struct Rewriter<'o, R: io::BufRead, W: Write> {
     reused_security: bool,
     body: BodyState,
     plaintext_bytes: u64,
+    /// Scratch buffer to hand a tag to the sink in one write.
+    frame: Vec<u8>,
 }
 
 /// An element name split into prefix and local part.
@@ -467,9 +470,7 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
                     self.write(b"?>")?;
                 }
                 Event::Comment(c) => {
-                    self.write(b"<!--")?;
-                    self.write(c.as_bytes())?;
-                    self.write(b"-->")?;
+                    self.write_framed(b"<!--", c.as_bytes(), b"-->")?;
                 }
                 Event::Text(t) => {
                     if self.depth == 0 && !t.trim_ascii().is_empty() {
@@ -484,9 +485,7 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
                     if self.depth == 0 {
                         return Err(self.malformed("CDATA outside the root element"));
                     }
-                    self.write(b"<![CDATA[")?;
-                    self.write(c.as_bytes())?;
-                    self.write(b"]]>")?;
+                    self.write_framed(b"<![CDATA[", c.as_bytes(), b"]]>")?;
                 }
                 Event::GeneralRef(r) => {
                     if self.depth == 0 {
@@ -506,16 +505,13 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
                             &*r
                         )));
                     }
-                    self.write(b"&")?;
-                    self.write(r.as_bytes())?;
-                    self.write(b";")?;
+                    self.write_framed(b"&", r.as_bytes(), b";")?;
                 }
                 Event::Start(e) => self.start(e, false)?,
                 Event::Empty(e) => self.start(e, true)?,
                 Event::End(e) => {
                     let name: &str = &e;
-                    let name = name.to_string();
-                    self.end(&name)?;
+                    self.end(name)?;
                 }
             }
         }
@@ -531,6 +527,9 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
         &self,
         e: &'e BytesStart<'_>,
     ) -> Result<(Vec<Binding>, Vec<&'e str>), EncryptError> {
+        if e.attributes_raw().trim_ascii().is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
         if !attributes_separated(e.attributes_raw()) {
             return Err(self.malformed("attributes must be separated by whitespace"));
         }
@@ -608,24 +607,29 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
         }
         let (declared, attribute_prefixes) = self.attributes(&e)?;
         let raw: &str = &e;
-        let name = e.name().0.to_string();
+        let name = e.name().0;
         // How the envelope namespace is written where a Header would be inserted
-        // in front of this element (before its own declarations are in scope).
-        let env_scope_prefix = (
-            self.envelope_prefix_in_scope(),
-            self.named_envelope_prefix(),
-        );
+        // in front of this element (before its own declarations are in scope);
+        // only the Envelope's children can need it.
+        let env_scope_prefix = if self.depth == 1 {
+            (
+                self.envelope_prefix_in_scope(),
+                self.named_envelope_prefix(),
+            )
+        } else {
+            (None, None)
+        };
         self.scopes.push(declared);
         // Every prefix used must be declared (Namespaces in XML), at every depth:
         // the receiver will resolve them after decryption.
-        let (element_prefix, _) = split_qname(&name);
+        let (element_prefix, _) = split_qname(name);
         for prefix in std::iter::once(element_prefix).chain(attribute_prefixes) {
             if !prefix.is_empty() && prefix != "xmlns" && self.scopes.resolve(prefix).is_none() {
                 self.scopes.pop();
                 return Err(self.malformed(format!("prefix {prefix} is not declared")));
             }
         }
-        let result = self.dispatch_start(&e, raw, &name, empty, env_scope_prefix);
+        let result = self.dispatch_start(&e, raw, name, empty, env_scope_prefix);
         if empty {
             self.scopes.pop();
         } else {
@@ -916,9 +920,23 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
     }
 
     fn write_tag(&mut self, raw: &str, empty: bool) -> Result<(), EncryptError> {
-        self.write(b"<")?;
-        self.write(raw.as_bytes())?;
-        self.write(if empty { b"/>" } else { b">" })
+        self.write_framed(b"<", raw.as_bytes(), if empty { b"/>" } else { b">" })
+    }
+
+    /// Write `open`, `content`, `close` with one call into the sink.
+    fn write_framed(
+        &mut self,
+        open: &[u8],
+        content: &[u8],
+        close: &[u8],
+    ) -> Result<(), EncryptError> {
+        self.frame.clear();
+        self.frame.extend_from_slice(open);
+        self.frame.extend_from_slice(content);
+        self.frame.extend_from_slice(close);
+        self.sink
+            .write_all(&self.frame)
+            .map_err(EncryptError::Write)
     }
 
     fn end(&mut self, name: &str) -> Result<(), EncryptError> {
@@ -944,9 +962,7 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
     }
 
     fn write_end(&mut self, name: &str) -> Result<(), EncryptError> {
-        self.write(b"</")?;
-        self.write(name.as_bytes())?;
-        self.write(b">")
+        self.write_framed(b"</", name.as_bytes(), b">")
     }
 }
 
