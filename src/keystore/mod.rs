@@ -607,13 +607,7 @@ impl Keystore {
         let dir = self.archive_dir(alias);
         let mut out: Vec<ArchiveRecord> = Vec::new();
         for (json, _) in archive_files(&dir)? {
-            let bytes = fs::read(&json).map_err(KeystoreError::io(&json))?;
-            let record: ArchiveRecord =
-                serde_json::from_slice(&bytes).map_err(|e| KeystoreError::Metadata {
-                    file: json.display().to_string(),
-                    reason: e.to_string(),
-                })?;
-            out.push(record);
+            out.push(read_archive_record(&json)?);
         }
         out.sort_by(|a, b| a.retired_at.cmp(&b.retired_at));
         Ok(out)
@@ -682,12 +676,7 @@ impl Keystore {
         for alias in aliases {
             let dir = root.join(&alias);
             for (json, pem) in archive_files(&dir)? {
-                let bytes = fs::read(&json).map_err(KeystoreError::io(&json))?;
-                let record: ArchiveRecord =
-                    serde_json::from_slice(&bytes).map_err(|e| KeystoreError::Metadata {
-                        file: json.display().to_string(),
-                        reason: e.to_string(),
-                    })?;
+                let record = read_archive_record(&json)?;
                 let expired = humantime::parse_rfc3339(&record.retain_until).map_err(|e| {
                     KeystoreError::Metadata {
                         file: json.display().to_string(),
@@ -720,6 +709,15 @@ impl Keystore {
         self.audit(&record)?;
         Ok(report)
     }
+}
+
+/// The metadata beside an archived certificate.
+fn read_archive_record(json: &Path) -> Result<ArchiveRecord, KeystoreError> {
+    let bytes = fs::read(json).map_err(KeystoreError::io(json))?;
+    serde_json::from_slice(&bytes).map_err(|e| KeystoreError::Metadata {
+        file: json.display().to_string(),
+        reason: e.to_string(),
+    })
 }
 
 /// `(metadata.json, certificate.pem)` pairs in an archive directory.
