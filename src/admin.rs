@@ -171,6 +171,7 @@ impl Admin {
             ["v1", "routes", _, "pause"] | ["v1", "routes", _, "resume"] | ["v1", "reload"] => {
                 (&[Method::POST], Some(Role::Operator))
             }
+            ["v1", "keystore", _, "withdraw"] => (&[Method::POST], Some(Role::Keys)),
             ["v1", "keystore", _] => match method {
                 Method::PUT => (&[Method::GET, Method::PUT], Some(Role::Keys)),
                 _ => (&[Method::GET, Method::PUT], Some(Role::Read)),
@@ -276,9 +277,58 @@ impl Admin {
             (["v1", "reload"], _) => self.reload(&actor).await,
             (["v1", "keystore"], _) => self.keystore_list(&snapshot),
             (["v1", "keystore", alias], Method::GET) => self.keystore_show(&snapshot, alias),
+            (["v1", "keystore", alias, "withdraw"], _) => {
+                let store = Keystore::new(snapshot.config.keystore.clone());
+                let withdrawn = store
+                    .withdraw(alias, &actor, SystemTime::now())
+                    .map_err(|e| {
+                        ApiError::new(
+                            if e.is_invalid_input() {
+                                StatusCode::NOT_FOUND
+                            } else {
+                                StatusCode::INTERNAL_SERVER_ERROR
+                            },
+                            e.to_string(),
+                        )
+                    })?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({"withdrawn": withdrawn}),
+                ))
+            }
             (["v1", "keystore", alias], _) => {
                 let alias = alias.to_string();
-                self.exchange(request, &alias, &actor).await
+                let activation = match (
+                    query.get("activate").map(String::as_str),
+                    query.get("activate_at"),
+                ) {
+                    (None | Some("now"), None) => None,
+                    (Some("on-resume"), None) => Some(keystore::Activation::OnResume),
+                    (None, Some(at)) => {
+                        let at = at
+                            .replace("%3A", ":")
+                            .replace("%3a", ":")
+                            .replace("%2B", "+")
+                            .replace("%2b", "+");
+                        humantime::parse_rfc3339(&at).map_err(|e| {
+                            ApiError::new(
+                                StatusCode::BAD_REQUEST,
+                                format!("activate_at is not RFC 3339: {e}"),
+                            )
+                        })?;
+                        Some(keystore::Activation::At { at })
+                    }
+                    _ => {
+                        return Err(ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            "use activate=now|on-resume or activate_at=RFC3339",
+                        ));
+                    }
+                };
+                match activation {
+                    None => self.exchange(request, &alias, &actor).await,
+                    Some(a) => self.stage(request, &alias, &actor, a).await,
+                }
             }
             _ => Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -414,6 +464,35 @@ impl Admin {
                 format!("not resumed: the pause state could not be saved: {e}"),
             ));
         }
+        // A certificate staged for this moment becomes active before anything held
+        // is released, once no other route using the alias is still paused.
+        let alias = snapshot
+            .route(name)
+            .map(|r| r.config.alias.clone())
+            .unwrap_or_default();
+        let others_paused = snapshot
+            .config
+            .routes_for_alias(&alias)
+            .any(|r| r.name != name && self.gates.get(&r.name).is_paused());
+        let store = Keystore::new(snapshot.config.keystore.clone());
+        if !others_paused
+            && let Ok(Some(p)) = store.pending(&alias)
+            && p.activation == keystore::Activation::OnResume
+        {
+            let admin_alias = alias.clone();
+            let actor_owned = actor.to_string();
+            let activated =
+                tokio::task::block_in_place(|| self.activate(&admin_alias, &actor_owned));
+            if let Err(e) = activated {
+                record.result = format!("failed: staged certificate not activated: {e}");
+                self.audit(snapshot, record);
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("not resumed: the staged certificate could not be activated: {e}"),
+                ));
+            }
+            record.detail = Some(json!({"route": name, "held": held, "activated": p.certificate}));
+        }
         self.gates.get(name).resume();
         self.audit(snapshot, record);
         tracing::info!(route = %name, by = %actor, released = held, "route resumed");
@@ -493,10 +572,107 @@ impl Admin {
             .aliases
             .get(alias)
             .map(|r| CertificateSummary::of(r.info()));
+        let pending = store
+            .pending(alias)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         Ok(json_response(
             StatusCode::OK,
-            &json!({"alias": alias, "live": live, "history": history, "archive": archived}),
+            &json!({"alias": alias, "live": live, "pending": pending, "history": history, "archive": archived}),
         ))
+    }
+
+    /// Stage a validated certificate to become active later.
+    async fn stage(
+        &self,
+        request: Request<Incoming>,
+        alias: &str,
+        actor: &str,
+        activation: keystore::Activation,
+    ) -> Result<Response<ProxyBody>, ApiError> {
+        let body = Limited::new(request.into_body(), MAX_CERTIFICATE_BYTES)
+            .collect()
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the certificate must be under 1 MiB",
+                )
+            })?
+            .to_bytes();
+        let config = self.shared.load().config.clone();
+        let needs_ski = config.aliases_needing_ski().iter().any(|a| a == alias);
+        let policy = keystore::policy(&config.keystore, needs_ski);
+        let store = Keystore::new(config.keystore.clone());
+        let (alias, actor) = (alias.to_string(), actor.to_string());
+        let staged = tokio::task::spawn_blocking(move || {
+            store.stage(
+                &alias,
+                &body,
+                activation,
+                &actor,
+                &policy,
+                SystemTime::now(),
+            )
+        })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| {
+            let status = match e {
+                keystore::KeystoreError::UnknownAlias(_) => StatusCode::NOT_FOUND,
+                ref e if e.is_invalid_input() => StatusCode::UNPROCESSABLE_ENTITY,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            ApiError::new(status, e.to_string())
+        })?;
+        tracing::info!(alias = %staged.alias, serial = %staged.certificate.serial, activation = ?staged.activation, "certificate staged");
+        Ok(json_response(
+            StatusCode::ACCEPTED,
+            &json!({"pending": staged}),
+        ))
+    }
+
+    /// Activate the staged certificate of `alias` and make it live (blocking).
+    fn activate(
+        &self,
+        alias: &str,
+        actor: &str,
+    ) -> Result<(keystore::ExchangeOutcome, u64), String> {
+        let config = self.shared.load().config.clone();
+        let needs_ski = config.aliases_needing_ski().iter().any(|a| a == alias);
+        let policy = keystore::policy(&config.keystore, needs_ski);
+        let store = Keystore::new(config.keystore.clone());
+        let outcome = store
+            .activate_pending(alias, actor, &policy, SystemTime::now())
+            .map_err(|e| e.to_string())?;
+        let reloaded = self
+            .shared
+            .reload(ReloadTrigger::Exchange)
+            .map_err(|e| format!("activated on disk but the reload failed: {e}"))?;
+        tracing::info!(alias = %alias, serial = %outcome.current.serial, generation = reloaded.generation, "staged certificate activated");
+        Ok((outcome, reloaded.generation))
+    }
+
+    /// Activate staged certificates whose time has come. Run every second.
+    pub async fn activate_due(self: &Arc<Self>) {
+        let store = Keystore::new(self.shared.load().config.keystore.clone());
+        let Ok(pending) = store.all_pending() else {
+            return;
+        };
+        let now = SystemTime::now();
+        for p in pending {
+            let keystore::Activation::At { at } = &p.activation else {
+                continue;
+            };
+            if humantime::parse_rfc3339(at).is_ok_and(|t| t <= now) {
+                let admin = self.clone();
+                let actor = format!("{} (activate_at)", p.staged_by);
+                let result =
+                    tokio::task::spawn_blocking(move || admin.activate(&p.alias, &actor)).await;
+                if let Ok(Err(e)) = result {
+                    tracing::error!(error = %e, "scheduled activation failed; the staged certificate stays pending");
+                }
+            }
+        }
     }
 
     /// Exchange the certificate under the same alias, then make it live: the call

@@ -160,9 +160,21 @@ impl Daemon {
             tls,
             stopped(stop_rx.clone()),
         ));
+        // Staged certificates with an agreed activation time.
+        let scheduler = {
+            let admin = admin.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    admin.activate_due().await;
+                }
+            })
+        };
         admin.ready.store(true, Ordering::SeqCst);
         proxy::run(proxy, proxy_listener, stopped(stop_rx)).await;
         reloader.abort();
+        scheduler.abort();
         let _ = admin_task.await;
         Ok(())
     }

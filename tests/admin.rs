@@ -545,3 +545,154 @@ async fn reload_through_the_api_answers_truthfully() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["live"]["serial"], "4711");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staged_certificates_activate_on_resume_or_at_a_time_and_can_be_withdrawn() {
+    let (old, new, later) = (cert(21), cert(22), cert(23));
+    let receiver = Arc::new(Receiver::start(ring(&[&old])).await);
+    let daemon = Arc::new(
+        Daemon::start(
+            &net::config(&format!("http://{}/s", receiver.addr), "", ""),
+            &[("orders-receiver", old.cert_pem())],
+        )
+        .await,
+    );
+
+    // Exclusive renewal with staged activation: stage, pause, swap, resume.
+    let (status, body) = daemon
+        .admin_call(
+            "PUT",
+            "/v1/keystore/orders-receiver?activate=on-resume",
+            Some("keys"),
+            &new.cert_pem(),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["pending"]["activate"], "on-resume");
+    let (_, shown) = daemon
+        .admin_call("GET", "/v1/keystore/orders-receiver", Some("read"), b"")
+        .await;
+    assert_eq!(shown["pending"]["certificate"]["serial"], "22", "{shown}");
+    assert_eq!(shown["live"]["serial"], "21", "staged, not live");
+    let (status, _, _) = net::post(
+        &net::client(),
+        &daemon.url("/orders"),
+        "text/xml",
+        BODY.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "still the old certificate while staged");
+    daemon
+        .admin_call(
+            "POST",
+            "/v1/routes/orders/pause?wait=5",
+            Some("operator"),
+            b"",
+        )
+        .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let d = daemon.clone();
+        held.push(tokio::spawn(async move {
+            net::post(
+                &net::client(),
+                &d.url("/orders"),
+                "text/xml",
+                BODY.as_bytes(),
+            )
+            .await
+            .0
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    *receiver.keys.lock().unwrap() = ring(&[&new]); // the receiver swaps its key
+    let (status, body) = daemon
+        .admin_call("POST", "/v1/routes/orders/resume", Some("operator"), b"")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for h in held {
+        assert_eq!(h.await.unwrap(), 200);
+    }
+    let received = receiver.received();
+    assert_eq!(received.len(), 4);
+    let new_sha = new.recipient().info().sha256.clone();
+    assert!(
+        received[1..]
+            .iter()
+            .all(|r| r.certificate.as_deref() == Some(new_sha.as_str())),
+        "held requests went out under the staged certificate"
+    );
+    let (_, shown) = daemon
+        .admin_call("GET", "/v1/keystore/orders-receiver", Some("read"), b"")
+        .await;
+    assert!(shown["pending"].is_null());
+    assert_eq!(shown["live"]["serial"], "22");
+
+    // Withdraw a staged certificate.
+    let (status, _) = daemon
+        .admin_call(
+            "PUT",
+            "/v1/keystore/orders-receiver?activate=on-resume",
+            Some("keys"),
+            &later.cert_pem(),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let (status, body) = daemon
+        .admin_call(
+            "POST",
+            "/v1/keystore/orders-receiver/withdraw",
+            Some("keys"),
+            b"",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["withdrawn"]["certificate"]["serial"], "23");
+
+    // Activation at an agreed time.
+    let at =
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now() + Duration::from_secs(2))
+            .to_string();
+    let (status, body) = daemon
+        .admin_call(
+            "PUT",
+            &format!("/v1/keystore/orders-receiver?activate_at={at}"),
+            Some("keys"),
+            &later.cert_pem(),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    *receiver.keys.lock().unwrap() = ring(&[&new, &later]);
+    let (status, _, _) = net::post(
+        &net::client(),
+        &daemon.url("/orders"),
+        "text/xml",
+        BODY.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        receiver.received().last().unwrap().certificate.as_deref(),
+        Some(new_sha.as_str()),
+        "before the agreed time"
+    );
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let (status, _, _) = net::post(
+        &net::client(),
+        &daemon.url("/orders"),
+        "text/xml",
+        BODY.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        receiver.received().last().unwrap().certificate.as_deref(),
+        Some(later.recipient().info().sha256.as_str()),
+        "after it"
+    );
+    let log = audit::read(&daemon.shared.load().config.keystore.state_dir).unwrap();
+    let actions: Vec<&str> = log.iter().map(|r| r.action.as_str()).collect();
+    for a in ["stage", "withdraw", "exchange", "pause", "resume"] {
+        assert!(actions.contains(&a), "{a} audited: {actions:?}");
+    }
+}

@@ -121,11 +121,13 @@ async fn large_bodies_stream_chunked_and_decrypt() {
     let rx = common::receiver();
     let receiver = Receiver::start(rx.key_ring()).await;
     let daemon = Daemon::start(
+        // A generous upstream timeout: debug builds on a loaded machine are slow.
         &net::config(
             &upstream(&receiver),
             "",
             "stream_threshold = \"4KiB\"\nmax_body = \"4MiB\"",
-        ),
+        )
+        .replace("upstream_timeout = \"5s\"", "upstream_timeout = \"60s\""),
         &[("orders-receiver", rx.cert_pem())],
     )
     .await;

@@ -273,6 +273,9 @@ async fn serve(
                     access.bytes_out = summary.bytes_out;
                     sent
                 }
+                // The output side failing means the upstream request ended first:
+                // its fault (timeout, unreachable) is the one to report.
+                Ok(Err(EncryptError::Write(_))) if sent.is_err() => sent,
                 Ok(Err(e)) => Err((Fault::from_encrypt(&e), Some(version))),
                 Err(join) => {
                     tracing::error!(error = %join, "encryption task failed");
