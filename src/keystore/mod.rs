@@ -98,6 +98,12 @@ pub enum ExchangeStep {
     Recorded,
 }
 
+/// RFC 3339 with milliseconds: the archive orders certificates by these times,
+/// and two exchanges may fall within one second.
+fn precise(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
 /// The facts about a certificate that the archive, audit log and API show.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertificateSummary {
@@ -527,7 +533,7 @@ impl Keystore {
         files::create_dir_all(dir).map_err(KeystoreError::io(dir))?;
         let record = ActiveRecord {
             sha256: sha256.to_string(),
-            active_from: rfc3339(now),
+            active_from: precise(now),
         };
         let json = serde_json::to_vec_pretty(&record).map_err(|e| KeystoreError::Metadata {
             file: path.display().to_string(),
@@ -578,7 +584,7 @@ impl Keystore {
         files::create_dir_all(&dir).map_err(KeystoreError::io(&dir))?;
         let retain_until =
             now + Duration::from_secs(u64::from(self.config.retention_days) * 86_400);
-        let stamp = rfc3339(now).replace(':', "");
+        let stamp = precise(now).replace(':', "");
         let stem = format!("{stamp}-{}", &summary.sha256[..16]);
         let record = ArchiveRecord {
             alias: alias.to_string(),
@@ -587,9 +593,9 @@ impl Keystore {
             issuer: summary.issuer.clone(),
             subject: summary.subject.clone(),
             not_after: summary.not_after.clone(),
-            active_from: rfc3339(active_from),
-            retired_at: rfc3339(now),
-            retain_until: rfc3339(retain_until),
+            active_from: precise(active_from),
+            retired_at: precise(now),
+            retain_until: precise(retain_until),
         };
         let pem_path = dir.join(format!("{stem}.pem"));
         files::write_atomic(&pem_path, pem).map_err(KeystoreError::io(&pem_path))?;
@@ -609,7 +615,8 @@ impl Keystore {
         for (json, _) in archive_files(&dir)? {
             out.push(read_archive_record(&json)?);
         }
-        out.sort_by(|a, b| a.retired_at.cmp(&b.retired_at));
+        // By retirement; a certificate that became active later retired later.
+        out.sort_by(|a, b| (&a.retired_at, &a.active_from).cmp(&(&b.retired_at, &b.active_from)));
         Ok(out)
     }
 
@@ -642,7 +649,7 @@ impl Keystore {
                     out.retain(|h| h.certificate.sha256 != summary.sha256);
                     out.push(HistoryEntry {
                         certificate: summary,
-                        active_from: Some(rfc3339(since)),
+                        active_from: Some(precise(since)),
                         retired_at: None,
                         retain_until: None,
                     });
