@@ -1,0 +1,135 @@
+//! Interop with Apache WSS4J, the engine behind CXF and SAP Cloud Integration
+//! (Debian's libwss4j-java 1.6.19 with Santuario 2.1): a WSS4J receiver processes the
+//! Security header of wssgate's output and must find the original Body.
+//!
+//! WSS4J 1.6 predates XML Encryption 1.1's `rsa-oaep`; that transport is checked by
+//! libxmlsec1 (tests/interop_xmlsec.rs), the others by both.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use wssgate::wss::{
+    self, Algorithms, DataEncryption, EncryptOptions, KeyIdentifier, KeyTransport, OaepDigest,
+};
+
+const CLASSPATH: [&str; 5] = [
+    "/usr/share/java/wss4j.jar",
+    "/usr/share/java/xmlsec.jar",
+    "/usr/share/java/commons-logging.jar",
+    "/usr/share/java/slf4j-api.jar",
+    "/usr/share/java/slf4j-nop.jar",
+];
+
+#[test]
+fn wss4j_decrypts_every_supported_combination() {
+    for jar in CLASSPATH {
+        assert!(
+            Path::new(jar).exists(),
+            "{jar} missing: install libwss4j-java (scripts/install-test-deps)"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let classpath = CLASSPATH.join(":");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/Wss4jDecrypt.java");
+    let javac = Command::new("javac")
+        .args(["-d", dir.path().to_str().unwrap(), "-cp", &classpath])
+        .arg(&source)
+        .output()
+        .expect("javac (a JDK) is needed for the WSS4J interop test");
+    assert!(
+        javac.status.success(),
+        "{}",
+        String::from_utf8_lossy(&javac.stderr)
+    );
+
+    let rx = common::receiver();
+    let p12 = openssl::pkcs12::Pkcs12::builder()
+        .name("receiver")
+        .pkey(&rx.key)
+        .cert(&rx.cert)
+        .build2("changeit")
+        .unwrap();
+    let keystore = dir.path().join("receiver.p12");
+    std::fs::write(&keystore, p12.to_der().unwrap()).unwrap();
+
+    // A message with a Security header already holding a fresh Timestamp (the
+    // corpus ones have long expired, and WSS4J rightly refuses them): the key must
+    // go into that header, and WSS4J must accept both.
+    let now = std::time::SystemTime::now();
+    let fresh = dir.path().join("with-timestamp.xml");
+    std::fs::write(
+        &fresh,
+        format!(
+            r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Header><wsse:Security xmlns:wsse="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd" xmlns:wsu="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd" soap:mustUnderstand="1"><wsu:Timestamp wsu:Id="TS-1"><wsu:Created>{}</wsu:Created><wsu:Expires>{}</wsu:Expires></wsu:Timestamp></wsse:Security></soap:Header><soap:Body><ord:submit xmlns:ord="urn:orders" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="ord:Order"><ord:id>42</ord:id></ord:submit></soap:Body></soap:Envelope>"#,
+            humantime::format_rfc3339_seconds(now),
+            humantime::format_rfc3339_seconds(now + std::time::Duration::from_secs(600)),
+        ),
+    )
+    .unwrap();
+    let originals = [
+        common::data_dir().join("soap/cxf__greetMeWSAReq.xml"),
+        common::data_dir().join("soap/wss4j__plain-soap-1.2.xml"),
+        fresh,
+    ];
+    let mut manifest = String::new();
+    let mut n = 0;
+    for original in &originals {
+        let input = std::fs::read(original).unwrap();
+        for key_identifier in KeyIdentifier::ALL {
+            for data_encryption in DataEncryption::ALL {
+                for key_transport in [KeyTransport::RsaOaepMgf1p, KeyTransport::Rsa15] {
+                    let algorithms = Algorithms {
+                        key_identifier: *key_identifier,
+                        data_encryption: *data_encryption,
+                        key_transport,
+                        oaep_digest: OaepDigest::Sha1,
+                    };
+                    let options = EncryptOptions {
+                        algorithms,
+                        ..EncryptOptions::default()
+                    };
+                    let (out, _) = wss::encrypt_to_vec(&input, &rx.recipient(), &options).unwrap();
+                    let path = dir.path().join(format!("m{n}.xml"));
+                    std::fs::write(&path, out).unwrap();
+                    let name = format!(
+                        "{} {algorithms}",
+                        original.file_name().unwrap().to_str().unwrap()
+                    );
+                    manifest.push_str(&format!(
+                        "{name}\t{}\t{}\n",
+                        path.display(),
+                        original.display()
+                    ));
+                    n += 1;
+                }
+            }
+        }
+    }
+    let manifest_path = dir.path().join("manifest.tsv");
+    std::fs::write(&manifest_path, manifest).unwrap();
+    let run = Command::new("java")
+        .arg("-cp")
+        .arg(format!("{}:{classpath}", dir.path().display()))
+        .arg("Wss4jDecrypt")
+        .arg(&keystore)
+        .arg("changeit")
+        .arg(&manifest_path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let failures: Vec<&str> = stdout.lines().filter(|l| !l.starts_with("ok\t")).collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {n} rejected by WSS4J:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert_eq!(stdout.lines().count(), n, "every case reported");
+}
