@@ -123,6 +123,11 @@ impl AdminClient {
     pub async fn get(&self, path: &str) -> Result<Value, CtlError> {
         Ok(self.call(Method::GET, path, None).await?.1)
     }
+
+    /// GET with the status.
+    pub async fn get_value(&self, path: &str) -> Result<(u16, Value), CtlError> {
+        self.call(Method::GET, path, None).await
+    }
 }
 
 /// One line per route, for people.

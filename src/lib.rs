@@ -23,6 +23,7 @@ pub mod admin;
 pub mod config;
 pub mod ctl;
 pub mod daemon;
+pub mod demo;
 pub mod keystore;
 pub mod proxy;
 pub mod signal;

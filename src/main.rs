@@ -51,6 +51,8 @@ enum Command {
     Ctl(CtlArgs),
     /// Walk an overlap or exclusive certificate renewal against a running daemon.
     Renew(RenewArgs),
+    /// A self-contained run of both renewal procedures with live traffic.
+    Demo,
 }
 
 #[derive(Args)]
@@ -261,6 +263,7 @@ fn main() -> ExitCode {
         Command::Keystore(args) => keystore(args),
         Command::Ctl(args) => ctl(args),
         Command::Renew(args) => renew(args),
+        Command::Demo => demo(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -906,4 +909,22 @@ fn renew(args: RenewArgs) -> Result<(), Failure> {
         &mut out,
     ))?
     .map_err(ctl_failure)
+}
+
+fn demo() -> Result<(), Failure> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::runtime(format!("cannot start the runtime: {e}")))?;
+    let mut out = io::stdout();
+    let report = runtime
+        .block_on(wssgate::demo::run(&mut out))
+        .map_err(Failure::runtime)?;
+    if report.success() {
+        Ok(())
+    } else {
+        Err(Failure::runtime(
+            "the demo found lost, failed or undecryptable messages",
+        ))
+    }
 }

@@ -1,0 +1,521 @@
+//! `wssgate demo`: both renewal procedures, live, with nothing to set up. It makes
+//! throw-away receiver key pairs, starts a receiver that decrypts (holding one key
+//! at a time, as a one-key receiver does, or two during an overlap), runs the real
+//! daemon in-process, sends traffic throughout, performs an overlap and an exclusive
+//! renewal through the admin API, and checks from the receiver's records that every
+//! message was decrypted and none was lost or duplicated.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Method;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use openssl::asn1::Asn1Time;
+use openssl::bn::BigNum;
+use openssl::hash::MessageDigest;
+use openssl::pkey::{PKey, Private};
+use openssl::rsa::Rsa;
+use openssl::x509::extension::{KeyUsage, SubjectKeyIdentifier};
+use openssl::x509::{X509, X509NameBuilder};
+use tokio::net::TcpListener;
+
+use crate::ctl::AdminClient;
+use crate::daemon::Daemon;
+use crate::wss::keys::{KeyRing, PrivateKeyEntry};
+
+/// Why the demo could not run (not: why it found a problem — that is its report).
+#[derive(Debug, thiserror::Error)]
+#[error("demo: {0}")]
+pub struct DemoError(String);
+
+fn fail<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> DemoError + '_ {
+    move |e| DemoError(format!("{what}: {e}"))
+}
+
+/// A throw-away receiver key pair.
+struct KeyPair {
+    key: PKey<Private>,
+    cert: X509,
+    serial: u32,
+}
+
+fn key_pair(serial: u32, name: &str) -> Result<KeyPair, DemoError> {
+    let e = fail("key generation");
+    let build = || -> Result<KeyPair, openssl::error::ErrorStack> {
+        let key = PKey::from_rsa(Rsa::generate(2048)?)?;
+        let mut n = X509NameBuilder::new()?;
+        n.append_entry_by_text("O", "Demo Receiver")?;
+        n.append_entry_by_text("CN", name)?;
+        let n = n.build();
+        let mut b = X509::builder()?;
+        b.set_version(2)?;
+        let serial_number = BigNum::from_u32(serial)?.to_asn1_integer()?;
+        b.set_serial_number(&serial_number)?;
+        b.set_subject_name(&n)?;
+        b.set_issuer_name(&n)?;
+        b.set_pubkey(&key)?;
+        let (from, until) = (Asn1Time::days_from_now(0)?, Asn1Time::days_from_now(365)?);
+        b.set_not_before(&from)?;
+        b.set_not_after(&until)?;
+        let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None))?;
+        b.append_extension(ski)?;
+        b.append_extension(
+            KeyUsage::new()
+                .key_encipherment()
+                .digital_signature()
+                .build()?,
+        )?;
+        b.sign(&key, MessageDigest::sha256())?;
+        Ok(KeyPair {
+            key,
+            cert: b.build(),
+            serial,
+        })
+    };
+    build().map_err(e)
+}
+
+fn ring(pairs: &[&KeyPair]) -> Result<KeyRing, DemoError> {
+    let mut ring = KeyRing::default();
+    for p in pairs {
+        let mut pem = p.key.private_key_to_pem_pkcs8().map_err(fail("key"))?;
+        pem.extend(p.cert.to_pem().map_err(fail("certificate"))?);
+        let entry: PrivateKeyEntry =
+            crate::wss::keys::from_pem(&pem, &format!("serial {}", p.serial))
+                .map_err(fail("key"))?;
+        ring.push(entry);
+    }
+    Ok(ring)
+}
+
+/// What the receiver recorded of one message.
+#[derive(Debug, Clone)]
+struct Delivery {
+    request_id: String,
+    /// Serial of the certificate whose key decrypted it, or the error.
+    decrypted_with: Result<String, String>,
+}
+
+/// A receiver that decrypts with the keys it holds right now.
+struct Receiver {
+    addr: SocketAddr,
+    keys: Arc<Mutex<KeyRing>>,
+    deliveries: Arc<Mutex<Vec<Delivery>>>,
+}
+
+const RESPONSE: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><ok xmlns="urn:demo"/></soap:Body></soap:Envelope>"#;
+
+async fn start_receiver(keys: KeyRing) -> Result<Receiver, DemoError> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(fail("receiver"))?;
+    let addr = listener.local_addr().map_err(fail("receiver"))?;
+    let keys = Arc::new(Mutex::new(keys));
+    let deliveries = Arc::new(Mutex::new(Vec::new()));
+    let (k, d) = (keys.clone(), deliveries.clone());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (k, d) = (k.clone(), d.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (k, d) = (k.clone(), d.clone());
+                        async move {
+                            let request_id = req
+                                .headers()
+                                .get("x-request-id")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("")
+                                .to_string();
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let result = {
+                                let keys = k.lock().unwrap_or_else(|p| p.into_inner());
+                                crate::wss::decrypt::decrypt_document(&body, &keys)
+                                    .map(|(_, s)| s.key_sources.join(","))
+                                    .map_err(|e| e.to_string())
+                            };
+                            let status = if result.is_ok() { 200 } else { 500 };
+                            d.lock().unwrap_or_else(|p| p.into_inner()).push(Delivery {
+                                request_id,
+                                decrypted_with: result,
+                            });
+                            let mut resp = hyper::Response::new(Full::new(Bytes::from_static(
+                                RESPONSE.as_bytes(),
+                            )));
+                            *resp.status_mut() =
+                                hyper::StatusCode::from_u16(status).unwrap_or_default();
+                            Ok::<_, Infallible>(resp)
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(Receiver {
+        addr,
+        keys,
+        deliveries,
+    })
+}
+
+/// Counters of the demo's clients.
+#[derive(Default)]
+struct Traffic {
+    sent: AtomicU64,
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// The outcome the demo prints and exits on.
+#[derive(Debug, Clone)]
+pub struct DemoReport {
+    pub sent: u64,
+    pub delivered: u64,
+    pub decrypted: u64,
+    pub failed: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    /// Messages per certificate serial.
+    pub per_certificate: BTreeMap<String, u64>,
+}
+
+impl DemoReport {
+    pub fn success(&self) -> bool {
+        self.sent > 0
+            && self.failed == 0
+            && self.lost == 0
+            && self.duplicated == 0
+            && self.decrypted == self.sent
+    }
+}
+
+fn say(out: &mut dyn Write, text: &str) {
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
+/// Run the demo, printing what happens to `out`.
+pub async fn run(out: &mut dyn Write) -> Result<DemoReport, DemoError> {
+    let dir = tempfile::tempdir().map_err(fail("temporary directory"))?;
+    say(
+        out,
+        "wssgate demo: both certificate renewal procedures, live, with traffic running\n",
+    );
+    say(
+        out,
+        "setup: three throw-away receiver key pairs (RSA-2048): serial 2026, 2027, 2028",
+    );
+    let k2026 = key_pair(2026, "orders-receiver-2026")?;
+    let k2027 = key_pair(2027, "orders-receiver-2027")?;
+    let k2028 = key_pair(2028, "orders-receiver-2028")?;
+    let receiver = start_receiver(ring(&[&k2026])?).await?;
+    say(
+        out,
+        &format!(
+            "setup: a receiver on {} that decrypts and holds one key: serial 2026",
+            receiver.addr
+        ),
+    );
+
+    std::fs::create_dir_all(dir.path().join("keystore")).map_err(fail("keystore"))?;
+    std::fs::write(
+        dir.path().join("keystore/orders-receiver.pem"),
+        k2026.cert.to_pem().map_err(fail("pem"))?,
+    )
+    .map_err(fail("keystore"))?;
+    let mut token = [0u8; 24];
+    openssl::rand::rand_bytes(&mut token).map_err(fail("token"))?;
+    let token = hex::encode(token);
+    std::fs::write(dir.path().join("admin.token"), &token).map_err(fail("token"))?;
+    let config = format!(
+        r#"[proxy]
+listen = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+tokens = [ {{ name = "demo-operator", role = "admin", file = "admin.token" }} ]
+[keystore]
+dir = "keystore"
+state_dir = "var"
+[[route]]
+name = "orders"
+path = "/orders"
+upstream = "http://{}/orders"
+alias = "orders-receiver"
+on_pause = "hold"
+hold_timeout = "30s"
+"#,
+        receiver.addr
+    );
+    let config_path = dir.path().join("wssgate.toml");
+    std::fs::write(&config_path, config).map_err(fail("configuration"))?;
+    let daemon = Daemon::load(&config_path).await.map_err(fail("daemon"))?;
+    let (proxy_listener, admin_listener) = (
+        TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(fail("proxy listener"))?,
+        TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(fail("admin listener"))?,
+    );
+    let proxy_addr = proxy_listener
+        .local_addr()
+        .map_err(fail("proxy listener"))?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(fail("admin listener"))?;
+    let (intents_tx, intents_rx) = tokio::sync::mpsc::channel(4);
+    let daemon_task = tokio::spawn(daemon.run(proxy_listener, admin_listener, intents_rx));
+    let admin = AdminClient::new(&format!("http://{admin_addr}"), &token, None)
+        .map_err(fail("admin client"))?;
+    say(
+        out,
+        &format!(
+            "setup: wssgate proxy on {proxy_addr} (route /orders, alias orders-receiver), admin API on {admin_addr}\n"
+        ),
+    );
+
+    // Four clients sending continuously.
+    let traffic = Arc::new(Traffic::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let mut clients = Vec::new();
+    for c in 0..4 {
+        let (traffic, stop, client) = (traffic.clone(), stop.clone(), client.clone());
+        clients.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let body = format!(
+                    r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><ord:submit xmlns:ord="urn:demo:orders"><ord:client>{c}</ord:client><ord:seq>{i}</ord:seq></ord:submit></soap:Body></soap:Envelope>"#
+                );
+                let Ok(req) = hyper::Request::post(format!("http://{proxy_addr}/orders"))
+                    .header("content-type", "text/xml")
+                    .header("x-request-id", format!("c{c}-{i}"))
+                    .body(Full::new(Bytes::from(body)))
+                else {
+                    break;
+                };
+                traffic.sent.fetch_add(1, Ordering::Relaxed);
+                match client.request(req).await {
+                    Ok(r) if r.status() == 200 => traffic.ok.fetch_add(1, Ordering::Relaxed),
+                    _ => traffic.failed.fetch_add(1, Ordering::Relaxed),
+                };
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }));
+    }
+    let status = |t: &Traffic, r: &Receiver| {
+        format!(
+            "sent {}, answered ok {}, failed {}, received and decrypted by the receiver {}",
+            t.sent.load(Ordering::Relaxed),
+            t.ok.load(Ordering::Relaxed),
+            t.failed.load(Ordering::Relaxed),
+            r.deliveries
+                .lock()
+                .map(|d| d.iter().filter(|x| x.decrypted_with.is_ok()).count())
+                .unwrap_or(0)
+        )
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    say(
+        out,
+        &format!(
+            "traffic: 4 clients sending to /orders — {}\n",
+            status(&traffic, &receiver)
+        ),
+    );
+
+    // Overlap renewal.
+    say(
+        out,
+        "OVERLAP RENEWAL (the receiver can hold its old and new key for a while)",
+    );
+    *receiver.keys.lock().map_err(fail("receiver"))? = ring(&[&k2026, &k2027])?;
+    say(
+        out,
+        "  1. receiver administrator: the receiver now accepts serial 2026 and serial 2027",
+    );
+    let (_, r) = admin
+        .call(
+            Method::PUT,
+            "/v1/keystore/orders-receiver",
+            Some(k2027.cert.to_pem().map_err(fail("pem"))?),
+        )
+        .await
+        .map_err(fail("exchange"))?;
+    say(
+        out,
+        &format!(
+            "  2. keystore administrator: PUT /v1/keystore/orders-receiver — serial {} is live (was {}), no restart",
+            r["current"]["serial"].as_str().unwrap_or("?"),
+            r["previous"]["serial"].as_str().unwrap_or("?")
+        ),
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    *receiver.keys.lock().map_err(fail("receiver"))? = ring(&[&k2027])?;
+    say(
+        out,
+        "  3. receiver administrator: old key removed; the receiver holds serial 2027 only",
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    say(
+        out,
+        &format!("  traffic: {}\n", status(&traffic, &receiver)),
+    );
+
+    // Exclusive renewal.
+    say(
+        out,
+        "EXCLUSIVE RENEWAL (the receiver can hold one key only)",
+    );
+    let (_, view) = admin
+        .call(Method::POST, "/v1/routes/orders/pause?wait=10", None)
+        .await
+        .map_err(fail("pause"))?;
+    let at_pause = receiver.deliveries.lock().map(|d| d.len()).unwrap_or(0);
+    say(
+        out,
+        &format!(
+            "  1. operator: POST /v1/routes/orders/pause?wait=10 — paused, {} in flight; requests are now held",
+            view["in_flight"]
+        ),
+    );
+    let (_, r) = admin
+        .call(
+            Method::PUT,
+            "/v1/keystore/orders-receiver",
+            Some(k2028.cert.to_pem().map_err(fail("pem"))?),
+        )
+        .await
+        .map_err(fail("exchange"))?;
+    say(
+        out,
+        &format!(
+            "  2. keystore administrator: exchanged to serial {}",
+            r["current"]["serial"].as_str().unwrap_or("?")
+        ),
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    *receiver.keys.lock().map_err(fail("receiver"))? = ring(&[&k2028])?;
+    let (_, view) = admin
+        .get_value("/v1/routes/orders")
+        .await
+        .map_err(fail("route"))?;
+    let during_pause = receiver.deliveries.lock().map(|d| d.len()).unwrap_or(0) - at_pause;
+    say(
+        out,
+        &format!(
+            "  3. receiver administrator: key pair swapped to serial 2028; {} requests held, {} reached the receiver during the pause",
+            view["held"], during_pause
+        ),
+    );
+    let (_, view) = admin
+        .call(Method::POST, "/v1/routes/orders/resume", None)
+        .await
+        .map_err(fail("resume"))?;
+    say(
+        out,
+        &format!(
+            "  4. operator: POST /v1/routes/orders/resume — {} held requests released in arrival order, encrypted for serial 2028",
+            view["released"]
+        ),
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    say(
+        out,
+        &format!("  traffic: {}\n", status(&traffic, &receiver)),
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        let _ = c.await;
+    }
+    let _ = intents_tx.send(crate::signal::Intent::Shutdown).await;
+    let _ = daemon_task.await;
+
+    // The receiver's records decide.
+    let deliveries = receiver
+        .deliveries
+        .lock()
+        .map_err(fail("receiver"))?
+        .clone();
+    let mut seen: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut per_certificate: BTreeMap<String, u64> = BTreeMap::new();
+    for d in &deliveries {
+        *seen.entry(d.request_id.as_str()).or_default() += 1;
+        if let Ok(key) = &d.decrypted_with {
+            *per_certificate.entry(key.clone()).or_default() += 1;
+        }
+    }
+    let sent = traffic.sent.load(Ordering::Relaxed);
+    let report = DemoReport {
+        sent,
+        delivered: seen.len() as u64,
+        decrypted: deliveries
+            .iter()
+            .filter(|d| d.decrypted_with.is_ok())
+            .count() as u64,
+        failed: traffic.failed.load(Ordering::Relaxed),
+        lost: sent.saturating_sub(seen.len() as u64),
+        duplicated: seen.values().filter(|n| **n > 1).count() as u64,
+        per_certificate,
+    };
+    say(out, "RESULT (from the receiver's records)");
+    say(
+        out,
+        &format!(
+            "  sent {}, delivered {}, decrypted {}, failed {}, lost {}, duplicated {}",
+            report.sent,
+            report.delivered,
+            report.decrypted,
+            report.failed,
+            report.lost,
+            report.duplicated
+        ),
+    );
+    for (key, n) in &report.per_certificate {
+        say(
+            out,
+            &format!("  {n:>5} messages decrypted with the key of {key}"),
+        );
+    }
+    say(
+        out,
+        &format!(
+            "  nothing reached the receiver during the pause: {}",
+            if during_pause == 0 { "yes" } else { "NO" }
+        ),
+    );
+    let ok = report.success() && during_pause == 0;
+    say(
+        out,
+        if ok {
+            "\nevery message was decrypted and none was lost"
+        } else {
+            "\nPROBLEM: see the counts above"
+        },
+    );
+    if during_pause != 0 {
+        return Ok(DemoReport {
+            failed: report.failed + during_pause as u64,
+            ..report
+        });
+    }
+    Ok(report)
+}
