@@ -581,15 +581,46 @@ impl Admin {
         ))
     }
 
-    /// Stage a validated certificate to become active later.
-    async fn stage(
-        &self,
-        request: Request<Incoming>,
-        alias: &str,
-        actor: &str,
-        activation: keystore::Activation,
-    ) -> Result<Response<ProxyBody>, ApiError> {
-        let body = Limited::new(request.into_body(), MAX_CERTIFICATE_BYTES)
+    /// The keystore and the certificate policy for `alias` under the running
+    /// configuration (SKI required when a route uses `ski`).
+    fn keystore_for(&self, alias: &str) -> (Keystore, crate::wss::CertificatePolicy) {
+        let config = self.shared.load().config.clone();
+        let needs_ski = config.aliases_needing_ski().iter().any(|a| a == alias);
+        (
+            Keystore::new(config.keystore.clone()),
+            keystore::policy(&config.keystore, needs_ski),
+        )
+    }
+
+    /// The PEM certificate in a request body: a PEM-ish content type, under 1 MiB.
+    async fn certificate_body(request: Request<Incoming>) -> Result<Bytes, ApiError> {
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            });
+        if let Some(ct) = &content_type
+            && !matches!(
+                ct.as_str(),
+                "application/x-pem-file"
+                    | "application/pem-certificate-chain"
+                    | "text/plain"
+                    | "application/pkix-cert"
+                    | ""
+            )
+        {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("content type {ct:?} is not a PEM certificate"),
+            ));
+        }
+        Ok(Limited::new(request.into_body(), MAX_CERTIFICATE_BYTES)
             .collect()
             .await
             .map_err(|_| {
@@ -598,11 +629,19 @@ impl Admin {
                     "the certificate must be under 1 MiB",
                 )
             })?
-            .to_bytes();
-        let config = self.shared.load().config.clone();
-        let needs_ski = config.aliases_needing_ski().iter().any(|a| a == alias);
-        let policy = keystore::policy(&config.keystore, needs_ski);
-        let store = Keystore::new(config.keystore.clone());
+            .to_bytes())
+    }
+
+    /// Stage a validated certificate to become active later.
+    async fn stage(
+        &self,
+        request: Request<Incoming>,
+        alias: &str,
+        actor: &str,
+        activation: keystore::Activation,
+    ) -> Result<Response<ProxyBody>, ApiError> {
+        let body = Self::certificate_body(request).await?;
+        let (store, policy) = self.keystore_for(alias);
         let (alias, actor) = (alias.to_string(), actor.to_string());
         let staged = tokio::task::spawn_blocking(move || {
             store.stage(
@@ -637,10 +676,7 @@ impl Admin {
         alias: &str,
         actor: &str,
     ) -> Result<(keystore::ExchangeOutcome, u64), String> {
-        let config = self.shared.load().config.clone();
-        let needs_ski = config.aliases_needing_ski().iter().any(|a| a == alias);
-        let policy = keystore::policy(&config.keystore, needs_ski);
-        let store = Keystore::new(config.keystore.clone());
+        let (store, policy) = self.keystore_for(alias);
         let outcome = store
             .activate_pending(alias, actor, &policy, SystemTime::now())
             .map_err(|e| e.to_string())?;
@@ -683,47 +719,8 @@ impl Admin {
         alias: &str,
         actor: &str,
     ) -> Result<Response<ProxyBody>, ApiError> {
-        let content_type = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            });
-        if let Some(ct) = &content_type
-            && !matches!(
-                ct.as_str(),
-                "application/x-pem-file"
-                    | "application/pem-certificate-chain"
-                    | "text/plain"
-                    | "application/pkix-cert"
-                    | ""
-            )
-        {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("content type {ct:?} is not a PEM certificate"),
-            ));
-        }
-        let body = Limited::new(request.into_body(), MAX_CERTIFICATE_BYTES)
-            .collect()
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "the certificate must be under 1 MiB",
-                )
-            })?
-            .to_bytes();
-        let snapshot = self.shared.load();
-        let config = snapshot.config.clone();
-        let needs_ski = config.aliases_needing_ski().iter().any(|a| a == alias);
-        let policy = keystore::policy(&config.keystore, needs_ski);
-        let store = Keystore::new(config.keystore.clone());
+        let body = Self::certificate_body(request).await?;
+        let (store, policy) = self.keystore_for(alias);
         let (alias_owned, actor_owned) = (alias.to_string(), actor.to_string());
         let shared = self.shared.clone();
         // Exchange on disk (archive, audit, crash safety), then the same reload
