@@ -538,19 +538,8 @@ pub mod tls {
                             return;
                         }
                         got.extend_from_slice(&buf[..n]);
-                        let text = String::from_utf8_lossy(&got);
-                        if let Some(end) = text.find("\r\n\r\n") {
-                            let len = text[..end]
-                                .lines()
-                                .find_map(|l| {
-                                    l.to_ascii_lowercase()
-                                        .strip_prefix("content-length:")
-                                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                                })
-                                .unwrap_or(0);
-                            if got.len() >= end + 4 + len {
-                                break;
-                            }
+                        if super::http_message_complete(&got) {
+                            break;
                         }
                     }
                     let body = super::net::RESPONSE;
@@ -596,19 +585,8 @@ pub async fn raw_exchange(
                     Ok(0) | Err(_) => return,
                     Ok(n) => out.extend_from_slice(&buf[..n]),
                 }
-                let text = String::from_utf8_lossy(&out);
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let len = text[..end]
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if out.len() >= end + 4 + len {
-                        return;
-                    }
+                if http_message_complete(&out) {
+                    return;
                 }
             }
         })
@@ -617,4 +595,22 @@ pub async fn raw_exchange(
     };
     let ((), out) = tokio::join!(write, read);
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether `bytes` hold a whole HTTP/1.1 message: a head and, when it has a
+/// Content-Length, that many body bytes.
+pub fn http_message_complete(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    let Some(end) = text.find("\r\n\r\n") else {
+        return false;
+    };
+    let len = text[..end]
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    bytes.len() >= end + 4 + len
 }
