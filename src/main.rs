@@ -392,14 +392,7 @@ fn encrypt(args: EncryptArgs) -> Result<(), Failure> {
 }
 
 fn decrypt(args: DecryptArgs) -> Result<(), Failure> {
-    let password = match &args.password_file {
-        Some(p) => {
-            let text = String::from_utf8(read_file(p)?)
-                .map_err(|_| Failure::invalid(format!("{}: not UTF-8 text", p.display())))?;
-            Some(text.lines().next().unwrap_or_default().to_string())
-        }
-        None => None,
-    };
+    let password = read_password(args.password_file.as_deref())?;
     let mut keys = wss::keys::KeyRing::default();
     for path in &args.key {
         keys.load_file(path, password.as_deref())

@@ -153,7 +153,8 @@ impl CertificateInfo {
     }
 }
 
-fn key_kind(key: &PKey<Public>) -> String {
+/// What kind of key a non-RSA public key is, for messages.
+pub(crate) fn key_kind(key: &PKey<Public>) -> String {
     match key.id() {
         Id::EC => "EC".to_string(),
         Id::DSA => "DSA".to_string(),

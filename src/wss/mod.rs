@@ -97,20 +97,12 @@ impl Recipient {
     /// required here because nothing else can be encrypted for.
     pub fn new(certificate: X509) -> Result<Recipient, CertificateError> {
         let info = CertificateInfo::of(&certificate)?;
-        if info.rsa_bits.is_none() {
-            let kind = CertificateInfo::check(
-                &info,
-                &certificate,
-                &CertificatePolicy::default(),
-                std::time::SystemTime::now(),
-            )
-            .err()
-            .unwrap_or(CertificateError::NotRsa("unknown".into()));
-            return Err(kind);
-        }
         let public_key = certificate
             .public_key()
             .map_err(|e| CertificateError::Parse(certificate::first_reason(&e)))?;
+        if info.rsa_bits.is_none() {
+            return Err(CertificateError::NotRsa(certificate::key_kind(&public_key)));
+        }
         let der = certificate
             .to_der()
             .map_err(|e| CertificateError::Parse(certificate::first_reason(&e)))?;
