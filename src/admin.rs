@@ -777,63 +777,39 @@ impl Admin {
     }
 
     fn metrics(&self, snapshot: &Snapshot) -> Response<ProxyBody> {
-        let mut out = String::new();
-        out.push_str("# HELP wssgate_config_generation Generation of the running configuration.\n# TYPE wssgate_config_generation gauge\n");
-        out.push_str(&format!(
-            "wssgate_config_generation {}\n",
-            snapshot.generation
-        ));
-        out.push_str("# HELP wssgate_reloads_total Reloads by result.\n# TYPE wssgate_reloads_total counter\n");
-        out.push_str(&format!(
-            "wssgate_reloads_total{{result=\"ok\"}} {}\n",
-            self.shared.reloads_ok.load(Ordering::Relaxed)
-        ));
-        out.push_str(&format!(
-            "wssgate_reloads_total{{result=\"failed\"}} {}\n",
-            self.shared.reloads_failed.load(Ordering::Relaxed)
-        ));
-        out.push_str("# HELP wssgate_route_paused Whether the route is paused.\n# TYPE wssgate_route_paused gauge\n");
+        let m = &self.shared.metrics;
+        m.generation.set(snapshot.generation as i64);
         for r in &snapshot.routes {
-            let g = self.gates.get(&r.config.name);
-            out.push_str(&format!(
-                "wssgate_route_paused{{route=\"{}\"}} {}\n",
-                r.config.name,
-                u8::from(g.is_paused())
-            ));
+            let gate = self.gates.get(&r.config.name);
+            let labels = vec![("route", r.config.name.clone())];
+            m.paused
+                .get_or_create(&labels)
+                .set(i64::from(gate.is_paused()));
+            m.in_flight
+                .get_or_create(&labels)
+                .set(gate.in_flight() as i64);
+            m.held.get_or_create(&labels).set(gate.held() as i64);
         }
-        out.push_str("# HELP wssgate_route_in_flight Requests being sent to the receiver.\n# TYPE wssgate_route_in_flight gauge\n");
-        for r in &snapshot.routes {
-            out.push_str(&format!(
-                "wssgate_route_in_flight{{route=\"{}\"}} {}\n",
-                r.config.name,
-                self.gates.get(&r.config.name).in_flight()
-            ));
-        }
-        out.push_str("# HELP wssgate_route_held Requests held while the route is paused.\n# TYPE wssgate_route_held gauge\n");
-        for r in &snapshot.routes {
-            out.push_str(&format!(
-                "wssgate_route_held{{route=\"{}\"}} {}\n",
-                r.config.name,
-                self.gates.get(&r.config.name).held()
-            ));
-        }
-        out.push_str("# HELP wssgate_certificate_not_after_seconds Expiry of the certificate in use per alias.\n# TYPE wssgate_certificate_not_after_seconds gauge\n");
+        // Only the certificates in use now: a replaced one leaves the family.
+        m.not_after.clear();
         for (alias, r) in &snapshot.aliases {
             let secs = r
                 .info()
                 .not_after
                 .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
+                .map(|d| d.as_secs() as i64)
                 .unwrap_or(0);
-            out.push_str(&format!(
-                "wssgate_certificate_not_after_seconds{{alias=\"{alias}\",serial=\"{}\"}} {secs}\n",
-                r.info().serial
-            ));
+            m.not_after
+                .get_or_create(&vec![
+                    ("alias", alias.clone()),
+                    ("serial", r.info().serial.clone()),
+                ])
+                .set(secs);
         }
-        let mut r = Response::new(full_body(Bytes::from(out)));
+        let mut r = Response::new(full_body(Bytes::from(m.encode())));
         r.headers_mut().insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
         );
         r
     }

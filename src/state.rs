@@ -231,6 +231,8 @@ pub struct Shared {
     reload_lock: std::sync::Mutex<()>,
     pub reloads_ok: std::sync::atomic::AtomicU64,
     pub reloads_failed: std::sync::atomic::AtomicU64,
+    /// Prometheus metrics of the proxy, the admin API and reloads.
+    pub metrics: crate::telemetry::Metrics,
 }
 
 impl Shared {
@@ -241,6 +243,7 @@ impl Shared {
             reload_lock: std::sync::Mutex::new(()),
             reloads_ok: Default::default(),
             reloads_failed: Default::default(),
+            metrics: Default::default(),
         }
     }
 
@@ -270,6 +273,13 @@ impl Shared {
                 }
                 self.current.store(Arc::new(new));
                 self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .reloads
+                    .get_or_create(&vec![
+                        ("trigger", trigger.name().to_string()),
+                        ("result", "ok".to_string()),
+                    ])
+                    .inc();
                 tracing::info!(trigger = trigger.name(), generation, changed = ?changed, "reloaded");
                 Ok(ReloadOutcome {
                     generation,
@@ -278,6 +288,13 @@ impl Shared {
             }
             Err(e) => {
                 self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .reloads
+                    .get_or_create(&vec![
+                        ("trigger", trigger.name().to_string()),
+                        ("result", "failed".to_string()),
+                    ])
+                    .inc();
                 tracing::error!(trigger = trigger.name(), error = %e, generation = old.generation, "reload rejected; the running configuration stays");
                 Err(e)
             }

@@ -16,3 +16,135 @@ pub fn init(format: LogFormat) {
         LogFormat::Text => builder.try_init(),
     };
 }
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Label pairs of one series.
+pub type Labels = Vec<(&'static str, String)>;
+type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms … ~8 s.
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+/// The Prometheus metrics of the daemon (all in base units, prefix `wssgate_`).
+/// Counters are updated where things happen; gauges that mirror state (paused,
+/// in flight, held, certificate expiry) are set when `/metrics` is scraped.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by route and outcome (`ok` or wssgate's fault code).
+    pub requests: Family<Labels, Counter>,
+    pub request_duration: Histograms,
+    /// Time spent encrypting, by route.
+    pub encryption_duration: Histograms,
+    /// Request bytes by route and direction (`in` from clients, `out` to upstreams).
+    pub bytes: Family<Labels, Counter>,
+    /// Upstream failures by route and kind (`unreachable`, `timeout`).
+    pub upstream_errors: Family<Labels, Counter>,
+    /// Reloads by trigger and result.
+    pub reloads: Family<Labels, Counter>,
+    pub generation: Gauge,
+    pub in_flight: Family<Labels, Gauge>,
+    pub held: Family<Labels, Gauge>,
+    pub paused: Family<Labels, Gauge>,
+    /// Expiry (Unix seconds) of the certificate in use, by alias and serial.
+    pub not_after: Family<Labels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("wssgate");
+        let requests = Family::<Labels, Counter>::default();
+        let request_duration =
+            Histograms::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let encryption_duration =
+            Histograms::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let bytes = Family::<Labels, Counter>::default();
+        let upstream_errors = Family::<Labels, Counter>::default();
+        let reloads = Family::<Labels, Counter>::default();
+        let generation = Gauge::default();
+        let in_flight = Family::<Labels, Gauge>::default();
+        let held = Family::<Labels, Gauge>::default();
+        let paused = Family::<Labels, Gauge>::default();
+        let not_after = Family::<Labels, Gauge>::default();
+        registry.register(
+            "requests",
+            "Requests by route and outcome",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from request to response head",
+            request_duration.clone(),
+        );
+        registry.register(
+            "encryption_duration_seconds",
+            "Time spent encrypting a request",
+            encryption_duration.clone(),
+        );
+        registry.register(
+            "request_bytes",
+            "Request bytes by route and direction",
+            bytes.clone(),
+        );
+        registry.register(
+            "upstream_errors",
+            "Upstream failures by route and kind",
+            upstream_errors.clone(),
+        );
+        registry.register("reloads", "Reloads by trigger and result", reloads.clone());
+        registry.register(
+            "config_generation",
+            "Generation of the running configuration",
+            generation.clone(),
+        );
+        registry.register(
+            "route_in_flight",
+            "Requests past the gate and not yet answered by the upstream",
+            in_flight.clone(),
+        );
+        registry.register(
+            "route_held",
+            "Requests held while the route is paused",
+            held.clone(),
+        );
+        registry.register(
+            "route_paused",
+            "1 while the route is paused",
+            paused.clone(),
+        );
+        registry.register(
+            "certificate_not_after_seconds",
+            "Expiry of the certificate in use (Unix time)",
+            not_after.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_duration,
+            encryption_duration,
+            bytes,
+            upstream_errors,
+            reloads,
+            generation,
+            in_flight,
+            held,
+            paused,
+            not_after,
+        }
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -696,3 +696,141 @@ async fn staged_certificates_activate_on_resume_or_at_a_time_and_can_be_withdraw
         assert!(actions.contains(&a), "{a} audited: {actions:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_prometheus_text_with_every_family() {
+    let rx = common::receiver();
+    let receiver = Receiver::start(rx.key_ring()).await;
+    let config = format!(
+        "{}\n[[route]]\nname = \"dead\"\npath = \"/dead\"\nupstream = \"http://127.0.0.1:9/x\"\nalias = \"orders-receiver\"\n",
+        net::config(&format!("http://{}/s", receiver.addr), "", "")
+    );
+    let daemon = Daemon::start(&config, &[("orders-receiver", rx.cert_pem())]).await;
+    for _ in 0..3 {
+        assert_eq!(
+            net::post(
+                &net::client(),
+                &daemon.url("/orders"),
+                "text/xml",
+                BODY.as_bytes()
+            )
+            .await
+            .0,
+            200
+        );
+    }
+    assert_eq!(
+        net::post(&net::client(), &daemon.url("/orders"), "text/xml", b"<bad")
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        net::post(
+            &net::client(),
+            &daemon.url("/dead"),
+            "text/xml",
+            BODY.as_bytes()
+        )
+        .await
+        .0,
+        502
+    );
+    daemon
+        .admin_call("POST", "/v1/reload", Some("operator"), b"")
+        .await;
+    daemon
+        .admin_call("POST", "/v1/routes/dead/pause", Some("operator"), b"")
+        .await;
+    assert_eq!(
+        daemon.admin_call("GET", "/metrics", None, b"").await.0,
+        401,
+        "metrics need a read token"
+    );
+
+    let resp = net::client()
+        .request(
+            hyper::Request::get(daemon.admin_url("/metrics"))
+                .header("authorization", format!("Bearer {}", net::TOKENS[0].2))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = String::from_utf8(
+        http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("Prometheus text");
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => 1.0,
+            })
+            .sum()
+    };
+    let present = |name: &str| scrape.samples.iter().any(|s| s.metric.starts_with(name));
+    assert_eq!(
+        value(
+            "wssgate_requests_total",
+            &[("route", "orders"), ("outcome", "ok")]
+        ),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            "wssgate_requests_total",
+            &[("route", "orders"), ("outcome", "malformed-envelope")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "wssgate_upstream_errors_total",
+            &[("route", "dead"), ("kind", "unreachable")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "wssgate_reloads_total",
+            &[("trigger", "api"), ("result", "ok")]
+        ),
+        1.0
+    );
+    assert_eq!(value("wssgate_config_generation", &[]), 2.0);
+    assert_eq!(value("wssgate_route_paused", &[("route", "dead")]), 1.0);
+    assert_eq!(value("wssgate_route_paused", &[("route", "orders")]), 0.0);
+    assert!(
+        value(
+            "wssgate_request_bytes_total",
+            &[("route", "orders"), ("direction", "out")]
+        ) > 0.0
+    );
+    let not_after = value(
+        "wssgate_certificate_not_after_seconds",
+        &[("alias", "orders-receiver"), ("serial", "4711")],
+    );
+    assert!(not_after > 1.7e9, "{not_after}");
+    for family in [
+        "wssgate_request_duration_seconds",
+        "wssgate_encryption_duration_seconds",
+        "wssgate_route_in_flight",
+        "wssgate_route_held",
+    ] {
+        assert!(present(family), "{family} missing:\n{text}");
+    }
+}

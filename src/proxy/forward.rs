@@ -41,6 +41,8 @@ struct Access {
     algorithms: Option<String>,
     bytes_in: u64,
     bytes_out: u64,
+    /// Seconds spent encrypting, when the request got that far.
+    encryption_seconds: Option<f64>,
 }
 
 pub(super) async fn handle(
@@ -58,13 +60,16 @@ pub(super) async fn handle(
         algorithms: None,
         bytes_in: 0,
         bytes_out: 0,
+        encryption_seconds: None,
     };
     let version_hint = version_from_content_type(request.headers());
     let method = request.method().clone();
     let path = request.uri().path().to_string();
+    let mut outcome = "ok";
     let response = match serve(proxy, request, peer, &mut access).await {
         Ok(r) => r,
         Err((fault, version)) => {
+            outcome = fault.code();
             let version = version.or(version_hint).unwrap_or(SoapVersion::Soap11);
             if fault.culprit() == super::fault::Culprit::Caller {
                 tracing::debug!(request_id = %request_id, code = fault.code(), message = %fault.message(), "refused");
@@ -74,6 +79,12 @@ pub(super) async fn handle(
             fault.response(version, &request_id)
         }
     };
+    record_metrics(
+        &proxy.shared.metrics,
+        &access,
+        outcome,
+        started.elapsed().as_secs_f64(),
+    );
     tracing::info!(
         request_id = %access.request_id,
         method = %method,
@@ -92,6 +103,51 @@ pub(super) async fn handle(
 }
 
 type Failure = (Fault, Option<SoapVersion>);
+
+fn record_metrics(
+    m: &crate::telemetry::Metrics,
+    access: &Access,
+    outcome: &'static str,
+    seconds: f64,
+) {
+    let route = access.route.clone().unwrap_or_else(|| "-".to_string());
+    m.requests
+        .get_or_create(&vec![
+            ("route", route.clone()),
+            ("outcome", outcome.to_string()),
+        ])
+        .inc();
+    m.request_duration
+        .get_or_create(&vec![("route", route.clone())])
+        .observe(seconds);
+    if let Some(e) = access.encryption_seconds {
+        m.encryption_duration
+            .get_or_create(&vec![("route", route.clone())])
+            .observe(e);
+    }
+    m.bytes
+        .get_or_create(&vec![
+            ("route", route.clone()),
+            ("direction", "in".to_string()),
+        ])
+        .inc_by(access.bytes_in);
+    m.bytes
+        .get_or_create(&vec![
+            ("route", route.clone()),
+            ("direction", "out".to_string()),
+        ])
+        .inc_by(access.bytes_out);
+    let kind = match outcome {
+        "upstream-unreachable" => Some("unreachable"),
+        "upstream-timeout" => Some("timeout"),
+        _ => None,
+    };
+    if let Some(kind) = kind {
+        m.upstream_errors
+            .get_or_create(&vec![("route", route), ("kind", kind.to_string())])
+            .inc();
+    }
+}
 
 async fn serve(
     proxy: &Proxy,
@@ -197,7 +253,9 @@ async fn serve(
         None => {
             // Buffered: the whole body is here.
             let input = head;
+            let started = std::time::Instant::now();
             let encrypted = encrypt_buffered(&route, input.clone(), options).await;
+            access.encryption_seconds = Some(started.elapsed().as_secs_f64());
             let (output, version) = match encrypted {
                 Ok((out, summary)) => (out, summary.soap_version),
                 Err(EncryptError::AlreadyEncrypted)
@@ -236,6 +294,7 @@ async fn serve(
             let reader = stream::read_body(head, body, max_body, idle);
             let (writer, upstream_body) = stream::body_channel();
             let recipient = route.recipient.clone();
+            let encryption_started = std::time::Instant::now();
             let encryption = tokio::task::spawn_blocking(move || {
                 let mut writer = writer;
                 let result = wss::encrypt_envelope(reader, &mut writer, &recipient, &options);
@@ -267,6 +326,7 @@ async fn serve(
                 Some(version),
             );
             let (sent, encrypted) = tokio::join!(sent, encryption);
+            access.encryption_seconds = Some(encryption_started.elapsed().as_secs_f64());
             match encrypted {
                 Ok(Ok(summary)) => {
                     access.bytes_in = summary.plaintext_bytes;
