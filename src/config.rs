@@ -92,6 +92,7 @@ struct RawKeystore {
     min_rsa_bits: Option<Spanned<i64>>,
     expiry_warning_days: Option<Spanned<i64>>,
     min_days_left: Option<Spanned<i64>>,
+    watch: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -220,6 +221,8 @@ pub struct KeystoreConfig {
     pub expiry_warning_days: u32,
     /// `wssgate check` fails when a certificate in use has fewer days left.
     pub min_days_left: Option<u32>,
+    /// Reload when the configuration or keystore directory changes.
+    pub watch: bool,
 }
 
 /// What a paused route does with a request.
@@ -583,6 +586,7 @@ impl Config {
                 }
                 None => None,
             },
+            watch: k.watch.unwrap_or(false),
         };
 
         let mut routes: Vec<RouteConfig> = Vec::new();

@@ -94,9 +94,7 @@ impl Daemon {
                 "route"
             );
         }
-        for w in &snapshot.warnings {
-            tracing::warn!(alias = %w.alias, serial = %w.serial, days_left = w.days_left, "certificate expires soon");
-        }
+        snapshot.log_expiry(SystemTime::now());
     }
 
     /// Run the proxy and the admin API; `intents` delivers reloads and the shutdown.
@@ -171,10 +169,35 @@ impl Daemon {
                 }
             })
         };
+        // Reload on file change, when asked for; the watcher lives until shutdown.
+        let _watcher = if snapshot.config.keystore.watch {
+            match crate::watch::spawn(self.shared.clone()) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot watch the configuration and keystore; reload with SIGHUP");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        // Expiry warnings at rising severity, daily (also logged at each reload).
+        let expiry = {
+            let shared = self.shared.clone();
+            tokio::spawn(async move {
+                let mut day = tokio::time::interval(std::time::Duration::from_secs(86_400));
+                day.tick().await; // the first tick is now; startup already logged
+                loop {
+                    day.tick().await;
+                    shared.load().log_expiry(std::time::SystemTime::now());
+                }
+            })
+        };
         admin.ready.store(true, Ordering::SeqCst);
         proxy::run(proxy, proxy_listener, stopped(stop_rx)).await;
         reloader.abort();
         scheduler.abort();
+        expiry.abort();
         let _ = admin_task.await;
         Ok(())
     }

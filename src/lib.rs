@@ -29,4 +29,5 @@ pub mod proxy;
 pub mod signal;
 pub mod state;
 pub mod telemetry;
+pub mod watch;
 pub mod wss;

@@ -149,6 +149,26 @@ impl Snapshot {
         })
     }
 
+    /// Log certificates in use that expire soon, at rising severity: within the
+    /// warning period (default 30 days) a warning, within 7 days an error, within
+    /// a day an error saying so. Days are counted from `now`, not from the load.
+    pub fn log_expiry(&self, now: SystemTime) {
+        for (alias, r) in &self.aliases {
+            let days_left = r.info().days_left(now);
+            let serial = &r.info().serial;
+            if days_left > i64::from(self.config.keystore.expiry_warning_days) {
+                continue;
+            }
+            if days_left <= 1 {
+                tracing::error!(alias = %alias, serial = %serial, days_left, "certificate expires within a day: exchange it now");
+            } else if days_left <= 7 {
+                tracing::error!(alias = %alias, serial = %serial, days_left, "certificate expires within a week");
+            } else {
+                tracing::warn!(alias = %alias, serial = %serial, days_left, "certificate expires soon");
+            }
+        }
+    }
+
     /// The route whose path is the longest prefix of `path`.
     pub fn route_for(&self, path: &str) -> Option<&Route> {
         self.routes
@@ -268,9 +288,7 @@ impl Shared {
             Ok(new) => {
                 let changed = changes(&old, &new);
                 let generation = new.generation;
-                for w in &new.warnings {
-                    tracing::warn!(alias = %w.alias, serial = %w.serial, days_left = w.days_left, "certificate expires soon");
-                }
+                new.log_expiry(SystemTime::now());
                 self.current.store(Arc::new(new));
                 self.reloads_ok.fetch_add(1, Ordering::Relaxed);
                 self.metrics

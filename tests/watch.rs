@@ -1,0 +1,125 @@
+//! Reload on file change, including Kubernetes' atomic `..data` symlink swap of a
+//! mounted Secret.
+
+mod common;
+
+use std::os::unix::fs::symlink;
+use std::time::{Duration, Instant};
+
+use common::net::{self, Daemon, Receiver};
+use common::{CertSpec, TestReceiver};
+
+const BODY: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><m:x xmlns:m="urn:m"/></soap:Body></soap:Envelope>"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_style_swap_of_the_keystore_is_picked_up() {
+    let old = TestReceiver::new(&CertSpec {
+        serial: 1,
+        ..CertSpec::default()
+    });
+    let new = TestReceiver::new(&CertSpec {
+        serial: 2,
+        ..CertSpec::default()
+    });
+    let mut keys = old.key_ring();
+    keys.push(wssgate::wss::keys::from_pem(&new.key_and_cert_pem(), "new").unwrap());
+    let receiver = Receiver::start(keys).await;
+
+    // The keystore as the kubelet mounts a Secret: a timestamped directory, `..data`
+    // pointing at it, and each key a symlink through `..data`.
+    let dir = tempfile::tempdir().unwrap();
+    let ks = dir.path().join("keystore");
+    std::fs::create_dir_all(ks.join("..2026_11_27_01")).unwrap();
+    std::fs::write(
+        ks.join("..2026_11_27_01/orders-receiver.pem"),
+        old.cert_pem(),
+    )
+    .unwrap();
+    symlink("..2026_11_27_01", ks.join("..data")).unwrap();
+    symlink("..data/orders-receiver.pem", ks.join("orders-receiver.pem")).unwrap();
+
+    let config = net::config(&format!("http://{}/s", receiver.addr), "", "")
+        .replace("[keystore]", "[keystore]\nwatch = true");
+    let daemon = Daemon::start_in(dir, &config, &[]).await;
+    let (status, _, _) = net::post(
+        &net::client(),
+        &daemon.url("/orders"),
+        "text/xml",
+        BODY.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        receiver.received()[0].certificate.as_deref(),
+        Some(old.recipient().info().sha256.as_str())
+    );
+
+    // The update: a new directory, a temporary link, renamed onto `..data` in one step.
+    std::fs::create_dir_all(ks.join("..2026_11_27_02")).unwrap();
+    std::fs::write(
+        ks.join("..2026_11_27_02/orders-receiver.pem"),
+        new.cert_pem(),
+    )
+    .unwrap();
+    symlink("..2026_11_27_02", ks.join("..data_tmp")).unwrap();
+    std::fs::rename(ks.join("..data_tmp"), ks.join("..data")).unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while daemon.shared.load().generation < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        daemon.shared.load().generation,
+        2,
+        "reloaded once after the swap (debounced)"
+    );
+    let (status, _, _) = net::post(
+        &net::client(),
+        &daemon.url("/orders"),
+        "text/xml",
+        BODY.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        receiver.received().last().unwrap().certificate.as_deref(),
+        Some(new.recipient().info().sha256.as_str()),
+        "the new certificate is used"
+    );
+
+    // A broken update is rejected like any reload: the old state keeps serving.
+    std::fs::create_dir_all(ks.join("..2026_11_27_03")).unwrap();
+    std::fs::write(
+        ks.join("..2026_11_27_03/orders-receiver.pem"),
+        b"not a certificate",
+    )
+    .unwrap();
+    symlink("..2026_11_27_03", ks.join("..data_tmp")).unwrap();
+    std::fs::rename(ks.join("..data_tmp"), ks.join("..data")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while daemon
+        .shared
+        .reloads_failed
+        .load(std::sync::atomic::Ordering::Relaxed)
+        == 0
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        daemon
+            .shared
+            .reloads_failed
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(daemon.shared.load().generation, 2);
+    let (status, _, _) = net::post(
+        &net::client(),
+        &daemon.url("/orders"),
+        "text/xml",
+        BODY.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200);
+}
