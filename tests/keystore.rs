@@ -22,6 +22,7 @@ fn config(root: &Path) -> KeystoreConfig {
         min_rsa_bits: 2048,
         expiry_warning_days: 30,
         min_days_left: None,
+        watch: false,
     }
 }
 
