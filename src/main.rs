@@ -18,6 +18,30 @@ use wssgate::wss::{
 };
 use wssgate::{daemon, signal, telemetry};
 
+/// Like the standard `println!`/`print!`, but a closed pipe (`wssgate … | head`) ends
+/// the program quietly instead of panicking.
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
+macro_rules! print {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 /// Exit code for invalid configuration or input (including a refused certificate).
 const EXIT_INVALID: u8 = 64;
 const EXIT_RUNTIME: u8 = 1;
