@@ -884,6 +884,22 @@ mod shipped_example {
     use super::*;
 
     #[test]
+    fn the_kubernetes_configmap_holds_a_valid_configuration() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/configmap.yaml");
+        let yaml = std::fs::read_to_string(path).unwrap();
+        let start = yaml.find("wssgate.toml: |").unwrap();
+        let toml: String = yaml[start..]
+            .lines()
+            .skip(1)
+            .map(|l| l.strip_prefix("    ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config = Config::parse(&toml, Path::new("/etc/wssgate/config/wssgate.toml")).unwrap();
+        assert!(config.keystore.watch);
+        assert_eq!(config.keystore.dir, Path::new("/etc/wssgate/keystore"));
+    }
+
+    #[test]
     fn the_shipped_example_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_PATH);
         let config = Config::load(&path).unwrap();
