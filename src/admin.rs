@@ -632,6 +632,47 @@ impl Admin {
             .to_bytes())
     }
 
+    /// Apply the paused-routes file (`admin.paused_routes_file`): pause the routes it
+    /// lists, resume those it paused and no longer lists. `by_file` is the set this
+    /// file has paused so far; routes paused through the API are left alone.
+    pub async fn apply_paused_routes_file(&self, by_file: &mut std::collections::BTreeSet<String>) {
+        let snapshot = self.shared.load();
+        let Some(path) = snapshot.config.admin.paused_routes_file.clone() else {
+            return;
+        };
+        let listed: std::collections::BTreeSet<String> = match std::fs::read_to_string(&path) {
+            Ok(text) => text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .filter(|name| {
+                    let known = snapshot.route(name).is_some();
+                    if !known {
+                        tracing::warn!(route = %name, file = %path.display(), "paused_routes_file names no such route");
+                    }
+                    known
+                })
+                .map(str::to_string)
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
+            Err(e) => {
+                tracing::error!(error = %e, file = %path.display(), "cannot read paused_routes_file; nothing changed");
+                return;
+            }
+        };
+        let actor = format!("file:{}", path.display());
+        for name in listed.difference(by_file).cloned().collect::<Vec<_>>() {
+            if self.pause(&snapshot, &name, &actor, None).await.is_ok() {
+                by_file.insert(name);
+            }
+        }
+        for name in by_file.difference(&listed).cloned().collect::<Vec<_>>() {
+            if self.resume(&snapshot, &name, &actor).await.is_ok() {
+                by_file.remove(&name);
+            }
+        }
+    }
+
     /// Stage a validated certificate to become active later.
     async fn stage(
         &self,

@@ -73,6 +73,7 @@ struct RawAdmin {
     tls_cert: Option<Spanned<String>>,
     tls_key: Option<Spanned<String>>,
     url: Option<Spanned<String>>,
+    paused_routes_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,6 +208,9 @@ pub struct AdminConfig {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// URL `wssgate ctl` uses to reach the admin API.
     pub url: String,
+    /// A file listing route names, one a line, that are to be paused. Watched: on a
+    /// fleet, a ConfigMap with this file pauses the routes on every replica at once.
+    pub paused_routes_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -545,6 +549,7 @@ impl Config {
             tokens,
             tls,
             url,
+            paused_routes_file: a.paused_routes_file.as_ref().map(|v| ctx.path(v.get_ref())),
         };
 
         let k = &raw.keystore;

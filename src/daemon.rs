@@ -193,11 +193,25 @@ impl Daemon {
                 }
             })
         };
+        // Routes paused through a (watched, shared) file: one change on a ConfigMap
+        // pauses them on every replica.
+        let paused_by_file = {
+            let admin = admin.clone();
+            tokio::spawn(async move {
+                let mut by_file = std::collections::BTreeSet::new();
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    admin.apply_paused_routes_file(&mut by_file).await;
+                }
+            })
+        };
         admin.ready.store(true, Ordering::SeqCst);
         proxy::run(proxy, proxy_listener, stopped(stop_rx)).await;
         reloader.abort();
         scheduler.abort();
         expiry.abort();
+        paused_by_file.abort();
         let _ = admin_task.await;
         Ok(())
     }

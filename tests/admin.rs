@@ -834,3 +834,60 @@ async fn metrics_are_prometheus_text_with_every_family() {
         assert!(present(family), "{family} missing:\n{text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_routes_file_pauses_and_resumes_like_the_api() {
+    let rx = common::receiver();
+    let receiver = Receiver::start(rx.key_ring()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("paused-routes");
+    let daemon = Arc::new(
+        Daemon::start_with(
+            dir,
+            &net::config(&format!("http://{}/s", receiver.addr), "", ""),
+            &format!("paused_routes_file = \"{}\"", list.display()),
+            &[("orders-receiver", rx.cert_pem())],
+        )
+        .await,
+    );
+    let state = |d: Arc<Daemon>| async move {
+        d.admin_call("GET", "/v1/routes/orders", Some("read"), b"")
+            .await
+            .1["state"]
+            .clone()
+    };
+    assert_eq!(state(daemon.clone()).await, "active");
+    // One change to the (ConfigMap-mounted) file pauses the route.
+    std::fs::write(&list, "# routes paused for the renewal window\norders\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while state(daemon.clone()).await != "paused" && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(state(daemon.clone()).await, "paused");
+    let d = daemon.clone();
+    let held = tokio::spawn(async move {
+        net::post(
+            &net::client(),
+            &d.url("/orders"),
+            "text/xml",
+            BODY.as_bytes(),
+        )
+        .await
+        .0
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(receiver.received().is_empty(), "held while listed");
+    std::fs::write(&list, "").unwrap();
+    assert_eq!(
+        held.await.unwrap(),
+        200,
+        "released when the file no longer lists the route"
+    );
+    assert_eq!(state(daemon.clone()).await, "active");
+    let log = audit::read(&daemon.shared.load().config.keystore.state_dir).unwrap();
+    assert!(
+        log.iter()
+            .any(|r| r.action == "pause" && r.actor.starts_with("file:")),
+        "audited with the file as actor"
+    );
+}

@@ -363,6 +363,16 @@ pub mod net {
             config: &str,
             certificates: &[(&str, Vec<u8>)],
         ) -> Daemon {
+            Daemon::start_with(dir, config, "", certificates).await
+        }
+
+        /// Start with extra lines for the `[admin]` section.
+        pub async fn start_with(
+            dir: tempfile::TempDir,
+            config: &str,
+            admin_extra: &str,
+            certificates: &[(&str, Vec<u8>)],
+        ) -> Daemon {
             std::fs::create_dir_all(dir.path().join("keystore")).unwrap();
             for (alias, pem) in certificates {
                 std::fs::write(dir.path().join(format!("keystore/{alias}.pem")), pem).unwrap();
@@ -377,6 +387,8 @@ pub mod net {
                 tokens.push_str(&format!("  {{ name = \"{name}\", role = \"{role}\", file = \"{{dir}}/{name}.token\" }},\n"));
             }
             tokens.push_str("]\n");
+            tokens.push_str(admin_extra);
+            tokens.push('\n');
             let config = if config.contains("[admin]") {
                 config.to_string()
             } else {
