@@ -893,9 +893,11 @@ mod shipped_example {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/configmap.yaml");
         let yaml = std::fs::read_to_string(path).unwrap();
         let start = yaml.find("wssgate.toml: |").unwrap();
+        // The block scalar: the lines indented under the key.
         let toml: String = yaml[start..]
             .lines()
             .skip(1)
+            .take_while(|l| l.starts_with("    ") || l.is_empty())
             .map(|l| l.strip_prefix("    ").unwrap_or(l))
             .collect::<Vec<_>>()
             .join("\n");
