@@ -390,10 +390,16 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
 
     fn parse_error(&self, e: quick_xml::Error) -> EncryptError {
         match e {
-            quick_xml::Error::Io(io) => {
-                let io = io::Error::new(io.kind(), io.to_string());
-                // Recover the size-limit marker: quick-xml shares the error behind an Arc.
-                EncryptError::from_read(io)
+            quick_xml::Error::Io(shared) => {
+                // quick-xml shares the error behind an Arc: recover the size-limit
+                // marker from it, or keep its kind (a stalled body is `TimedOut`).
+                if let Some(limit) = shared
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<InputTooLarge>())
+                {
+                    return EncryptError::TooLarge(InputTooLarge { limit: limit.limit });
+                }
+                EncryptError::Read(io::Error::new(shared.kind(), shared.to_string()))
             }
             other => EncryptError::Malformed {
                 position: self.reader.error_position(),
@@ -408,15 +414,6 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
             buf.clear();
             let event = match self.reader.read_event_into(&mut buf) {
                 Ok(ev) => ev,
-                Err(quick_xml::Error::Io(io)) => {
-                    if let Some(limit) = io
-                        .get_ref()
-                        .and_then(|inner| inner.downcast_ref::<InputTooLarge>())
-                    {
-                        return Err(EncryptError::TooLarge(InputTooLarge { limit: limit.limit }));
-                    }
-                    return Err(self.parse_error(quick_xml::Error::Io(io)));
-                }
                 Err(e) => return Err(self.parse_error(e)),
             };
             if let Some(reason) = invalid_characters(raw_bytes(&event)) {
