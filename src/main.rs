@@ -514,7 +514,7 @@ fn check(args: ConfigArg) -> Result<(), Failure> {
             too_close.push(format!("{alias} ({days} days left)"));
         }
     }
-    for w in &snapshot.warnings {
+    for w in snapshot.expiry_warnings(now) {
         eprintln!(
             "wssgate: warning: certificate of alias {} (serial {}) expires in {} days",
             w.alias, w.serial, w.days_left

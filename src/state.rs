@@ -76,7 +76,6 @@ pub struct Snapshot {
     /// Counts successful loads, starting at 1.
     pub generation: u64,
     pub loaded_at: SystemTime,
-    pub warnings: Vec<ExpiryWarning>,
     /// Admin API tokens, read from their files at each load.
     pub admin_tokens: Vec<AdminToken>,
 }
@@ -115,11 +114,6 @@ impl Snapshot {
                 recipient,
             });
         }
-        let in_use: Vec<(String, Arc<Recipient>)> = aliases
-            .iter()
-            .map(|(a, r)| (a.clone(), r.clone()))
-            .collect();
-        let warnings = keystore.expiry_warnings(&in_use, now);
         let mut admin_tokens = Vec::new();
         for t in &config.admin.tokens {
             let fail = |reason: String| SnapshotError::Token {
@@ -145,20 +139,29 @@ impl Snapshot {
             aliases,
             generation,
             loaded_at: now,
-            warnings,
         })
+    }
+
+    /// Certificates in use that expire within `keystore.expiry_warning_days` of `now`.
+    pub fn expiry_warnings(&self, now: SystemTime) -> Vec<ExpiryWarning> {
+        let within = i64::from(self.config.keystore.expiry_warning_days);
+        self.aliases
+            .iter()
+            .map(|(alias, r)| ExpiryWarning {
+                alias: alias.clone(),
+                serial: r.info().serial.clone(),
+                days_left: r.info().days_left(now),
+            })
+            .filter(|w| w.days_left <= within)
+            .collect()
     }
 
     /// Log certificates in use that expire soon, at rising severity: within the
     /// warning period (default 30 days) a warning, within 7 days an error, within
     /// a day an error saying so. Days are counted from `now`, not from the load.
     pub fn log_expiry(&self, now: SystemTime) {
-        for (alias, r) in &self.aliases {
-            let days_left = r.info().days_left(now);
-            let serial = &r.info().serial;
-            if days_left > i64::from(self.config.keystore.expiry_warning_days) {
-                continue;
-            }
+        for w in self.expiry_warnings(now) {
+            let (alias, serial, days_left) = (&w.alias, &w.serial, w.days_left);
             if days_left <= 1 {
                 tracing::error!(alias = %alias, serial = %serial, days_left, "certificate expires within a day: exchange it now");
             } else if days_left <= 7 {

@@ -309,33 +309,7 @@ impl Keystore {
             }
             Err(e) => return Err(KeystoreError::io(&file)(e)),
         };
-        let refused = |reason| KeystoreError::Refused {
-            alias: alias.to_string(),
-            file: file.display().to_string(),
-            reason,
-        };
-        let recipient = Recipient::from_bytes(&bytes).map_err(refused)?;
-        recipient.check(policy).map_err(refused)?;
-        Ok(Arc::new(recipient))
-    }
-
-    /// Certificates in use that expire within the warning period.
-    pub fn expiry_warnings(
-        &self,
-        recipients: &[(String, Arc<Recipient>)],
-        now: SystemTime,
-    ) -> Vec<ExpiryWarning> {
-        recipients
-            .iter()
-            .filter_map(|(alias, r)| {
-                let days_left = r.info().days_left(now);
-                (days_left <= i64::from(self.config.expiry_warning_days)).then(|| ExpiryWarning {
-                    alias: alias.clone(),
-                    serial: r.info().serial.clone(),
-                    days_left,
-                })
-            })
-            .collect()
+        self.validated(alias, &file, &bytes, policy).map(Arc::new)
     }
 
     fn lock(&self) -> Result<fs::File, KeystoreError> {
