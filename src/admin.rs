@@ -400,6 +400,17 @@ impl Admin {
         }
     }
 
+    /// Write a route's pause state to disk (blocking work off the async threads).
+    async fn persist_pause(&self, route: &str, paused: Option<PausedBy>) -> Result<(), String> {
+        let file = self.pause_file.clone();
+        let route = route.to_string();
+        match tokio::task::spawn_blocking(move || file.set(&route, paused)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     async fn pause(
         &self,
         snapshot: &Snapshot,
@@ -414,12 +425,9 @@ impl Admin {
             by: actor.to_string(),
             since: rfc3339(SystemTime::now()),
         };
-        let file = self.pause_file.clone();
-        let (route, by2) = (name.to_string(), by.clone());
-        let persisted = tokio::task::spawn_blocking(move || file.set(&route, Some(by2))).await;
         let mut record = AuditRecord::new(actor, "pause", SystemTime::now());
         record.detail = Some(json!({"route": name}));
-        if let Ok(Err(e)) | Err(e) = persisted.map_err(std::io::Error::other) {
+        if let Err(e) = self.persist_pause(name, Some(by)).await {
             record.result = format!("failed: pause state not saved: {e}");
             self.audit(snapshot, record);
             return Err(ApiError::new(
@@ -450,20 +458,9 @@ impl Admin {
         actor: &str,
     ) -> Result<Response<ProxyBody>, ApiError> {
         self.known_route(snapshot, name)?;
-        let file = self.pause_file.clone();
-        let route = name.to_string();
-        let persisted = tokio::task::spawn_blocking(move || file.set(&route, None)).await;
         let mut record = AuditRecord::new(actor, "resume", SystemTime::now());
         let held = self.gates.get(name).held();
         record.detail = Some(json!({"route": name, "held": held}));
-        if let Ok(Err(e)) | Err(e) = persisted.map_err(std::io::Error::other) {
-            record.result = format!("failed: pause state not saved: {e}");
-            self.audit(snapshot, record);
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("not resumed: the pause state could not be saved: {e}"),
-            ));
-        }
         // A certificate staged for this moment becomes active before anything held
         // is released, once no other route using the alias is still paused.
         let alias = snapshot
@@ -492,6 +489,15 @@ impl Admin {
                 ));
             }
             record.detail = Some(json!({"route": name, "held": held, "activated": p.certificate}));
+        }
+        // Recorded as active on disk only once nothing can stop the resume.
+        if let Err(e) = self.persist_pause(name, None).await {
+            record.result = format!("failed: pause state not saved: {e}");
+            self.audit(snapshot, record);
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("not resumed: the pause state could not be saved: {e}"),
+            ));
         }
         self.gates.get(name).resume();
         self.audit(snapshot, record);
