@@ -156,21 +156,16 @@ async fn serve(
     access: &mut Access,
 ) -> Result<Response<ProxyBody>, Failure> {
     let arrival = proxy.shared.load();
-    let route_name = arrival
+    let entry = &arrival
         .route_for(request.uri().path())
         .ok_or((Fault::NoRoute, None))?
-        .config
-        .name
-        .clone();
+        .config;
+    let route_name = entry.name.clone();
     access.route = Some(route_name.clone());
     if request.method() != Method::POST && request.method() != Method::GET {
         return Err((Fault::MethodNotAllowed, None));
     }
     // The gate: nothing passes to the receiver while the route is paused.
-    let entry = &arrival
-        .route(&route_name)
-        .ok_or((Fault::NoRoute, None))?
-        .config;
     let gate = proxy.gates.get(&route_name);
     let _in_flight = gate
         .enter(entry.on_pause, entry.hold_max, entry.hold_timeout)
