@@ -10,32 +10,14 @@ use std::hint::black_box;
 use std::io::Write;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use openssl::asn1::Asn1Time;
-use openssl::hash::MessageDigest;
-use openssl::pkey::PKey;
-use openssl::rsa::Rsa;
-use openssl::x509::{X509, X509NameBuilder};
 use wssgate::wss::cipher::{self, EncryptingWriter};
 use wssgate::wss::{
     self, Algorithms, DataEncryption, EncryptOptions, KeyTransport, OaepDigest, Profile, Recipient,
 };
 
 fn recipient() -> Recipient {
-    let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
-    let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", "bench receiver").unwrap();
-    let name = name.build();
-    let mut b = X509::builder().unwrap();
-    b.set_version(2).unwrap();
-    b.set_subject_name(&name).unwrap();
-    b.set_issuer_name(&name).unwrap();
-    b.set_pubkey(&key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
-        .unwrap();
-    b.sign(&key, MessageDigest::sha256()).unwrap();
-    Recipient::new(b.build()).unwrap()
+    let (_, cert) = wssgate::demo::throwaway_receiver(1, "bench receiver").unwrap();
+    Recipient::new(cert).unwrap()
 }
 
 /// A SOAP 1.1 envelope whose Body content is about `size` bytes of order lines.

@@ -47,39 +47,42 @@ struct KeyPair {
 }
 
 fn key_pair(serial: u32, name: &str) -> Result<KeyPair, DemoError> {
-    let e = fail("key generation");
-    let build = || -> Result<KeyPair, openssl::error::ErrorStack> {
-        let key = PKey::from_rsa(Rsa::generate(2048)?)?;
-        let mut n = X509NameBuilder::new()?;
-        n.append_entry_by_text("O", "Demo Receiver")?;
-        n.append_entry_by_text("CN", name)?;
-        let n = n.build();
-        let mut b = X509::builder()?;
-        b.set_version(2)?;
-        let serial_number = BigNum::from_u32(serial)?.to_asn1_integer()?;
-        b.set_serial_number(&serial_number)?;
-        b.set_subject_name(&n)?;
-        b.set_issuer_name(&n)?;
-        b.set_pubkey(&key)?;
-        let (from, until) = (Asn1Time::days_from_now(0)?, Asn1Time::days_from_now(365)?);
-        b.set_not_before(&from)?;
-        b.set_not_after(&until)?;
-        let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None))?;
-        b.append_extension(ski)?;
-        b.append_extension(
-            KeyUsage::new()
-                .key_encipherment()
-                .digital_signature()
-                .build()?,
-        )?;
-        b.sign(&key, MessageDigest::sha256())?;
-        Ok(KeyPair {
-            key,
-            cert: b.build(),
-            serial,
-        })
-    };
-    build().map_err(e)
+    let (key, cert) = throwaway_receiver(serial, name).map_err(fail("key generation"))?;
+    Ok(KeyPair { key, cert, serial })
+}
+
+/// A throw-away RSA-2048 receiver key pair and its self-signed certificate (one
+/// year, SubjectKeyIdentifier, KeyUsage keyEncipherment), for the demo, the
+/// benches and the fuzz targets.
+pub fn throwaway_receiver(
+    serial: u32,
+    name: &str,
+) -> Result<(PKey<Private>, X509), openssl::error::ErrorStack> {
+    let key = PKey::from_rsa(Rsa::generate(2048)?)?;
+    let mut n = X509NameBuilder::new()?;
+    n.append_entry_by_text("O", "Demo Receiver")?;
+    n.append_entry_by_text("CN", name)?;
+    let n = n.build();
+    let mut b = X509::builder()?;
+    b.set_version(2)?;
+    let serial_number = BigNum::from_u32(serial)?.to_asn1_integer()?;
+    b.set_serial_number(&serial_number)?;
+    b.set_subject_name(&n)?;
+    b.set_issuer_name(&n)?;
+    b.set_pubkey(&key)?;
+    let (from, until) = (Asn1Time::days_from_now(0)?, Asn1Time::days_from_now(365)?);
+    b.set_not_before(&from)?;
+    b.set_not_after(&until)?;
+    let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None))?;
+    b.append_extension(ski)?;
+    b.append_extension(
+        KeyUsage::new()
+            .key_encipherment()
+            .digital_signature()
+            .build()?,
+    )?;
+    b.sign(&key, MessageDigest::sha256())?;
+    Ok((key, b.build()))
 }
 
 fn ring(pairs: &[&KeyPair]) -> Result<KeyRing, DemoError> {

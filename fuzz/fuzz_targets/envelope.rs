@@ -10,21 +10,8 @@ use wssgate::wss::{self, EncryptOptions, Recipient};
 fn recipient() -> &'static Recipient {
     static R: OnceLock<Recipient> = OnceLock::new();
     R.get_or_init(|| {
-        // A fixed throw-away certificate made once per process.
-        use openssl::{asn1::Asn1Time, hash::MessageDigest, pkey::PKey, rsa::Rsa, x509::*};
-        let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
-        let mut name = X509NameBuilder::new().unwrap();
-        name.append_entry_by_text("CN", "fuzz").unwrap();
-        let name = name.build();
-        let mut b = X509::builder().unwrap();
-        b.set_version(2).unwrap();
-        b.set_subject_name(&name).unwrap();
-        b.set_issuer_name(&name).unwrap();
-        b.set_pubkey(&key).unwrap();
-        b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
-        b.set_not_after(&Asn1Time::days_from_now(30).unwrap()).unwrap();
-        b.sign(&key, MessageDigest::sha256()).unwrap();
-        Recipient::new(b.build()).unwrap()
+        let (_, cert) = wssgate::demo::throwaway_receiver(1, "fuzz").unwrap();
+        Recipient::new(cert).unwrap()
     })
 }
 
