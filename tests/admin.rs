@@ -859,10 +859,10 @@ async fn a_paused_routes_file_pauses_and_resumes_like_the_api() {
     assert_eq!(state(daemon.clone()).await, "active");
     // One change to the (ConfigMap-mounted) file pauses the route.
     std::fs::write(&list, "# routes paused for the renewal window\norders\n").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while state(daemon.clone()).await != "paused" && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::eventually(Duration::from_secs(5), async || {
+        state(daemon.clone()).await == "paused"
+    })
+    .await;
     assert_eq!(state(daemon.clone()).await, "paused");
     let d = daemon.clone();
     let held = tokio::spawn(async move {

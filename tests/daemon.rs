@@ -485,10 +485,10 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
         }));
     }
     // Shut down once all eight are at the receiver, i.e. truly in flight.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while receiver.received().len() < 8 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::eventually(Duration::from_secs(10), async || {
+        receiver.received().len() >= 8
+    })
+    .await;
     assert_eq!(receiver.received().len(), 8);
     daemon
         .intents

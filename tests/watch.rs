@@ -4,7 +4,7 @@
 mod common;
 
 use std::os::unix::fs::symlink;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::net::{self, Daemon, Receiver};
 use common::{CertSpec, TestReceiver};
@@ -64,10 +64,10 @@ async fn a_secret_style_swap_of_the_keystore_is_picked_up() {
     symlink("..2026_11_27_02", ks.join("..data_tmp")).unwrap();
     std::fs::rename(ks.join("..data_tmp"), ks.join("..data")).unwrap();
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while daemon.shared.load().generation < 2 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually(Duration::from_secs(10), async || {
+        daemon.shared.load().generation >= 2
+    })
+    .await;
     assert_eq!(
         daemon.shared.load().generation,
         2,
@@ -96,16 +96,13 @@ async fn a_secret_style_swap_of_the_keystore_is_picked_up() {
     .unwrap();
     symlink("..2026_11_27_03", ks.join("..data_tmp")).unwrap();
     std::fs::rename(ks.join("..data_tmp"), ks.join("..data")).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while daemon
-        .shared
-        .reloads_failed
-        .load(std::sync::atomic::Ordering::Relaxed)
-        == 0
-        && Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let failed = || {
+        daemon
+            .shared
+            .reloads_failed
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    common::eventually(Duration::from_secs(10), async || failed() > 0).await;
     assert_eq!(
         daemon
             .shared

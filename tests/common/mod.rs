@@ -626,3 +626,12 @@ pub fn http_message_complete(bytes: &[u8]) -> bool {
         .unwrap_or(0);
     bytes.len() >= end + 4 + len
 }
+
+/// Wait until `done` holds, checking every 20 ms, for at most `within`. The caller
+/// asserts afterwards, so a timeout shows as the assertion that failed.
+pub async fn eventually(within: std::time::Duration, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !done().await && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
