@@ -67,6 +67,25 @@ fn load(
         .collect()
 }
 
+/// Send `n` requests to /orders from their own tasks; each yields its status.
+fn send_in_background(daemon: &Arc<Daemon>, n: usize) -> Vec<tokio::task::JoinHandle<u16>> {
+    (0..n)
+        .map(|_| {
+            let d = daemon.clone();
+            tokio::spawn(async move {
+                net::post(
+                    &net::client(),
+                    &d.url("/orders"),
+                    "text/xml",
+                    BODY.as_bytes(),
+                )
+                .await
+                .0
+            })
+        })
+        .collect()
+}
+
 async fn collect(
     handles: Vec<tokio::task::JoinHandle<Vec<(String, Instant, u16)>>>,
 ) -> Vec<(String, Instant, u16)> {
@@ -438,20 +457,7 @@ async fn hold_limits_and_an_abandoned_client() {
     daemon
         .admin_call("POST", "/v1/routes/orders/pause", Some("operator"), b"")
         .await;
-    let mut held = Vec::new();
-    for _ in 0..2 {
-        let d = daemon.clone();
-        held.push(tokio::spawn(async move {
-            net::post(
-                &net::client(),
-                &d.url("/orders"),
-                "text/xml",
-                BODY.as_bytes(),
-            )
-            .await
-            .0
-        }));
-    }
+    let held = send_in_background(&daemon, 2);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (status, _, answer) = net::post(
         &net::client(),
@@ -465,16 +471,7 @@ async fn hold_limits_and_an_abandoned_client() {
         assert_eq!(h.await.unwrap(), 503, "hold_timeout ran out");
     }
     // A client that goes away while held is never sent.
-    let d = daemon.clone();
-    let gone = tokio::spawn(async move {
-        net::post(
-            &net::client(),
-            &d.url("/orders"),
-            "text/xml",
-            BODY.as_bytes(),
-        )
-        .await
-    });
+    let gone = send_in_background(&daemon, 1).remove(0);
     tokio::time::sleep(Duration::from_millis(200)).await;
     gone.abort();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -590,20 +587,7 @@ async fn staged_certificates_activate_on_resume_or_at_a_time_and_can_be_withdraw
             b"",
         )
         .await;
-    let mut held = Vec::new();
-    for _ in 0..3 {
-        let d = daemon.clone();
-        held.push(tokio::spawn(async move {
-            net::post(
-                &net::client(),
-                &d.url("/orders"),
-                "text/xml",
-                BODY.as_bytes(),
-            )
-            .await
-            .0
-        }));
-    }
+    let held = send_in_background(&daemon, 3);
     tokio::time::sleep(Duration::from_millis(200)).await;
     *receiver.keys.lock().unwrap() = ring(&[&new]); // the receiver swaps its key
     let (status, body) = daemon
@@ -864,17 +848,7 @@ async fn a_paused_routes_file_pauses_and_resumes_like_the_api() {
     })
     .await;
     assert_eq!(state(daemon.clone()).await, "paused");
-    let d = daemon.clone();
-    let held = tokio::spawn(async move {
-        net::post(
-            &net::client(),
-            &d.url("/orders"),
-            "text/xml",
-            BODY.as_bytes(),
-        )
-        .await
-        .0
-    });
+    let held = send_in_background(&daemon, 1).remove(0);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(receiver.received().is_empty(), "held while listed");
     std::fs::write(&list, "").unwrap();
