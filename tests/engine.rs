@@ -543,3 +543,134 @@ fn a_created_header_uses_only_prefixes_in_scope_where_it_stands() {
         "{out}"
     );
 }
+
+/// Gives at most `step` bytes per read, to split every token of the input.
+struct Trickle<'a> {
+    data: &'a [u8],
+    step: usize,
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.step.min(buf.len()).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+fn encrypt_trickled(input: &str, step: usize) -> Result<String, EncryptError> {
+    let mut out = Vec::new();
+    let reader = Trickle {
+        data: input.as_bytes(),
+        step,
+    };
+    wss::encrypt_envelope(
+        reader,
+        &mut out,
+        &common::receiver().recipient(),
+        &EncryptOptions::default(),
+    )?;
+    Ok(String::from_utf8(out).unwrap())
+}
+
+#[test]
+fn the_body_is_read_the_same_however_the_input_is_split() {
+    let long_text = "ü€𝄞 text ] ]] > ".repeat(5000);
+    let bodies = [
+        r#"<a>x</a>"#.to_string(),
+        r#"<p:a xmlns:p="urn:p" p:x="1 &gt; 0" y='"&amp;'><p:b/>caf&#233; &#x1D11E;<![CDATA[<not a tag> ]] ]]><!-- c - c --><?pi data?></p:a>"#.to_string(),
+        format!("<a attr=\"{}\">{long_text}</a><b/>", "v>".repeat(40_000)),
+        format!("<a>]]</a><b>]</b><c>{long_text}]]</c>"),
+        format!("<{0}:deep xmlns:{0}=\"urn:d\">{1}</{0}:deep>", "d".repeat(300), "<x>".repeat(100) + &"</x>".repeat(100)),
+    ];
+    for body in &bodies {
+        let input = soap11("", body);
+        let whole = decrypt(&encrypt(&input).unwrap());
+        for step in [1, 2, 3, 5, 7, 4093, 65_537] {
+            let got = decrypt(&encrypt_trickled(&input, step).unwrap());
+            assert_eq!(
+                got,
+                whole,
+                "step {step}, body {}",
+                &body[..body.len().min(80)]
+            );
+        }
+    }
+}
+
+#[test]
+fn malformed_body_content_is_refused_however_the_input_is_split() {
+    let cases = [
+        ("']]>' in text", "<a>x]]>y</a>".to_string()),
+        ("'<' in attribute", r#"<a b="<"/>"#.to_string()),
+        ("unquoted attribute", "<a b=1/>".to_string()),
+        ("attributes not separated", r#"<a b="1"c="2"/>"#.to_string()),
+        ("'--' in comment", "<a><!-- a -- b --></a>".to_string()),
+        ("comment ending in '-'", "<a><!-- a ---></a>".to_string()),
+        ("xml PI in body", "<a><?xml version='1.0'?></a>".to_string()),
+        ("surrogate reference", "<a>&#xD800;</a>".to_string()),
+        ("undefined entity", "<a>&nbsp;</a>".to_string()),
+        (
+            "unterminated reference",
+            format!("<a>&amp{}</a>", "x".repeat(100)),
+        ),
+        ("undeclared prefix", "<p:a/>".to_string()),
+        ("undeclared attribute prefix", r#"<a p:x="1"/>"#.to_string()),
+        ("prefix undeclared", r#"<a xmlns:p=""/>"#.to_string()),
+        (
+            "xml prefix rebound",
+            r#"<a xmlns:xml="urn:x"/>"#.to_string(),
+        ),
+        ("bad element name", "<1a/>".to_string()),
+        ("two colons", "<a:b:c/>".to_string()),
+        ("mismatched end tag", "<a></b>".to_string()),
+        ("unclosed element", "<a><b></a>".to_string()),
+        ("end tag closing the Body early", "<a/></a>".to_string()),
+        ("DOCTYPE in body", "<!DOCTYPE a><a/>".to_string()),
+        ("unknown markup", "<![INCLUDE[<a/>]]>".to_string()),
+        ("control character", "<a>\u{1}</a>".to_string()),
+        ("U+FFFE", "<a>\u{FFFE}</a>".to_string()),
+        (
+            "duplicate attribute",
+            r#"<a x="1" y="2" x="3"/>"#.to_string(),
+        ),
+        ("'/' without '>'", "<a / >".to_string()),
+    ];
+    for (name, body) in &cases {
+        let input = soap11("", body);
+        for step in [1, 2, 3, 7, 4096] {
+            match encrypt_trickled(&input, step) {
+                Err(e) => assert_eq!(e.code(), "malformed-envelope", "{name}, step {step}: {e}"),
+                Ok(_) => panic!("{name}, step {step}: accepted {body}"),
+            }
+        }
+    }
+    // A document that ends inside the Body, and invalid UTF-8 split by reads.
+    let truncated = &soap11("", "<a>text</a>")[..70];
+    let mut invalid = soap11("", "<a>é</a>").into_bytes();
+    let e_acute = invalid.iter().position(|&b| b == 0xC3).unwrap();
+    invalid[e_acute + 1] = b'x';
+    for step in [1, 2, 3, 7, 4096] {
+        assert!(
+            encrypt_trickled(truncated, step).is_err(),
+            "truncated, step {step}"
+        );
+        let mut out = Vec::new();
+        let reader = Trickle {
+            data: &invalid,
+            step,
+        };
+        let result = wss::encrypt_envelope(
+            reader,
+            &mut out,
+            &common::receiver().recipient(),
+            &EncryptOptions::default(),
+        );
+        assert_eq!(
+            result.unwrap_err().code(),
+            "malformed-envelope",
+            "invalid UTF-8, step {step}"
+        );
+    }
+}

@@ -127,6 +127,8 @@ pub fn unwrap_key(
 /// How much plaintext is gathered before it goes through the cipher: large blocks
 /// keep the per-call overhead of OpenSSL and base64 out of the profile.
 const PLAINTEXT_BLOCK: usize = 48 * 1024;
+/// Writes at least this long are encrypted without being copied into `pending`.
+const DIRECT_WRITE: usize = 8 * 1024;
 
 /// A `Write` that encrypts what it is given and writes the base64 of
 /// `IV ‖ ciphertext (‖ tag)` to `out`, without line breaks.
@@ -169,13 +171,20 @@ impl<W: Write> EncryptingWriter<W> {
         if self.pending.is_empty() {
             return Ok(());
         }
+        let pending = std::mem::take(&mut self.pending);
+        let result = self.encrypt(&pending);
+        self.pending = pending;
+        self.pending.clear();
+        result
+    }
+
+    fn encrypt(&mut self, plaintext: &[u8]) -> io::Result<()> {
         let block = self.algorithm.cipher().block_size();
-        self.cipher_buf.resize(self.pending.len() + block, 0);
+        self.cipher_buf.resize(plaintext.len() + block, 0);
         let n = self
             .crypter
-            .update(&self.pending, &mut self.cipher_buf)
+            .update(plaintext, &mut self.cipher_buf)
             .map_err(CipherError::openssl("content encryption"))?;
-        self.pending.clear();
         self.carry.extend_from_slice(&self.cipher_buf[..n]);
         self.emit_base64(false)
     }
@@ -229,6 +238,14 @@ impl<W: Write> Write for EncryptingWriter<W> {
 
     fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
         self.plaintext_len += buf.len() as u64;
+        // Large writes go to the cipher as they are, without a copy.
+        if self.pending.is_empty() {
+            while buf.len() >= DIRECT_WRITE {
+                let take = buf.len().min(PLAINTEXT_BLOCK);
+                self.encrypt(&buf[..take])?;
+                buf = &buf[take..];
+            }
+        }
         while !buf.is_empty() {
             let room = PLAINTEXT_BLOCK - self.pending.len();
             let take = room.min(buf.len());

@@ -12,6 +12,8 @@
 //! a new one is appended as the Header's last block, or a Header is created in
 //! front of the Body.
 
+mod body;
+
 use std::io::{self, BufWriter, Read, Write};
 
 use quick_xml::events::{BytesStart, Event};
@@ -186,7 +188,7 @@ pub fn encrypt_envelope<R: Read, W: Write>(
             .map_err(EncryptError::Write)?;
     }
     let mut rewriter = Rewriter {
-        reader: Reader::from_reader(reader),
+        reader: Reader::from_reader(body::Rewind::new(reader)),
         sink: Sink::Plain(out),
         options,
         transcoded: info.encoding.is_transcoded(),
@@ -204,6 +206,8 @@ pub fn encrypt_envelope<R: Read, W: Write>(
         body: BodyState::NotYet,
         plaintext_bytes: 0,
         frame: Vec::with_capacity(1024),
+        scan_pending: false,
+        scanned: 0,
     };
     let config = rewriter.reader.config_mut();
     config.check_end_names = true;
@@ -285,16 +289,24 @@ struct Binding {
 struct NamespaceScopes {
     bindings: Vec<Binding>,
     marks: Vec<usize>,
+    /// Changes whenever a binding is added or removed.
+    generation: u64,
 }
 
 impl NamespaceScopes {
     fn push(&mut self, declared: Vec<Binding>) {
         self.marks.push(self.bindings.len());
-        self.bindings.extend(declared);
+        if !declared.is_empty() {
+            self.generation += 1;
+            self.bindings.extend(declared);
+        }
     }
 
     fn pop(&mut self) {
-        if let Some(mark) = self.marks.pop() {
+        if let Some(mark) = self.marks.pop()
+            && mark < self.bindings.len()
+        {
+            self.generation += 1;
             self.bindings.truncate(mark);
         }
     }
@@ -344,7 +356,7 @@ impl NamespaceScopes {
 }
 
 struct Rewriter<'o, R: io::BufRead, W: Write> {
-    reader: Reader<R>,
+    reader: Reader<body::Rewind<R>>,
     sink: Sink<W>,
     options: &'o EncryptOptions,
     /// The input was transcoded to UTF-8; its declaration must say so.
@@ -366,6 +378,31 @@ struct Rewriter<'o, R: io::BufRead, W: Write> {
     plaintext_bytes: u64,
     /// Scratch buffer to hand a tag to the sink in one write.
     frame: Vec<u8>,
+    /// The Body's start tag was just written: its content is next.
+    scan_pending: bool,
+    /// Bytes read past the parser by the Body scanner.
+    scanned: u64,
+}
+
+/// The binding made by the namespace declaration `key="raw"` (`key` is `xmlns`
+/// or `xmlns:prefix`; `value` is `raw` normalized).
+fn namespace_binding(key: &str, raw: &str, value: String) -> Result<Binding, String> {
+    let prefix = key.strip_prefix("xmlns:").unwrap_or("");
+    if !prefix.is_empty() && value.is_empty() {
+        return Err(format!("prefix {prefix} is undeclared"));
+    }
+    // Namespaces in XML: `xml` is bound to its namespace only, `xmlns` and the
+    // xmlns namespace are never declared.
+    if (prefix == "xml") != (value == ns::XML) || prefix == "xmlns" || value == XMLNS_NAMESPACE {
+        return Err(format!(
+            "reserved namespace prefix or name in declaration of {key}"
+        ));
+    }
+    Ok(Binding {
+        prefix: prefix.to_string(),
+        raw: raw.to_string(),
+        uri: value,
+    })
 }
 
 /// An element name split into prefix and local part.
@@ -378,7 +415,7 @@ fn split_qname(name: &str) -> (&str, &str) {
 
 impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
     fn position(&self) -> u64 {
-        self.reader.buffer_position()
+        self.reader.buffer_position() + self.scanned
     }
 
     fn malformed(&self, reason: impl Into<String>) -> EncryptError {
@@ -402,7 +439,7 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
                 EncryptError::Read(io::Error::new(shared.kind(), shared.to_string()))
             }
             other => EncryptError::Malformed {
-                position: self.reader.error_position(),
+                position: self.reader.error_position() + self.scanned,
                 reason: other.to_string(),
             },
         }
@@ -411,6 +448,9 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
     fn run(&mut self) -> Result<(), EncryptError> {
         let mut buf = Vec::with_capacity(16 * 1024);
         loop {
+            if std::mem::take(&mut self.scan_pending) {
+                self.scan_body()?;
+            }
             buf.clear();
             let event = match self.reader.read_event_into(&mut buf) {
                 Ok(ev) => ev,
@@ -554,30 +594,9 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
             {
                 prefixes.push(p);
             }
-            let prefix = if key == "xmlns" {
-                Some("")
-            } else {
-                key.strip_prefix("xmlns:")
-            };
-            if let Some(prefix) = prefix {
-                if !prefix.is_empty() && value.is_empty() {
-                    return Err(self.malformed(format!("prefix {prefix} is undeclared")));
-                }
-                // Namespaces in XML: `xml` is bound to its namespace only, `xmlns`
-                // and the xmlns namespace are never declared.
-                if (prefix == "xml") != (value == ns::XML)
-                    || prefix == "xmlns"
-                    || value == XMLNS_NAMESPACE
-                {
-                    return Err(self.malformed(format!(
-                        "reserved namespace prefix or name in declaration of {key}"
-                    )));
-                }
-                declared.push(Binding {
-                    prefix: prefix.to_string(),
-                    raw: raw.to_string(),
-                    uri: value,
-                });
+            if key == "xmlns" || key.starts_with("xmlns:") {
+                let binding = namespace_binding(key, raw, value).map_err(|r| self.malformed(r))?;
+                declared.push(binding);
             }
         }
         Ok((declared, prefixes))
@@ -667,7 +686,6 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
             }
             1 => self.envelope_child(raw, name, empty, env_scope_prefix),
             2 if self.in_header => self.header_block(e, raw, name, empty),
-            2 if matches!(self.body, BodyState::Inside { .. }) => self.body_child(e, name, empty),
             _ => self.write_tag(raw, empty),
         }
     }
@@ -849,6 +867,7 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
         )?;
         self.sink = Sink::Cipher(writer);
         self.body = BodyState::Inside { saw_element: false };
+        self.scan_pending = true;
         Ok(())
     }
 
@@ -873,47 +892,24 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
         Ok(())
     }
 
-    /// A top-level element of the Body: it is encrypted, so it carries every
-    /// namespace in scope at the Body that it does not declare itself.
-    fn body_child(
-        &mut self,
-        e: &BytesStart<'_>,
-        name: &str,
-        empty: bool,
-    ) -> Result<(), EncryptError> {
-        let (uri, local) = self.resolve_element(name)?;
-        if uri == ns::XENC && local == "EncryptedData" {
-            return Err(EncryptError::AlreadyEncrypted);
-        }
-        self.body = BodyState::Inside { saw_element: true };
-        // The element's own declarations are the newest scope; the rest is context.
-        let own_mark = self.scopes.marks.last().copied().unwrap_or(0);
-        let own: Vec<String> = self.scopes.bindings[own_mark..]
-            .iter()
-            .map(|b| b.prefix.clone())
-            .collect();
-        let mut context = NamespaceScopes {
-            bindings: self.scopes.bindings[..own_mark].to_vec(),
-            marks: Vec::new(),
+    /// The Body's content, up to its end tag, through the Body scanner.
+    fn scan_body(&mut self) -> Result<(), EncryptError> {
+        let start = body::BodyStart {
+            position: self.position(),
+            depth: self.depth,
+            max_depth: self.options.limits.max_depth,
         };
-        context.marks.clear();
-        let mut tag = String::with_capacity(e.len() + 128);
-        tag.push('<');
-        tag.push_str(name);
-        for b in context.in_scope() {
-            if own.contains(&b.prefix) {
-                continue;
-            }
-            let value = b.raw.replace('"', "&quot;");
-            if b.prefix.is_empty() {
-                tag.push_str(&format!(r#" xmlns="{value}""#));
-            } else {
-                tag.push_str(&format!(r#" xmlns:{}="{value}""#, b.prefix));
-            }
-        }
-        tag.push_str(e.attributes_raw());
-        tag.push_str(if empty { "/>" } else { ">" });
-        self.write(tag.as_bytes())
+        let Sink::Cipher(out) = &mut self.sink else {
+            return Err(EncryptError::Write(io::Error::other(
+                "output in wrong state",
+            )));
+        };
+        let scan = body::Scanner::new(self.reader.get_mut(), out, &mut self.scopes, start).run()?;
+        self.scanned += scan.scanned;
+        self.body = BodyState::Inside {
+            saw_element: scan.saw_element,
+        };
+        Ok(())
     }
 
     fn write_tag(&mut self, raw: &str, empty: bool) -> Result<(), EncryptError> {
