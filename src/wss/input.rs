@@ -131,7 +131,9 @@ pub fn utf8_reader<'a, R: Read + 'a>(mut input: R) -> Result<Utf8Input<'a>, Inpu
 
 /// The `encoding` pseudo-attribute of an XML declaration at the start of `head`.
 pub fn declared_encoding(head: &[u8]) -> Option<String> {
-    if !head.starts_with(b"<?xml") {
+    // `<?xml` followed by whitespace: `<?xml-stylesheet …?>` is a PI, not a
+    // declaration, whatever pseudo-attributes it carries.
+    if !head.starts_with(b"<?xml") || !head.get(5).is_some_and(u8::is_ascii_whitespace) {
         return None;
     }
     let end = head.windows(2).position(|w| w == b"?>")?;
