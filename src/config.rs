@@ -114,6 +114,7 @@ struct RawRoute {
     hold_timeout: Option<Spanned<String>>,
     hold_max: Option<Spanned<i64>>,
     already_encrypted: Option<Spanned<String>>,
+    mode: Option<Spanned<String>>,
     ca_file: Option<Spanned<String>>,
     client_cert: Option<Spanned<String>>,
     client_key: Option<Spanned<String>>,
@@ -238,6 +239,27 @@ pub enum OnPause {
     Reject,
 }
 
+/// What a route does to the requests it forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteMode {
+    /// Encrypt the Body for the alias's certificate (the point of wssgate).
+    Encrypt,
+    /// Forward the request unchanged: for a receiver not yet ready for
+    /// encrypted messages, and to measure the proxy without encryption. The
+    /// alias's certificate is still loaded and checked, so switching the route
+    /// to `encrypt` is a reload.
+    PassThrough,
+}
+
+impl RouteMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            RouteMode::Encrypt => "encrypt",
+            RouteMode::PassThrough => "pass-through",
+        }
+    }
+}
+
 /// What to do with a request whose Body is already encrypted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AlreadyEncrypted {
@@ -266,6 +288,7 @@ pub struct RouteConfig {
     pub hold_timeout: Duration,
     pub hold_max: usize,
     pub already_encrypted: AlreadyEncrypted,
+    pub mode: RouteMode,
     pub tls: UpstreamTls,
 }
 
@@ -752,6 +775,17 @@ fn route(ctx: &Ctx<'_>, r: &RawRoute, earlier: &[RouteConfig]) -> Result<RouteCo
             );
         }
     };
+    let mode = match r.mode.as_ref().map(|v| (v.get_ref().as_str(), v.span())) {
+        None | Some(("encrypt", _)) => RouteMode::Encrypt,
+        Some(("pass-through", _)) => RouteMode::PassThrough,
+        Some((other, span)) => {
+            return ctx.err(
+                Some(span),
+                &key("mode"),
+                format!("{other:?} is not encrypt or pass-through"),
+            );
+        }
+    };
     let client_identity = match (&r.client_cert, &r.client_key) {
         (Some(c), Some(k)) => Some((ctx.path(c.get_ref()), ctx.path(k.get_ref()))),
         (None, None) => None,
@@ -779,6 +813,7 @@ fn route(ctx: &Ctx<'_>, r: &RawRoute, earlier: &[RouteConfig]) -> Result<RouteCo
         hold_timeout: ctx.parsed(&r.hold_timeout, &key("hold_timeout"), "30s", parse_duration)?,
         hold_max: ctx.number(&r.hold_max, &key("hold_max"), 1000, 0, 1_000_000)? as usize,
         already_encrypted,
+        mode,
         tls: UpstreamTls {
             ca_file: r.ca_file.as_ref().map(|v| ctx.path(v.get_ref())),
             client_identity,
@@ -848,6 +883,10 @@ alias = "orders-receiver"
         let e = parse(&format!("{ROUTE}key_transport = \"rsa-1_5\"\n")).unwrap_err();
         assert_eq!(e.key, "route.orders.key_transport");
         assert!(e.message.contains("allow_legacy"), "{e}");
+
+        let e = parse(&format!("{ROUTE}mode = \"plain\"\n")).unwrap_err();
+        assert_eq!(e.key, "route.orders.mode");
+        assert!(e.message.contains("pass-through"), "{e}");
 
         let e = parse(&format!("{ROUTE}hold_timeout = \"soon\"\n")).unwrap_err();
         assert_eq!(e.key, "route.orders.hold_timeout");

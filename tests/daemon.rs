@@ -532,3 +532,28 @@ async fn a_stalled_request_body_is_cut_off() {
     );
     assert!(receiver.received().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_through_route_forwards_requests_unchanged_buffered_and_streamed() {
+    let rx = common::receiver();
+    let receiver = Receiver::start(rx.key_ring()).await;
+    let client = net::client();
+    let daemon = Daemon::start(
+        &net::config(
+            &upstream(&receiver),
+            "mode = \"pass-through\"",
+            "stream_threshold = \"4KiB\"",
+        ),
+        &[("orders-receiver", rx.cert_pem())],
+    )
+    .await;
+    let large = S11.replace("<ord:id>42</ord:id>", &"<ord:id>42</ord:id>".repeat(2_000));
+    for body in [S11.to_string(), large] {
+        let (status, _, answer) =
+            net::post(&client, &daemon.url("/orders"), "text/xml", body.as_bytes()).await;
+        assert_eq!(status, 200, "{answer}");
+        let got = receiver.received().pop().unwrap();
+        assert_eq!(got.raw, body.as_bytes(), "forwarded byte for byte");
+        assert_eq!(got.chunked, body.len() > 4096, "large bodies are streamed");
+    }
+}

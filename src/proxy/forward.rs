@@ -12,7 +12,7 @@ use hyper::body::{Body, Incoming};
 
 use super::fault::Fault;
 use super::{Proxy, ProxyBody, full_body, stream};
-use crate::config::AlreadyEncrypted;
+use crate::config::{AlreadyEncrypted, RouteMode};
 use crate::state::{Route, Snapshot};
 use crate::wss::{self, EncryptError, EncryptOptions, SoapVersion};
 
@@ -231,6 +231,7 @@ async fn serve(
         tokio::spawn(stream::drain(request.into_body()));
         return Err((Fault::PayloadTooLarge(max_body), None));
     }
+    let pass_through = route.config.mode == RouteMode::PassThrough;
     access.alias = Some(route.config.alias.clone());
     access.certificate = Some(route.recipient.info().sha256.clone());
     access.algorithms = Some(route.config.algorithms.to_string());
@@ -248,18 +249,25 @@ async fn serve(
         None => {
             // Buffered: the whole body is here.
             let input = head;
-            let started = std::time::Instant::now();
-            let encrypted = encrypt_buffered(&route, input.clone(), options).await;
-            access.encryption_seconds = Some(started.elapsed().as_secs_f64());
-            let (output, version) = match encrypted {
-                Ok((out, summary)) => (out, summary.soap_version),
-                Err(EncryptError::AlreadyEncrypted)
-                    if route.config.already_encrypted == AlreadyEncrypted::Pass =>
-                {
-                    let v = wss::sniff_version(&input).unwrap_or(SoapVersion::Soap11);
-                    (input.to_vec(), v)
+            let unchanged = |input: &Bytes| {
+                let v = wss::sniff_version(input).unwrap_or(SoapVersion::Soap11);
+                (input.clone(), v)
+            };
+            let (output, version) = if pass_through {
+                unchanged(&input)
+            } else {
+                let started = std::time::Instant::now();
+                let encrypted = encrypt_buffered(&route, input.clone(), options).await;
+                access.encryption_seconds = Some(started.elapsed().as_secs_f64());
+                match encrypted {
+                    Ok((out, summary)) => (Bytes::from(out), summary.soap_version),
+                    Err(EncryptError::AlreadyEncrypted)
+                        if route.config.already_encrypted == AlreadyEncrypted::Pass =>
+                    {
+                        unchanged(&input)
+                    }
+                    Err(e) => return Err((Fault::from_encrypt(&e), wss::sniff_version(&input))),
                 }
-                Err(e) => return Err((Fault::from_encrypt(&e), wss::sniff_version(&input))),
             };
             access.bytes_out = output.len() as u64;
             let headers = forward_headers(
@@ -278,7 +286,7 @@ async fn serve(
                 Method::POST,
                 target,
                 headers,
-                full_body(Bytes::from(output)),
+                full_body(output),
                 Some(version),
             )
             .await
@@ -292,7 +300,12 @@ async fn serve(
             let encryption_started = std::time::Instant::now();
             let encryption = tokio::task::spawn_blocking(move || {
                 let mut writer = writer;
-                let result = wss::encrypt_envelope(reader, &mut writer, &recipient, &options);
+                let result = if pass_through {
+                    copy_unchanged(reader, &mut writer)
+                } else {
+                    wss::encrypt_envelope(reader, &mut writer, &recipient, &options)
+                        .map(|summary| (summary.plaintext_bytes, summary.bytes_out))
+                };
                 match &result {
                     Ok(_) => {
                         if let Err(e) = writer.finish() {
@@ -323,9 +336,9 @@ async fn serve(
             let (sent, encrypted) = tokio::join!(sent, encryption);
             access.encryption_seconds = Some(encryption_started.elapsed().as_secs_f64());
             match encrypted {
-                Ok(Ok(summary)) => {
-                    access.bytes_in = summary.plaintext_bytes;
-                    access.bytes_out = summary.bytes_out;
+                Ok(Ok((bytes_in, bytes_out))) => {
+                    access.bytes_in = bytes_in;
+                    access.bytes_out = bytes_out;
                     sent
                 }
                 // The output side failing means the upstream request ended first:
@@ -378,6 +391,25 @@ async fn read_head(
         return Ok((Bytes::from(head), None));
     }
     Ok((Bytes::from(head), Some(body)))
+}
+
+/// A pass-through route's streamed body, copied as it arrives: `(in, out)` bytes.
+fn copy_unchanged(
+    mut reader: impl std::io::Read,
+    writer: &mut impl std::io::Write,
+) -> Result<(u64, u64), EncryptError> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok((total, total)),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(EncryptError::from_read(e)),
+        };
+        writer.write_all(&buf[..n]).map_err(EncryptError::Write)?;
+        total += n as u64;
+    }
 }
 
 async fn encrypt_buffered(

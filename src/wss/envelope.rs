@@ -86,7 +86,7 @@ impl EncryptError {
         )
     }
 
-    fn from_read(e: io::Error) -> EncryptError {
+    pub(crate) fn from_read(e: io::Error) -> EncryptError {
         if let Some(limit) = e
             .get_ref()
             .and_then(|inner| inner.downcast_ref::<InputTooLarge>())
