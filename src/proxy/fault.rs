@@ -128,6 +128,10 @@ impl Fault {
             EncryptError::Certificate(_) | EncryptError::Cipher(_) | EncryptError::Write(_) => {
                 Fault::EncryptionFailed
             }
+            // The streamed body stopped arriving (`proxy.body_idle_timeout`).
+            EncryptError::Read(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                Fault::RequestTimeout
+            }
             EncryptError::Read(_) => {
                 Fault::MalformedEnvelope("the request body could not be read".into())
             }

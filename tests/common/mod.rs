@@ -226,6 +226,8 @@ pub mod net {
         /// SHA-256 of the certificate whose key decrypted it.
         pub certificate: Option<String>,
         pub chunked: bool,
+        /// The whole body arrived (a request the sender aborted mid-body does not).
+        pub complete: bool,
     }
 
     /// A SOAP receiver that decrypts every message with the keys it holds.
@@ -275,13 +277,11 @@ pub mod net {
                                     certificate: None,
                                     chunked: header("transfer-encoding")
                                         .is_some_and(|t| t.contains("chunked")),
+                                    complete: false,
                                 };
-                                let body = req
-                                    .into_body()
-                                    .collect()
-                                    .await
-                                    .map(|b| b.to_bytes())
-                                    .unwrap_or_default();
+                                let collected = req.into_body().collect().await;
+                                rec.complete = collected.is_ok();
+                                let body = collected.map(|b| b.to_bytes()).unwrap_or_default();
                                 rec.raw = body.to_vec();
                                 if !body.is_empty() {
                                     let keys = k.lock().unwrap();

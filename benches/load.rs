@@ -1,0 +1,466 @@
+//! Proxy load harness: the same load, in one run, against
+//!
+//! - `direct`: the receiver stub itself,
+//! - `nginx`: nginx as a plain reverse proxy to the stub (when `nginx` is installed),
+//! - `pass-through`: wssgate with a `mode = "pass-through"` route,
+//! - `encrypt`: wssgate encrypting for the route's certificate,
+//!
+//! for 2 KiB and 100 KiB SOAP requests over 64 keep-alive connections; then the
+//! p99 of `encrypt` while the certificate is exchanged ten times a second through
+//! the admin API, against the p99 without exchanges; then wssgate's peak resident
+//! memory under 1,000 concurrent 100 KiB requests.
+//!
+//! ```sh
+//! cargo bench --bench load                      # 10 s per measurement
+//! LOAD_SECONDS=30 LOAD_CONNECTIONS=64 cargo bench --bench load
+//! ```
+//!
+//! Everything runs on this machine's cores: the load generator and the stub share
+//! them with the proxy under test, as `wrk` and a backend would. Results are
+//! ratios within this run; nothing is asserted.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::{TcpListener, TcpStream};
+
+const RESPONSE: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><r:ok xmlns:r="urn:receiver"/></soap:Body></soap:Envelope>"#;
+const TOKEN: &str = "load-harness-admin-token-0123456789";
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A SOAP 1.1 request whose Body holds about `size` bytes of order lines.
+fn envelope(size: usize) -> Bytes {
+    let mut body = String::with_capacity(size + 256);
+    body.push_str(r#"<ord:submit xmlns:ord="urn:example:orders">"#);
+    let mut i = 0;
+    while body.len() < size {
+        body.push_str(&format!(
+            r#"<ord:line no="{i}"><ord:sku>SKU-{i:08}</ord:sku><ord:qty>3</ord:qty><ord:note>caf&#233; &amp; more</ord:note></ord:line>"#
+        ));
+        i += 1;
+    }
+    body.push_str("</ord:submit>");
+    Bytes::from(format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>{body}</soap:Body></soap:Envelope>"#
+    ))
+}
+
+/// The receiver stub: reads the whole request, answers a small SOAP response.
+async fn start_stub() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let service = service_fn(|request: Request<hyper::body::Incoming>| async move {
+                    let _ = request.into_body().collect().await;
+                    Ok::<_, Infallible>(
+                        Response::builder()
+                            .header("content-type", "text/xml; charset=utf-8")
+                            .body(Full::new(Bytes::from_static(RESPONSE.as_bytes())))
+                            .unwrap(),
+                    )
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_listening(addr: SocketAddr) {
+    for _ in 0..200 {
+        if TcpStream::connect(addr).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing listens on {addr}");
+}
+
+/// A process killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn write_cert(dir: &Path, name: &str, serial: u32) -> PathBuf {
+    let (_, cert) = wssgate::demo::throwaway_receiver(serial, "load receiver").unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, cert.to_pem().unwrap()).unwrap();
+    path
+}
+
+/// wssgate with a pass-through route `/pass` and an encrypting route `/enc`.
+fn start_wssgate(dir: &Path, stub: SocketAddr) -> (Process, SocketAddr, SocketAddr) {
+    let (proxy, admin) = (free_port(), free_port());
+    std::fs::create_dir_all(dir.join("keystore")).unwrap();
+    write_cert(&dir.join("keystore"), "receiver.pem", 1);
+    std::fs::write(dir.join("admin.token"), TOKEN).unwrap();
+    let config = format!(
+        r#"[proxy]
+listen = "127.0.0.1:{proxy}"
+max_body = "16MiB"
+
+[admin]
+listen = "127.0.0.1:{admin}"
+tokens = [ {{ name = "load", role = "admin", file = "admin.token" }} ]
+
+[keystore]
+dir = "keystore"
+state_dir = "var"
+
+[[route]]
+name = "pass"
+path = "/pass"
+upstream = "http://{stub}/service"
+alias = "receiver"
+mode = "pass-through"
+
+[[route]]
+name = "enc"
+path = "/enc"
+upstream = "http://{stub}/service"
+alias = "receiver"
+"#
+    );
+    std::fs::write(dir.join("wssgate.toml"), config).unwrap();
+    let log = std::fs::File::create(dir.join("wssgate.log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_wssgate"))
+        .args(["serve", "-c"])
+        .arg(dir.join("wssgate.toml"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    (
+        Process(child),
+        SocketAddr::from(([127, 0, 0, 1], proxy)),
+        SocketAddr::from(([127, 0, 0, 1], admin)),
+    )
+}
+
+/// nginx as a plain reverse proxy with keep-alive to the stub, if installed.
+fn start_nginx(dir: &Path, stub: SocketAddr) -> Option<(Process, SocketAddr)> {
+    let nginx = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())?;
+    let port = free_port();
+    let d = dir.display();
+    let config = format!(
+        r#"worker_processes 2;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/nginx-error.log;
+events {{ worker_connections 4096; }}
+http {{
+    access_log {d}/nginx-access.log;
+    client_body_temp_path {d}/nginx-body;
+    proxy_temp_path {d}/nginx-proxy;
+    fastcgi_temp_path {d}/nginx-fastcgi;
+    uwsgi_temp_path {d}/nginx-uwsgi;
+    scgi_temp_path {d}/nginx-scgi;
+    client_max_body_size 16m;
+    client_body_buffer_size 1m;
+    upstream stub {{ server {stub}; keepalive 128; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://stub;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"#
+    );
+    std::fs::write(dir.join("nginx.conf"), config).unwrap();
+    let child = Command::new(nginx)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    Some((Process(child), SocketAddr::from(([127, 0, 0, 1], port))))
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    failed: u64,
+    per_second: f64,
+    mb_per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// `connections` keep-alive connections POST `body` to `addr{path}` for `seconds`.
+async fn load(
+    addr: SocketAddr,
+    path: &str,
+    body: Bytes,
+    connections: usize,
+    seconds: u64,
+) -> Figures {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let failed = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (body, path, failed) = (body.clone(), path.to_string(), failed.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(100_000);
+            let stream = TcpStream::connect(addr).await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .unwrap();
+            tokio::spawn(connection);
+            while Instant::now() < deadline {
+                let request = Request::post(path.as_str())
+                    .header("host", addr.to_string())
+                    .header("content-type", "text/xml; charset=utf-8")
+                    .header("soapaction", "\"urn:submit\"")
+                    .body(Full::new(body.clone()))
+                    .unwrap();
+                let started = Instant::now();
+                let ok = match sender.send_request(request).await {
+                    Ok(response) => {
+                        let status = response.status();
+                        response.into_body().collect().await.is_ok() && status.is_success()
+                    }
+                    Err(_) => false,
+                };
+                if !ok {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                latencies.push(started.elapsed().as_micros() as u32);
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort_unstable();
+    let at = |q: f64| {
+        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
+    let requests = all.len() as u64;
+    Figures {
+        failed: failed.load(Ordering::Relaxed),
+        per_second: requests as f64 / seconds as f64,
+        mb_per_second: requests as f64 * body.len() as f64 / seconds as f64 / 1e6,
+        p50_ms: at(0.50),
+        p99_ms: at(0.99),
+    }
+}
+
+/// Exchange the route's certificate through the admin API every 100 ms,
+/// alternating two certificates, until `stop`. Returns how many succeeded.
+async fn exchange_loop(admin: SocketAddr, certs: [Vec<u8>; 2], stop: Arc<AtomicBool>) -> u64 {
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
+    let mut done = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    while !stop.load(Ordering::Relaxed) {
+        tick.tick().await;
+        let request = Request::put(format!("http://{admin}/v1/keystore/receiver"))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(Full::new(Bytes::from(certs[done as usize % 2].clone())))
+            .unwrap();
+        match client.request(request).await {
+            Ok(r) if r.status().is_success() => done += 1,
+            Ok(r) => eprintln!("exchange answered {}", r.status()),
+            Err(e) => eprintln!("exchange failed: {e}"),
+        }
+    }
+    done
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn current_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// `concurrency` clients each send one `body` at the same time, `rounds` times.
+async fn burst(addr: SocketAddr, body: Bytes, concurrency: usize, rounds: usize) -> (u64, u64) {
+    let (mut ok, mut failed) = (0, 0);
+    for _ in 0..rounds {
+        let mut tasks = Vec::new();
+        for _ in 0..concurrency {
+            let body = body.clone();
+            tasks.push(tokio::spawn(async move {
+                let stream = TcpStream::connect(addr).await.ok()?;
+                let (mut sender, connection) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                        .await
+                        .ok()?;
+                tokio::spawn(connection);
+                let request = Request::post("/enc")
+                    .header("host", addr.to_string())
+                    .header("content-type", "text/xml")
+                    .body(Full::new(body))
+                    .unwrap();
+                let response = sender.send_request(request).await.ok()?;
+                let status = response.status();
+                response.into_body().collect().await.ok()?;
+                status.is_success().then_some(())
+            }));
+        }
+        for t in tasks {
+            match t.await {
+                Ok(Some(())) => ok += 1,
+                _ => failed += 1,
+            }
+        }
+    }
+    (ok, failed)
+}
+
+fn row(name: &str, size: &str, f: &Figures, base: Option<&Figures>) {
+    let ratio = base
+        .map(|b| format!("{:.2}", f.per_second / b.per_second))
+        .unwrap_or_else(|| "-".into());
+    let added = base
+        .map(|b| format!("{:+.2}", f.p50_ms - b.p50_ms))
+        .unwrap_or_else(|| "-".into());
+    println!(
+        "| {name} | {size} | {:.0} | {:.1} | {:.2} | {:.2} | {} | {ratio} | {added} |",
+        f.per_second, f.mb_per_second, f.p50_ms, f.p99_ms, f.failed
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    // `cargo bench` passes `--bench`; a filter argument is not used.
+    let seconds = env_number("LOAD_SECONDS", 10);
+    let connections = env_number("LOAD_CONNECTIONS", 64) as usize;
+    let dir = tempfile::tempdir().unwrap();
+    let stub = start_stub().await;
+    let (wssgate, proxy, admin) = start_wssgate(dir.path(), stub);
+    let pid = wssgate.0.id();
+    wait_listening(proxy).await;
+    let nginx = start_nginx(dir.path(), stub);
+    if let Some((_, addr)) = &nginx {
+        wait_listening(*addr).await;
+    }
+    println!(
+        "{} s per measurement, {connections} connections, {} cores",
+        seconds,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!();
+    println!(
+        "| target | body | requests/s | MB/s | p50 ms | p99 ms | failed | / direct | p50 added ms |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (size, label) in [(2 * 1024, "2 KiB"), (100 * 1024, "100 KiB")] {
+        let body = envelope(size);
+        // Warm connections and caches.
+        load(proxy, "/enc", body.clone(), connections, 1).await;
+        let direct = load(stub, "/service", body.clone(), connections, seconds).await;
+        row("direct", label, &direct, None);
+        if let Some((_, addr)) = &nginx {
+            let f = load(*addr, "/service", body.clone(), connections, seconds).await;
+            row("nginx", label, &f, Some(&direct));
+        }
+        let f = load(proxy, "/pass", body.clone(), connections, seconds).await;
+        row("wssgate pass-through", label, &f, Some(&direct));
+        let f = load(proxy, "/enc", body.clone(), connections, seconds).await;
+        row("wssgate encrypt", label, &f, Some(&direct));
+    }
+    if nginx.is_none() {
+        println!("(nginx not installed: no nginx row)");
+    }
+
+    // Swap under load: p99 with ten exchanges a second against p99 without.
+    println!();
+    let body = envelope(2 * 1024);
+    let certs = [
+        std::fs::read(write_cert(dir.path(), "a.pem", 11)).unwrap(),
+        std::fs::read(write_cert(dir.path(), "b.pem", 12)).unwrap(),
+    ];
+    let quiet = load(proxy, "/enc", body.clone(), connections, seconds).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let exchanger = tokio::spawn(exchange_loop(admin, certs, stop.clone()));
+    let swapping = load(proxy, "/enc", body.clone(), connections, seconds).await;
+    stop.store(true, Ordering::Relaxed);
+    let exchanges = exchanger.await.unwrap();
+    println!("| encrypt, 2 KiB | requests/s | p50 ms | p99 ms | failed | exchanges |");
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| no exchanges | {:.0} | {:.2} | {:.2} | {} | 0 |",
+        quiet.per_second, quiet.p50_ms, quiet.p99_ms, quiet.failed
+    );
+    println!(
+        "| 10 exchanges/s | {:.0} | {:.2} | {:.2} | {} | {exchanges} |",
+        swapping.per_second, swapping.p50_ms, swapping.p99_ms, swapping.failed
+    );
+    println!(
+        "p99 with exchanges / without: {:.3}",
+        swapping.p99_ms / quiet.p99_ms
+    );
+
+    // Memory: 1,000 concurrent 100 KiB requests.
+    println!();
+    let before = current_rss_kib(pid);
+    let (ok, failed) = burst(proxy, envelope(100 * 1024), 1000, 3).await;
+    println!(
+        "1,000 concurrent 100 KiB requests × 3: {ok} ok, {failed} failed; wssgate RSS before {:.1} MB, peak {:.1} MB",
+        before as f64 / 1000.0,
+        peak_rss_kib(pid) as f64 / 1000.0
+    );
+    drop(nginx);
+    drop(wssgate);
+}

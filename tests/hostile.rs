@@ -1,0 +1,424 @@
+//! Hostile input against the running daemon: every case gets its documented
+//! status and fault code within a bounded time, nothing of a refused request
+//! reaches the receiver, and memory stays bounded.
+//!
+//! The cases are the table below (generated where they are large: 100,000
+//! levels of nesting, megabyte names and attributes). docs/RELIABILITY.md lists
+//! what they cover.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::net::{self, Daemon, Receiver};
+use http_body_util::{BodyExt, Full};
+
+const S11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+const S12: &str = "http://www.w3.org/2003/05/soap-envelope";
+/// No case may take longer than this (slow-drip bodies wait for the 1 s idle timeout).
+const BOUND: Duration = Duration::from_secs(15);
+
+fn env(header: &str, body: &str) -> Vec<u8> {
+    format!(
+        r#"<soap:Envelope xmlns:soap="{S11}">{header}<soap:Body>{body}</soap:Body></soap:Envelope>"#
+    )
+    .into_bytes()
+}
+
+fn body(content: &str) -> Vec<u8> {
+    env("", content)
+}
+
+fn bytes_in_body(raw: &[u8]) -> Vec<u8> {
+    let mut out = format!(r#"<soap:Envelope xmlns:soap="{S11}"><soap:Body><a>"#).into_bytes();
+    out.extend_from_slice(raw);
+    out.extend_from_slice(b"</a></soap:Body></soap:Envelope>");
+    out
+}
+
+struct Case {
+    name: &'static str,
+    method: &'static str,
+    content_type: Option<&'static str>,
+    body: Vec<u8>,
+    status: u16,
+    /// The fault code, or "" for a success.
+    code: &'static str,
+}
+
+fn post(name: &'static str, body: Vec<u8>, status: u16, code: &'static str) -> Case {
+    Case {
+        name,
+        method: "POST",
+        content_type: Some("text/xml; charset=utf-8"),
+        body,
+        status,
+        code,
+    }
+}
+
+const MALFORMED: (u16, &str) = (400, "malformed-envelope");
+
+fn cases() -> Vec<Case> {
+    let (m, mc) = MALFORMED;
+    let laughs = format!(
+        r#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;"><!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">]>{}"#,
+        String::from_utf8(body("<a>&lol2;</a>")).unwrap()
+    );
+    let deep = |n: usize| "<a>".repeat(n) + &"</a>".repeat(n);
+    let many_attributes: String = (0..5_000).map(|i| format!(" a{i}=\"{i}\"")).collect();
+    let duplicate_among_many: String = (0..10_000)
+        .map(|i| format!(" a{}=\"{i}\"", i % 9_999))
+        .collect();
+    let long_name = "n".repeat(1 << 20);
+    let mut v = vec![
+        // Entities and DOCTYPE, in every position.
+        post("billion laughs", laughs.into_bytes(), m, mc),
+        post("external entity", format!(r#"<!DOCTYPE e [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>{}"#, String::from_utf8(body("<a>&xxe;</a>")).unwrap()).into_bytes(), m, mc),
+        post("external parameter entity", format!(r#"<!DOCTYPE e [<!ENTITY % p SYSTEM "http://127.0.0.1:1/x.dtd"> %p;]>{}"#, String::from_utf8(body("<a/>")).unwrap()).into_bytes(), m, mc),
+        post("DOCTYPE first", [b"<!DOCTYPE soap:Envelope>".as_slice(), &body("<a/>")].concat(), m, mc),
+        post("DOCTYPE after declaration", [b"<?xml version=\"1.0\"?><!DOCTYPE x SYSTEM \"x.dtd\">".as_slice(), &body("<a/>")].concat(), m, mc),
+        post("DOCTYPE in the Header", env("<soap:Header><!DOCTYPE x></soap:Header>", "<a/>"), m, mc),
+        post("DOCTYPE in the Body", body("<!DOCTYPE x><a/>"), m, mc),
+        post("DOCTYPE deep in the Body", body("<a><b><!DOCTYPE x></b></a>"), m, mc),
+        post("DOCTYPE after the root", [body("<a/>").as_slice(), b"<!DOCTYPE x>"].concat(), m, mc),
+        post("undefined entity in the Body", body("<a>&xxe;</a>"), m, mc),
+        post("undefined entity in an attribute", body(r#"<a b="&xxe;"/>"#), m, mc),
+        post("undefined entity in the Header", env("<soap:Header><h>&xxe;</h></soap:Header>", "<a/>"), m, mc),
+        post("character reference to NUL", body("<a>&#0;</a>"), m, mc),
+        post("character reference to a surrogate", body("<a>&#xD800;</a>"), m, mc),
+        post("character reference beyond Unicode", body("<a>&#x110000;</a>"), m, mc),
+        post("unterminated reference", body(&format!("<a>&amp{}</a>", "x".repeat(1000))), m, mc),
+        // Depth.
+        post("100,000 levels in the Body", body(&deep(100_000)), m, mc),
+        post("100,000 levels in the Header", env(&format!("<soap:Header>{}</soap:Header>", deep(100_000)), "<a/>"), m, mc),
+        post("one level over the limit", body(&deep(255)), m, mc),
+        post("at the depth limit", body(&deep(254)), 200, ""),
+        // Huge names and attributes (valid XML: accepted and encrypted).
+        post("1 MiB attribute value", body(&format!("<a v=\"{}\"/>", "v".repeat(1 << 20))), 200, ""),
+        post("1 MiB element name", body(&format!("<{long_name}>x</{long_name}>")), 200, ""),
+        post("5,000 attributes", body(&format!("<a{many_attributes}/>")), 200, ""),
+        post("a duplicate among 10,000 attributes", body(&format!("<a{duplicate_among_many}/>")), m, mc),
+        post("1 MiB attribute name", body(&format!("<a {long_name}=\"1\"/>")), 200, ""),
+        post("unquoted attribute", body("<a b=1/>"), m, mc),
+        post("'<' in an attribute value", body(r#"<a b="<"/>"#), m, mc),
+        post("attributes not separated", body(r#"<a b="1"c="2"/>"#), m, mc),
+        // Encodings and bytes.
+        post("invalid UTF-8 byte", bytes_in_body(b"\xFF"), m, mc),
+        post("overlong UTF-8", bytes_in_body(b"\xC0\xAF"), m, mc),
+        post("UTF-8 encoded surrogate", bytes_in_body(b"\xED\xA0\x80"), m, mc),
+        post("truncated UTF-8 sequence", bytes_in_body(b"\xE2\x82"), m, mc),
+        post("NUL in text", bytes_in_body(b"a\0b"), m, mc),
+        post("NUL in a name", body("<a\0b/>"), m, mc),
+        post("NUL in the Header", env("<soap:Header><h>\0</h></soap:Header>", "<a/>"), m, mc),
+        post("control character", bytes_in_body(b"\x07"), m, mc),
+        post("U+FFFF", bytes_in_body("\u{FFFF}".as_bytes()), m, mc),
+        post("unsupported declared encoding", [b"<?xml version=\"1.0\" encoding=\"EBCDIC-US\"?>".as_slice(), &body("<a/>")].concat(), m, mc),
+        post("UTF-16 byte order mark, UTF-8 bytes", [b"\xFF\xFE".as_slice(), &body("<a/>")].concat(), m, mc),
+        // Structure.
+        post("empty request", Vec::new(), m, mc),
+        post("whitespace only", b"   \n  ".to_vec(), m, mc),
+        post("truncated in the Body", body("<a>text</a>")[..90].to_vec(), m, mc),
+        post("truncated inside a tag", body("<abcdef g=\"1\"/>")[..85].to_vec(), m, mc),
+        post("truncated in the Header", env("<soap:Header><h>x</h></soap:Header>", "<a/>")[..70].to_vec(), m, mc),
+        post("two Envelopes", [body("<a/>"), body("<b/>")].concat(), m, mc),
+        post("two Bodies", format!(r#"<s:Envelope xmlns:s="{S11}"><s:Body><a/></s:Body><s:Body><b/></s:Body></s:Envelope>"#).into_bytes(), m, mc),
+        post("Body as the root", format!(r#"<s:Body xmlns:s="{S11}"><a/></s:Body>"#).into_bytes(), m, mc),
+        post("Body after the Envelope", format!(r#"<s:Envelope xmlns:s="{S11}"/><s:Body xmlns:s="{S11}"><a/></s:Body>"#).into_bytes(), m, mc),
+        post("soap:Body bound to another namespace", format!(r#"<soap:Envelope xmlns:soap="{S11}"><soap:Body xmlns:soap="urn:other"><a/></soap:Body></soap:Envelope>"#).into_bytes(), m, mc),
+        post("Envelope in an unknown namespace", br#"<s:Envelope xmlns:s="urn:x"><s:Body><a/></s:Body></s:Envelope>"#.to_vec(), m, mc),
+        post("Envelope in no namespace", b"<Envelope><Body><a/></Body></Envelope>".to_vec(), m, mc),
+        post("Header after the Body", format!(r#"<s:Envelope xmlns:s="{S11}"><s:Body><a/></s:Body><s:Header/></s:Envelope>"#).into_bytes(), m, mc),
+        post("SOAP 1.2 element after the Body", format!(r#"<s:Envelope xmlns:s="{S12}"><s:Body><a/></s:Body><x/></s:Envelope>"#).into_bytes(), m, mc),
+        post("empty Body", body(""), 400, "empty-body"),
+        post("Body with comments only", body("<!-- x --><!-- y -->"), 400, "empty-body"),
+        post("Body with text only", body("just text"), 400, "empty-body"),
+        post("Body already encrypted", body(r#"<xenc:EncryptedData xmlns:xenc="http://www.w3.org/2001/04/xmlenc#"/>"#), 400, "already-encrypted"),
+        post("mismatched end tags", body("<a><b></a></b>"), m, mc),
+        post("end tag closing the Body early", body("<a/></a>"), m, mc),
+        post("undeclared prefix", body("<p:a/>"), m, mc),
+        post("prefix undeclared by xmlns:p=\"\"", body(r#"<a xmlns:p=""/>"#), m, mc),
+        post("xmlns prefix declared", body(r#"<a xmlns:xmlns="urn:x"/>"#), m, mc),
+        post("']]>' in text", body("<a>]]></a>"), m, mc),
+        post("'--' in a comment", body("<a><!-- -- --></a>"), m, mc),
+        post("xml declaration in the Body", body("<a><?xml version=\"1.0\"?></a>"), m, mc),
+        post("unterminated CDATA", body("<a><![CDATA[ x </a>"), m, mc),
+        post("text after the root", [body("<a/>").as_slice(), b"trailing"].concat(), m, mc),
+        post("JSON as text/xml", br#"{"Envelope": {"Body": 1}}"#.to_vec(), m, mc),
+        // Content types, methods, paths.
+        Case { name: "text/plain", content_type: Some("text/plain"), ..post("", body("<a/>"), 415, "unsupported-media-type") },
+        Case { name: "no content type", content_type: None, ..post("", body("<a/>"), 415, "unsupported-media-type") },
+        Case { name: "application/json", content_type: Some("application/json"), ..post("", body("<a/>"), 415, "unsupported-media-type") },
+        Case { name: "SOAP 1.1 as application/soap+xml", content_type: Some("application/soap+xml"), ..post("", body("<a/>"), 200, "") },
+        Case { name: "GET without ?wsdl", method: "GET", ..post("", Vec::new(), 405, "method-not-allowed") },
+        Case { name: "PUT", method: "PUT", ..post("", body("<a/>"), 405, "method-not-allowed") },
+        Case { name: "DELETE", method: "DELETE", ..post("", Vec::new(), 405, "method-not-allowed") },
+        post("over max_body (16 MiB)", body(&format!("<a>{}</a>", "x".repeat(17 << 20))), 413, "payload-too-large"),
+    ];
+    v.push(Case {
+        name: "unknown path",
+        ..post("", body("<a/>"), 404, "no-route")
+    });
+    v
+}
+
+fn fault_code(answer: &str) -> &str {
+    answer
+        .split_once("<wssgate:code>")
+        .and_then(|(_, rest)| rest.split_once("</wssgate:code>"))
+        .map_or("", |(code, _)| code)
+}
+
+fn peak_rss_mb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        / 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_hostile_input_gets_its_status_and_code_in_bounded_time() {
+    let rx = common::receiver();
+    let receiver = Receiver::start(rx.key_ring()).await;
+    let daemon = Daemon::start(
+        &net::config(
+            &format!("http://{}/service", receiver.addr),
+            "",
+            "body_idle_timeout = \"1s\"\nmax_body = \"16MiB\"",
+        ),
+        &[("orders-receiver", rx.cert_pem())],
+    )
+    .await;
+    let client = net::client();
+    let cases = cases();
+    assert!(cases.len() >= 60, "{} cases", cases.len());
+    let mut accepted = 0;
+    let mut slowest = (Duration::ZERO, "");
+    for case in &cases {
+        let path = if case.name == "unknown path" {
+            "/elsewhere"
+        } else {
+            "/orders"
+        };
+        let mut request = http::Request::builder()
+            .method(case.method)
+            .uri(daemon.url(path))
+            .header("soapaction", "\"urn:x\"");
+        if let Some(ct) = case.content_type {
+            request = request.header("content-type", ct);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(case.body.clone())))
+            .unwrap();
+        let started = Instant::now();
+        let (status, answer) = tokio::time::timeout(BOUND, async {
+            let response = client.request(request).await.expect("the daemon answers");
+            let status = response.status().as_u16();
+            let answer = response.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&answer).into_owned())
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{}: no answer within {BOUND:?}", case.name));
+        let took = started.elapsed();
+        println!("{:>8.3} s  {}", took.as_secs_f64(), case.name);
+        if took > slowest.0 {
+            slowest = (took, case.name);
+        }
+        assert_eq!(
+            (status, fault_code(&answer)),
+            (case.status, case.code),
+            "{}: {}",
+            case.name,
+            &answer[..answer.len().min(400)]
+        );
+        if status == 200 {
+            accepted += 1;
+        }
+        assert_eq!(
+            receiver.received().len(),
+            accepted,
+            "{}: only accepted requests reach the receiver",
+            case.name
+        );
+    }
+    println!(
+        "{} cases, {accepted} accepted, slowest {:?} ({}), peak RSS {} MB",
+        cases.len(),
+        slowest.0,
+        slowest.1,
+        peak_rss_mb()
+    );
+    // The test process holds the daemon, the receiver and every case's body.
+    assert!(peak_rss_mb() < 512, "peak RSS {} MB", peak_rss_mb());
+}
+
+/// Requests broken at the connection level: a body shorter than its
+/// Content-Length, a chunked body that stops, a slow drip, a gigantic header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_requests_are_answered_or_dropped_and_nothing_reaches_the_receiver() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rx = common::receiver();
+    let receiver = Receiver::start(rx.key_ring()).await;
+    let daemon = Daemon::start(
+        &net::config(
+            &format!("http://{}/service", receiver.addr),
+            "",
+            "body_idle_timeout = \"1s\"\nstream_threshold = \"4KiB\"",
+        ),
+        &[("orders-receiver", rx.cert_pem())],
+    )
+    .await;
+    let whole = body(&"<a>some order line</a>".repeat(1000));
+    let head = |extra: &str| {
+        format!("POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\n{extra}\r\n")
+    };
+    // Write `parts` with `pause` between them, then close the writing side
+    // (or not), and read what comes back within the bound.
+    async fn exchange(
+        addr: std::net::SocketAddr,
+        parts: Vec<Vec<u8>>,
+        pause: Duration,
+        close: bool,
+    ) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        for part in parts {
+            if stream.write_all(&part).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+        }
+        if close {
+            let _ = stream.shutdown().await;
+        }
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(BOUND, stream.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    let cases: Vec<(&str, Vec<Vec<u8>>, Duration, bool, &str)> = vec![
+        (
+            "Content-Length larger than the body, then close",
+            vec![
+                [
+                    head(&format!("Content-Length: {}\r\n", whole.len() + 100)).as_bytes(),
+                    &whole,
+                ]
+                .concat(),
+            ],
+            Duration::ZERO,
+            true,
+            "",
+        ),
+        (
+            "buffered body stopping mid-way, connection left open",
+            vec![
+                [
+                    head(&format!("Content-Length: {}\r\n", whole.len())).as_bytes(),
+                    &whole[..whole.len() / 2],
+                ]
+                .concat(),
+            ],
+            Duration::ZERO,
+            false,
+            "HTTP/1.1 408",
+        ),
+        (
+            "chunked body stopping mid-way, then close",
+            vec![
+                [
+                    head("Transfer-Encoding: chunked\r\n").as_bytes(),
+                    format!("{:x}\r\n", whole.len()).as_bytes(),
+                    &whole[..whole.len() - 10],
+                ]
+                .concat(),
+            ],
+            Duration::ZERO,
+            true,
+            "",
+        ),
+        (
+            "streamed (chunked) body stopping mid-way, connection left open",
+            vec![
+                [
+                    head("Transfer-Encoding: chunked\r\n").as_bytes(),
+                    format!("{:x}\r\n", whole.len()).as_bytes(),
+                    &whole[..whole.len() - 10],
+                ]
+                .concat(),
+            ],
+            Duration::ZERO,
+            false,
+            "HTTP/1.1",
+        ),
+        (
+            "slow drip: one byte every 1.5 s",
+            {
+                let mut parts =
+                    vec![head(&format!("Content-Length: {}\r\n", whole.len())).into_bytes()];
+                parts.extend(whole[..4].iter().map(|b| vec![*b]));
+                parts
+            },
+            Duration::from_millis(1500),
+            false,
+            "HTTP/1.1 408",
+        ),
+        (
+            "1 MiB header",
+            vec![
+                [
+                    head(&format!(
+                        "X-Big: {}\r\nContent-Length: {}\r\n",
+                        "b".repeat(1 << 20),
+                        whole.len()
+                    ))
+                    .as_bytes(),
+                    &whole,
+                ]
+                .concat(),
+            ],
+            Duration::ZERO,
+            true,
+            "HTTP/1.1 431",
+        ),
+    ];
+    for (name, parts, pause, close, want) in cases {
+        let started = Instant::now();
+        let answer = exchange(daemon.addr, parts, pause, close).await;
+        assert!(
+            started.elapsed() < BOUND + Duration::from_secs(8),
+            "{name}: took {:?}",
+            started.elapsed()
+        );
+        assert!(answer.starts_with(want), "{name}: {answer:.300}");
+        println!(
+            "{:>8.3} s  {name}: {}",
+            started.elapsed().as_secs_f64(),
+            answer.lines().next().unwrap_or("(closed)")
+        );
+    }
+    // Give the daemon time to give up on what it was still reading.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A streamed request may have started towards the receiver; it must have
+    // been aborted there, never completed with half a body.
+    let received = receiver.received();
+    assert!(
+        received.iter().all(|r| !r.complete),
+        "a broken request reached the receiver complete: {:?}",
+        received
+            .iter()
+            .map(|r| (r.complete, r.raw.len()))
+            .collect::<Vec<_>>()
+    );
+    // And the daemon still serves.
+    let (status, _, _) = net::post(
+        &net::client(),
+        &daemon.url("/orders"),
+        "text/xml",
+        &body("<a/>"),
+    )
+    .await;
+    assert_eq!(status, 200);
+}
