@@ -298,7 +298,10 @@ async fn broken_requests_are_answered_or_dropped_and_nothing_reaches_the_receive
         let _ = tokio::time::timeout(BOUND, stream.read_to_end(&mut out)).await;
         String::from_utf8_lossy(&out).into_owned()
     }
-    let cases: Vec<(&str, Vec<Vec<u8>>, Duration, bool, &str)> = vec![
+    /// Name, what is written (in parts), pause between parts, close the writing
+    /// side afterwards, how the answer starts.
+    type Broken = (&'static str, Vec<Vec<u8>>, Duration, bool, &'static str);
+    let cases: Vec<Broken> = vec![
         (
             "Content-Length larger than the body, then close",
             vec![
