@@ -62,6 +62,10 @@ pub enum KeystoreError {
     },
     #[error("{file}: metadata is damaged: {reason}")]
     Metadata { file: String, reason: String },
+    #[error(
+        "alias {alias:?}: the upload holds a private key; wssgate needs only the receiver's certificate (keep private keys with the receiver)"
+    )]
+    PrivateKey { alias: String },
     #[error("simulated crash after step {0:?}")]
     SimulatedCrash(ExchangeStep),
 }
@@ -426,6 +430,13 @@ impl Keystore {
             file: path.display().to_string(),
             reason,
         };
+        // A PEM holding a private key is a mistake to stop, not to tidy up:
+        // the key has no business on the sender's side.
+        if memchr::memmem::find(bytes, b"PRIVATE KEY-----").is_some() {
+            return Err(KeystoreError::PrivateKey {
+                alias: alias.to_string(),
+            });
+        }
         let recipient = Recipient::from_bytes(bytes).map_err(refused)?;
         recipient.check(policy).map_err(refused)?;
         Ok(recipient)
