@@ -129,7 +129,9 @@ alias = "orders-receiver"
     let (reader, operator, root) = (TOKENS[0].2, TOKENS[1].2, TOKENS[2].2);
     let mut answers = Vec::new();
     // Refusals.
-    let refusals: [(&str, &str, Option<&str>, Option<&str>, u16); 8] = [
+    /// Method, path, token, Host header, expected status.
+    type Refusal<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>, u16);
+    let refusals: [Refusal; 8] = [
         ("GET", "/v1/status", None, None, 401),
         (
             "GET",
