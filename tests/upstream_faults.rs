@@ -51,7 +51,7 @@ async fn misbehaving(kind: Misbehaviour) -> SocketAddr {
                 match kind {
                     Misbehaviour::Refuse => {}
                     Misbehaviour::ResetBeforeAnswer => {
-                        let _ = stream.set_linger(Some(Duration::ZERO));
+                        let _ = stream.set_zero_linger();
                     }
                     Misbehaviour::ResetMidResponse => {
                         let _ = stream
@@ -59,7 +59,7 @@ async fn misbehaving(kind: Misbehaviour) -> SocketAddr {
                             .await;
                         let _ = stream.flush().await;
                         tokio::time::sleep(Duration::from_millis(50)).await;
-                        let _ = stream.set_linger(Some(Duration::ZERO));
+                        let _ = stream.set_zero_linger();
                     }
                     Misbehaviour::Garbage => {
                         let _ = stream
