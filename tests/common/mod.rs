@@ -228,6 +228,8 @@ pub mod net {
         pub chunked: bool,
         /// The whole body arrived (a request the sender aborted mid-body does not).
         pub complete: bool,
+        /// When the request's head arrived.
+        pub at: std::time::Instant,
     }
 
     /// A SOAP receiver that decrypts every message with the keys it holds.
@@ -278,6 +280,7 @@ pub mod net {
                                     chunked: header("transfer-encoding")
                                         .is_some_and(|t| t.contains("chunked")),
                                     complete: false,
+                                    at: std::time::Instant::now(),
                                 };
                                 let collected = req.into_body().collect().await;
                                 rec.complete = collected.is_ok();
