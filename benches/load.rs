@@ -13,6 +13,7 @@
 //! ```sh
 //! cargo bench --bench load                      # 10 s per measurement
 //! LOAD_SECONDS=30 LOAD_CONNECTIONS=64 cargo bench --bench load
+//! LOAD_PARTS=memory cargo bench --bench load     # any of proxy,swap,memory
 //! ```
 //!
 //! Everything runs on this machine's cores: the load generator and the stub share
@@ -32,7 +33,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 const RESPONSE: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><r:ok xmlns:r="urn:receiver"/></soap:Body></soap:Envelope>"#;
 const TOKEN: &str = "load-harness-admin-token-0123456789";
@@ -63,7 +64,9 @@ fn envelope(size: usize) -> Bytes {
 
 /// The receiver stub: reads the whole request, answers a small SOAP response.
 async fn start_stub() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(8192).unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
@@ -196,6 +199,7 @@ http {{
     client_max_body_size 16m;
     client_body_buffer_size 1m;
     upstream stub {{ server {stub}; keepalive 128; }}
+    keepalive_requests 1000000;
     server {{
         listen 127.0.0.1:{port};
         location / {{
@@ -227,6 +231,16 @@ struct Figures {
     p99_ms: f64,
 }
 
+async fn connect(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    sender
+}
+
 /// `connections` keep-alive connections POST `body` to `addr{path}` for `seconds`.
 async fn load(
     addr: SocketAddr,
@@ -242,14 +256,13 @@ async fn load(
         let (body, path, failed) = (body.clone(), path.to_string(), failed.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(100_000);
-            let stream = TcpStream::connect(addr).await.unwrap();
-            stream.set_nodelay(true).unwrap();
-            let (mut sender, connection) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                    .await
-                    .unwrap();
-            tokio::spawn(connection);
+            let mut sender = connect(addr).await;
             while Instant::now() < deadline {
+                // A server may close a keep-alive connection (nginx does after
+                // `keepalive_requests`): open a new one, as wrk does.
+                if sender.is_closed() || sender.ready().await.is_err() {
+                    sender = connect(addr).await;
+                }
                 let request = Request::post(path.as_str())
                     .header("host", addr.to_string())
                     .header("content-type", "text/xml; charset=utf-8")
@@ -266,7 +279,7 @@ async fn load(
                 };
                 if !ok {
                     failed.fetch_add(1, Ordering::Relaxed);
-                    break;
+                    continue;
                 }
                 latencies.push(started.elapsed().as_micros() as u32);
             }
@@ -334,38 +347,71 @@ fn current_rss_kib(pid: u32) -> u64 {
 }
 
 /// `concurrency` clients each send one `body` at the same time, `rounds` times.
-async fn burst(addr: SocketAddr, body: Bytes, concurrency: usize, rounds: usize) -> (u64, u64) {
-    let (mut ok, mut failed) = (0, 0);
+async fn burst(
+    addr: SocketAddr,
+    body: Bytes,
+    concurrency: usize,
+    rounds: usize,
+) -> (u64, u64, Vec<String>) {
+    let (mut ok, mut failed, mut errors) = (0, 0, Vec::new());
     for _ in 0..rounds {
         let mut tasks = Vec::new();
         for _ in 0..concurrency {
             let body = body.clone();
             tasks.push(tokio::spawn(async move {
-                let stream = TcpStream::connect(addr).await.ok()?;
+                let stream = TcpStream::connect(addr)
+                    .await
+                    .map_err(|e| format!("connect: {e}"))?;
                 let (mut sender, connection) =
                     hyper::client::conn::http1::handshake(TokioIo::new(stream))
                         .await
-                        .ok()?;
+                        .map_err(|e| format!("handshake: {e}"))?;
                 tokio::spawn(connection);
                 let request = Request::post("/enc")
                     .header("host", addr.to_string())
                     .header("content-type", "text/xml")
                     .body(Full::new(body))
                     .unwrap();
-                let response = sender.send_request(request).await.ok()?;
+                let response = sender
+                    .send_request(request)
+                    .await
+                    .map_err(|e| format!("send: {e}"))?;
                 let status = response.status();
-                response.into_body().collect().await.ok()?;
-                status.is_success().then_some(())
+                let answer = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|e| format!("body: {e}"))?;
+                if status.is_success() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{status}: {}",
+                        String::from_utf8_lossy(&answer.to_bytes())
+                            .chars()
+                            .take(300)
+                            .collect::<String>()
+                    ))
+                }
             }));
         }
         for t in tasks {
             match t.await {
-                Ok(Some(())) => ok += 1,
-                _ => failed += 1,
+                Ok(Ok(())) => ok += 1,
+                Ok(Err(e)) => {
+                    failed += 1;
+                    if errors.len() < 3 {
+                        errors.push(e);
+                    }
+                }
+                Err(e) => {
+                    failed += 1;
+                    errors.push(e.to_string());
+                }
             }
         }
     }
-    (ok, failed)
+    (ok, failed, errors)
 }
 
 fn row(name: &str, size: &str, f: &Figures, base: Option<&Figures>) {
@@ -385,6 +431,7 @@ fn row(name: &str, size: &str, f: &Figures, base: Option<&Figures>) {
 async fn main() {
     // `cargo bench` passes `--bench`; a filter argument is not used.
     let seconds = env_number("LOAD_SECONDS", 10);
+    let parts = std::env::var("LOAD_PARTS").unwrap_or_else(|_| "proxy,swap,memory".into());
     let connections = env_number("LOAD_CONNECTIONS", 64) as usize;
     let dir = tempfile::tempdir().unwrap();
     let stub = start_stub().await;
@@ -405,7 +452,12 @@ async fn main() {
         "| target | body | requests/s | MB/s | p50 ms | p99 ms | failed | / direct | p50 added ms |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
-    for (size, label) in [(2 * 1024, "2 KiB"), (100 * 1024, "100 KiB")] {
+    let sizes: &[(usize, &str)] = if parts.contains("proxy") {
+        &[(2 * 1024, "2 KiB"), (100 * 1024, "100 KiB")]
+    } else {
+        &[]
+    };
+    for &(size, label) in sizes {
         let body = envelope(size);
         // Warm connections and caches.
         load(proxy, "/enc", body.clone(), connections, 1).await;
@@ -426,10 +478,27 @@ async fn main() {
 
     // Swap under load: p99 with ten exchanges a second against p99 without.
     println!();
+    if parts.contains("swap") {
+        swap_under_load(dir.path(), proxy, admin, connections, seconds).await;
+    }
+    if parts.contains("memory") {
+        memory(proxy, pid).await;
+    }
+    drop(nginx);
+    drop(wssgate);
+}
+
+async fn swap_under_load(
+    dir: &Path,
+    proxy: SocketAddr,
+    admin: SocketAddr,
+    connections: usize,
+    seconds: u64,
+) {
     let body = envelope(2 * 1024);
     let certs = [
-        std::fs::read(write_cert(dir.path(), "a.pem", 11)).unwrap(),
-        std::fs::read(write_cert(dir.path(), "b.pem", 12)).unwrap(),
+        std::fs::read(write_cert(dir, "a.pem", 11)).unwrap(),
+        std::fs::read(write_cert(dir, "b.pem", 12)).unwrap(),
     ];
     let quiet = load(proxy, "/enc", body.clone(), connections, seconds).await;
     let stop = Arc::new(AtomicBool::new(false));
@@ -451,16 +520,19 @@ async fn main() {
         "p99 with exchanges / without: {:.3}",
         swapping.p99_ms / quiet.p99_ms
     );
+}
 
-    // Memory: 1,000 concurrent 100 KiB requests.
+/// Memory: 1,000 concurrent 100 KiB requests.
+async fn memory(proxy: SocketAddr, pid: u32) {
     println!();
     let before = current_rss_kib(pid);
-    let (ok, failed) = burst(proxy, envelope(100 * 1024), 1000, 3).await;
+    let (ok, failed, errors) = burst(proxy, envelope(100 * 1024), 1000, 3).await;
     println!(
         "1,000 concurrent 100 KiB requests × 3: {ok} ok, {failed} failed; wssgate RSS before {:.1} MB, peak {:.1} MB",
         before as f64 / 1000.0,
         peak_rss_kib(pid) as f64 / 1000.0
     );
-    drop(nginx);
-    drop(wssgate);
+    for e in errors {
+        println!("  failure: {e}");
+    }
 }

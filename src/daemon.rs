@@ -65,10 +65,8 @@ impl Daemon {
     /// Bind the configured proxy and admin addresses.
     pub async fn bind(&self) -> Result<(TcpListener, TcpListener), StartError> {
         let snapshot = self.shared.load();
-        let bind = |addr| async move {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Bind { addr, source })
+        let bind = |addr: std::net::SocketAddr| async move {
+            listen(addr).map_err(|source| StartError::Bind { addr, source })
         };
         Ok((
             bind(snapshot.config.proxy.listen).await?,
@@ -215,4 +213,20 @@ impl Daemon {
         let _ = admin_task.await;
         Ok(())
     }
+}
+
+/// Pending connections the kernel may queue per listener (capped by
+/// `net.core.somaxconn`): a burst of clients connecting at once is queued, not
+/// dropped, where the default of 1024 overflows.
+const LISTEN_BACKLOG: u32 = 8192;
+
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }

@@ -104,17 +104,30 @@ fn keystore_exchange(s: &Setup, file: &str) -> Command {
     c
 }
 
-fn serve(s: &Setup) -> Child {
-    wssgate(&["serve"], &s.config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+/// A daemon process, killed with SIGKILL when dropped (also when an assertion
+/// fails first).
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
-fn sigkill(child: &mut Child) {
-    child.kill().unwrap();
-    child.wait().unwrap();
+fn serve(s: &Setup) -> Daemon {
+    Daemon(
+        wssgate(&["serve"], &s.config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// SIGKILL (what `Daemon`'s drop does), spelled out where the test means it.
+fn sigkill(daemon: Daemon) {
+    drop(daemon);
 }
 
 async fn admin(s: &Setup, method: &str, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
@@ -216,7 +229,7 @@ async fn a_daemon_killed_inside_a_pause_restarts_paused() {
     let (old, new) = two_receivers();
     let receiver = Receiver::start(old.key_ring()).await;
     let s = setup(&format!("http://{}/s", receiver.addr), old, &new);
-    let mut child = serve(&s);
+    let child = serve(&s);
     wait_ready(&s).await;
     let url = format!("http://127.0.0.1:{}/orders", s.proxy);
     let client = net::client();
@@ -230,9 +243,9 @@ async fn a_daemon_killed_inside_a_pause_restarts_paused() {
         admin(&s, "POST", "/v1/routes/orders/pause", b"").await.0,
         200
     );
-    sigkill(&mut child);
+    sigkill(child);
 
-    let mut child = serve(&s);
+    let child = serve(&s);
     wait_ready(&s).await;
     let (status, routes) = admin(&s, "GET", "/v1/routes", b"").await;
     assert_eq!(status, 200);
@@ -254,7 +267,7 @@ async fn a_daemon_killed_inside_a_pause_restarts_paused() {
             .0,
         200
     );
-    sigkill(&mut child);
+    sigkill(child);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,7 +282,7 @@ async fn a_daemon_killed_while_exchanging_under_load_restarts_and_serves() {
     let mut jitter = Jitter(42);
     let mut exchanged = 0;
     for round in 0..5 {
-        let mut child = serve(&s);
+        let child = serve(&s);
         wait_ready(&s).await;
         let deadline =
             Instant::now() + Duration::from_millis(300 + jitter.next_micros(700_000) / 1000);
@@ -297,12 +310,12 @@ async fn a_daemon_killed_while_exchanging_under_load_restarts_and_serves() {
             }
             n += 1;
         }
-        sigkill(&mut child);
+        sigkill(child);
         load.await.unwrap();
         active_is_one_of(&s, &[old, &new]);
         // Restart: the keystore loads and requests are encrypted for a
         // certificate the receiver holds.
-        let mut child = serve(&s);
+        let child = serve(&s);
         wait_ready(&s).await;
         let before = receiver.received().len();
         let (status, _, answer) =
@@ -314,7 +327,7 @@ async fn a_daemon_killed_while_exchanging_under_load_restarts_and_serves() {
             got.iter().all(|r| !r.complete || r.decrypted.is_ok()),
             "every complete message decrypts"
         );
-        sigkill(&mut child);
+        sigkill(child);
     }
     println!("5 kills; {exchanged} exchanges completed before them");
     assert!(

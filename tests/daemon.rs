@@ -557,3 +557,77 @@ async fn a_pass_through_route_forwards_requests_unchanged_buffered_and_streamed(
         assert_eq!(got.chunked, body.len() > 4096, "large bodies are streamed");
     }
 }
+
+/// Shutdown while clients keep sending: every request that reached the
+/// receiver is answered 200; a request that failed never reached it (the client
+/// can retry it safely against another instance).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_under_load_fails_no_request_in_flight() {
+    let rx = common::receiver();
+    let receiver = Receiver::start(rx.key_ring()).await;
+    *receiver.delay.lock().unwrap() = Duration::from_millis(40);
+    let daemon = Daemon::start(
+        &net::config(&upstream(&receiver), "", ""),
+        &[("orders-receiver", rx.cert_pem())],
+    )
+    .await;
+    let mut clients = Vec::new();
+    for c in 0..6 {
+        let url = daemon.url("/orders");
+        clients.push(tokio::spawn(async move {
+            let client = net::client();
+            let mut results = Vec::new();
+            for i in 0.. {
+                let id = format!("shutdown-{c}-{i}");
+                let request = hyper::Request::post(url.as_str())
+                    .header("content-type", "text/xml")
+                    .header("x-request-id", &id)
+                    .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                        S11.as_bytes(),
+                    )))
+                    .unwrap();
+                let status = match client.request(request).await {
+                    Ok(r) => r.status().as_u16(),
+                    Err(_) => 0,
+                };
+                results.push((id, status));
+                if status == 0 {
+                    break;
+                }
+            }
+            results
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    daemon
+        .intents
+        .send(wssgate::signal::Intent::Shutdown)
+        .await
+        .unwrap();
+    let mut results = Vec::new();
+    for c in clients {
+        results.extend(c.await.unwrap());
+    }
+    tokio::time::timeout(Duration::from_secs(10), daemon.task)
+        .await
+        .expect("the daemon stops")
+        .unwrap();
+    let received = receiver.received();
+    let ok = results.iter().filter(|r| r.1 == 200).count();
+    for (id, status) in &results {
+        let reached = received.iter().any(|r| &r.request_id == id);
+        if reached {
+            assert_eq!(
+                *status, 200,
+                "{id} reached the receiver but was answered {status}"
+            );
+        } else {
+            assert_ne!(
+                *status, 200,
+                "{id} answered 200 without reaching the receiver"
+            );
+        }
+    }
+    assert_eq!(received.len(), ok, "received = answered 200");
+    assert!(ok > 50, "the clients were sending: {ok}");
+}

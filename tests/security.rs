@@ -21,6 +21,16 @@ const TOKENS: [(&str, &str, &str); 3] = [
     ("root", "admin", "admin-secret-token-c81e5f42a"),
 ];
 
+/// The daemon is killed even when an assertion fails first.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -101,18 +111,20 @@ alias = "orders-receiver"
     );
     let config_path = dir.path().join("wssgate.toml");
     std::fs::write(&config_path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wssgate"))
-        .args(["serve", "--log-format", "json", "-c"])
-        .arg(&config_path)
-        .env("RUST_LOG", "debug")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_wssgate"))
+            .args(["serve", "--log-format", "json", "-c"])
+            .arg(&config_path)
+            .env("RUST_LOG", "debug")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let log = Arc::new(Mutex::new(Vec::<String>::new()));
     for stream in [
-        Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stdout.take().unwrap()),
+        Box::new(child.0.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.0.stdout.take().unwrap()),
     ] {
         let log = log.clone();
         std::thread::spawn(move || {
@@ -210,8 +222,7 @@ alias = "orders-receiver"
     let stored = std::fs::read_to_string(dir.path().join("keystore/orders-receiver.pem")).unwrap();
     assert!(!stored.contains("PRIVATE KEY"), "{stored}");
 
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let log = log.lock().unwrap().clone();
     assert!(log.len() > 10, "the daemon logged at debug level: {log:?}");

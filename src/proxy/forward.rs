@@ -257,7 +257,7 @@ async fn serve(
                 unchanged(&input)
             } else {
                 let started = std::time::Instant::now();
-                let encrypted = encrypt_buffered(&route, input.clone(), options).await;
+                let encrypted = encrypt_buffered(proxy, &route, input.clone(), options).await;
                 access.encryption_seconds = Some(started.elapsed().as_secs_f64());
                 match encrypted {
                     Ok((out, summary)) => (Bytes::from(out), summary.soap_version),
@@ -269,6 +269,9 @@ async fn serve(
                     Err(e) => return Err((Fault::from_encrypt(&e), wss::sniff_version(&input))),
                 }
             };
+            // The request is no longer needed while the upstream answers: with
+            // many concurrent requests this halves the memory they hold.
+            drop(input);
             access.bytes_out = output.len() as u64;
             let headers = forward_headers(
                 &parts.headers,
@@ -362,7 +365,9 @@ async fn read_head(
     max_body: u64,
     idle: std::time::Duration,
 ) -> Result<(Bytes, Option<Incoming>), Failure> {
-    let mut head = Vec::new();
+    // Sized from the announced length when there is one (no doubling, no copies).
+    let announced = body.size_hint().exact().unwrap_or(0).min(threshold + 1);
+    let mut head = Vec::with_capacity(announced as usize);
     while (head.len() as u64) <= threshold {
         // A client that stops sending mid-body is cut off, not waited for forever.
         let next = tokio::time::timeout(idle, body.frame())
@@ -413,6 +418,7 @@ fn copy_unchanged(
 }
 
 async fn encrypt_buffered(
+    proxy: &Proxy,
     route: &Route,
     input: Bytes,
     options: EncryptOptions,
@@ -421,9 +427,13 @@ async fn encrypt_buffered(
         return wss::encrypt_to_vec(&input, &route.recipient, &options);
     }
     let recipient = route.recipient.clone();
-    tokio::task::spawn_blocking(move || wss::encrypt_to_vec(&input, &recipient, &options))
-        .await
-        .unwrap_or_else(|e| Err(EncryptError::Write(std::io::Error::other(e.to_string()))))
+    let permit = proxy.encryptions.clone().acquire_owned().await;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        wss::encrypt_to_vec(&input, &recipient, &options)
+    })
+    .await
+    .unwrap_or_else(|e| Err(EncryptError::Write(std::io::Error::other(e.to_string()))))
 }
 
 /// Send the request upstream and stream the answer back unchanged.

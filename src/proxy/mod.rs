@@ -40,6 +40,9 @@ pub(crate) fn full_body(bytes: Bytes) -> ProxyBody {
 }
 
 /// Everything the proxy shares between requests.
+/// Read buffer limit per client connection.
+const MAX_CONNECTION_BUFFER: usize = 32 * 1024;
+
 pub struct Proxy {
     /// The published snapshot (config, routes, certificates) and its reload path.
     pub shared: Arc<Shared>,
@@ -47,6 +50,9 @@ pub struct Proxy {
     clients: upstream::Clients,
     /// Pause state per route; outlives snapshots.
     pub gates: Arc<gate::Gates>,
+    /// Bounds buffered encryptions running at once on the blocking pool: more
+    /// than the cores can run only adds threads and their working memory.
+    encryptions: Arc<tokio::sync::Semaphore>,
 }
 
 impl Proxy {
@@ -55,6 +61,9 @@ impl Proxy {
             shared,
             clients: upstream::Clients::default(),
             gates,
+            encryptions: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
+            )),
         }
     }
 
@@ -94,6 +103,10 @@ pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, shutdown: impl Future
                 let conn = http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
                     .header_read_timeout(Duration::from_secs(30))
+                    // Bounds each connection's read buffer (and so the request
+                    // head: larger heads get 431); hyper's default of ~400 KiB
+                    // lets buffers of idle keep-alive connections stay large.
+                    .max_buf_size(MAX_CONNECTION_BUFFER)
                     .serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {

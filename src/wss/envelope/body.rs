@@ -97,8 +97,11 @@ pub(super) struct BodyStart {
     pub max_depth: usize,
 }
 
-/// The smallest read buffer; a single token larger than it grows the buffer.
-const MIN_BUFFER: usize = 64 * 1024;
+/// The read buffer starts small (most messages are a few KiB and the buffer is
+/// zeroed when it grows) and grows to `RUN_BUFFER` once a whole buffer has been
+/// consumed; a single token larger than that grows it further.
+const FIRST_BUFFER: usize = 8 * 1024;
+const RUN_BUFFER: usize = 64 * 1024;
 /// The longest reference (`&#x0000000000010FFFF;` and the like) looked at.
 const MAX_REFERENCE: usize = 64;
 
@@ -156,7 +159,7 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
             scopes,
             context,
             start,
-            buf: vec![0; MIN_BUFFER],
+            buf: vec![0; FIRST_BUFFER],
             pos: 0,
             len: 0,
             checked: 0,
@@ -264,6 +267,9 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
         }
         if self.buf.len() < want {
             self.buf.resize(want.max(self.buf.len() * 2), 0);
+        } else if self.buf.len() < RUN_BUFFER && self.offset >= self.buf.len() as u64 {
+            // A whole buffer was consumed already: a large Body, read in long runs.
+            self.buf.resize(RUN_BUFFER, 0);
         }
         let before = self.checked;
         while !self.eof && (self.len < want.min(self.buf.len()) || self.checked == before) {
