@@ -5,7 +5,8 @@
 //! - `pass-through`: wssgate with a `mode = "pass-through"` route,
 //! - `encrypt`: wssgate encrypting for the route's certificate,
 //!
-//! for 2 KiB and 100 KiB SOAP requests over 64 keep-alive connections; then the
+//! for 2 KiB and 100 KiB SOAP requests over 64 keep-alive connections, and the
+//! latency each adds with one connection and no queueing; then the
 //! p99 of `encrypt` while the certificate is exchanged ten times a second through
 //! the admin API, against the p99 without exchanges; then wssgate's peak resident
 //! memory under 1,000 concurrent 100 KiB requests.
@@ -13,7 +14,7 @@
 //! ```sh
 //! cargo bench --bench load                      # 10 s per measurement
 //! LOAD_SECONDS=30 LOAD_CONNECTIONS=64 cargo bench --bench load
-//! LOAD_PARTS=memory cargo bench --bench load     # any of proxy,swap,memory
+//! LOAD_PARTS=memory cargo bench --bench load     # any of proxy,latency,swap,memory
 //! ```
 //!
 //! Everything runs on this machine's cores: the load generator and the stub share
@@ -431,7 +432,7 @@ fn row(name: &str, size: &str, f: &Figures, base: Option<&Figures>) {
 async fn main() {
     // `cargo bench` passes `--bench`; a filter argument is not used.
     let seconds = env_number("LOAD_SECONDS", 10);
-    let parts = std::env::var("LOAD_PARTS").unwrap_or_else(|_| "proxy,swap,memory".into());
+    let parts = std::env::var("LOAD_PARTS").unwrap_or_else(|_| "proxy,latency,swap,memory".into());
     let connections = env_number("LOAD_CONNECTIONS", 64) as usize;
     let dir = tempfile::tempdir().unwrap();
     let stub = start_stub().await;
@@ -474,6 +475,35 @@ async fn main() {
     }
     if nginx.is_none() {
         println!("(nginx not installed: no nginx row)");
+    }
+    if parts.contains("latency") {
+        // One connection, one request at a time: the latency each hop adds
+        // without queueing behind other requests.
+        println!();
+        println!("| one connection, 2 KiB | requests/s | p50 ms | p99 ms | p50 added ms |");
+        println!("|---|---|---|---|---|");
+        let body = envelope(2 * 1024);
+        let direct = load(stub, "/service", body.clone(), 1, seconds).await;
+        let mut targets = vec![("direct", stub, "/service")];
+        if let Some((_, addr)) = &nginx {
+            targets.push(("nginx", *addr, "/service"));
+        }
+        targets.push(("wssgate pass-through", proxy, "/pass"));
+        targets.push(("wssgate encrypt", proxy, "/enc"));
+        for (name, addr, path) in targets {
+            let f = if name == "direct" {
+                direct
+            } else {
+                load(addr, path, body.clone(), 1, seconds).await
+            };
+            println!(
+                "| {name} | {:.0} | {:.3} | {:.3} | {:+.3} |",
+                f.per_second,
+                f.p50_ms,
+                f.p99_ms,
+                f.p50_ms - direct.p50_ms
+            );
+        }
     }
 
     // Swap under load: p99 with ten exchanges a second against p99 without.
