@@ -111,11 +111,22 @@ async fn wait_listening(addr: SocketAddr) {
     panic!("nothing listens on {addr}");
 }
 
-/// A process killed when dropped.
+/// A process stopped when dropped: SIGTERM (nginx's master then stops its
+/// workers; SIGKILL would orphan them), SIGKILL if it is still there after 5 s.
 struct Process(Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -431,9 +442,20 @@ fn row(name: &str, size: &str, f: &Figures, base: Option<&Figures>) {
 #[tokio::main]
 async fn main() {
     // `cargo bench` passes `--bench`; a filter argument is not used.
-    let seconds = env_number("LOAD_SECONDS", 10);
+    // `cargo test --all-targets` runs this binary without `--bench`: a smoke run
+    // (1 s, 4 connections, 2 KiB, a burst of 50) keeps the harness working.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let seconds = if smoke {
+        1
+    } else {
+        env_number("LOAD_SECONDS", 10)
+    };
     let parts = std::env::var("LOAD_PARTS").unwrap_or_else(|_| "proxy,latency,swap,memory".into());
-    let connections = env_number("LOAD_CONNECTIONS", 64) as usize;
+    let connections = if smoke {
+        4
+    } else {
+        env_number("LOAD_CONNECTIONS", 64) as usize
+    };
     let dir = tempfile::tempdir().unwrap();
     let stub = start_stub().await;
     let (wssgate, proxy, admin) = start_wssgate(dir.path(), stub);
@@ -454,7 +476,11 @@ async fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     let sizes: &[(usize, &str)] = if parts.contains("proxy") {
-        &[(2 * 1024, "2 KiB"), (100 * 1024, "100 KiB")]
+        if smoke {
+            &[(2 * 1024, "2 KiB")]
+        } else {
+            &[(2 * 1024, "2 KiB"), (100 * 1024, "100 KiB")]
+        }
     } else {
         &[]
     };
@@ -512,7 +538,7 @@ async fn main() {
         swap_under_load(dir.path(), proxy, admin, connections, seconds).await;
     }
     if parts.contains("memory") {
-        memory(proxy, pid).await;
+        memory(proxy, pid, if smoke { 50 } else { 1000 }).await;
     }
     drop(nginx);
     drop(wssgate);
@@ -553,12 +579,12 @@ async fn swap_under_load(
 }
 
 /// Memory: 1,000 concurrent 100 KiB requests.
-async fn memory(proxy: SocketAddr, pid: u32) {
+async fn memory(proxy: SocketAddr, pid: u32, concurrency: usize) {
     println!();
     let before = current_rss_kib(pid);
-    let (ok, failed, errors) = burst(proxy, envelope(100 * 1024), 1000, 3).await;
+    let (ok, failed, errors) = burst(proxy, envelope(100 * 1024), concurrency, 3).await;
     println!(
-        "1,000 concurrent 100 KiB requests × 3: {ok} ok, {failed} failed; wssgate RSS before {:.1} MB, peak {:.1} MB",
+        "{concurrency} concurrent 100 KiB requests × 3: {ok} ok, {failed} failed; wssgate RSS before {:.1} MB, peak {:.1} MB",
         before as f64 / 1000.0,
         peak_rss_kib(pid) as f64 / 1000.0
     );
