@@ -6,24 +6,16 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::net::{self, Receiver};
-use common::{CertSpec, TestReceiver};
+use common::{CertSpec, KillOnDrop, TestReceiver, free_port};
 use http_body_util::{BodyExt, Full};
 
 const BODY: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><m:ping xmlns:m="urn:m">1</m:ping></soap:Body></soap:Envelope>"#;
 const TOKEN: &str = "crash-test-admin-token-0123456789";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A small deterministic sequence of pseudo-random delays.
 struct Jitter(u64);
@@ -104,19 +96,9 @@ fn keystore_exchange(s: &Setup, file: &str) -> Command {
     c
 }
 
-/// A daemon process, killed with SIGKILL when dropped (also when an assertion
-/// fails first).
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(s: &Setup) -> Daemon {
-    Daemon(
+/// A daemon process, killed with SIGKILL when dropped.
+fn serve(s: &Setup) -> KillOnDrop {
+    KillOnDrop(
         wssgate(&["serve"], &s.config)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -125,8 +107,8 @@ fn serve(s: &Setup) -> Daemon {
     )
 }
 
-/// SIGKILL (what `Daemon`'s drop does), spelled out where the test means it.
-fn sigkill(daemon: Daemon) {
+/// SIGKILL (what the guard's drop does), spelled out where the test means it.
+fn sigkill(daemon: KillOnDrop) {
     drop(daemon);
 }
 

@@ -11,6 +11,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::fault_code;
 use common::net::{self, Daemon, Receiver};
 use http_body_util::{BodyExt, Full};
 
@@ -161,13 +162,6 @@ fn cases() -> Vec<Case> {
         ..post("", body("<a/>"), 404, "no-route")
     });
     v
-}
-
-fn fault_code(answer: &str) -> &str {
-    answer
-        .split_once("<wssgate:code>")
-        .and_then(|(_, rest)| rest.split_once("</wssgate:code>"))
-        .map_or("", |(code, _)| code)
 }
 
 fn peak_rss_mb() -> u64 {

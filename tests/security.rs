@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::net::{self, Receiver};
-use common::{CertSpec, TestReceiver};
+use common::{CertSpec, KillOnDrop, TestReceiver, free_port};
 use http_body_util::{BodyExt, Full};
 
 const BODY: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><m:ping xmlns:m="urn:m">1</m:ping></soap:Body></soap:Envelope>"#;
@@ -20,24 +20,6 @@ const TOKENS: [(&str, &str, &str); 3] = [
     ("ops", "operator", "operator-secret-token-77b0d3"),
     ("root", "admin", "admin-secret-token-c81e5f42a"),
 ];
-
-/// The daemon is killed even when an assertion fails first.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn call(
     admin: u16,

@@ -9,17 +9,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::net::{self, Receiver};
-use common::{CertSpec, TestReceiver};
+use common::{CertSpec, TestReceiver, free_port};
 
 const BODY: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><m:ping xmlns:m="urn:m">1</m:ping></soap:Body></soap:Envelope>"#;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn kill(signal: &str, pid: u32) {
     let status = Command::new("kill")

@@ -7,6 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::fault_code;
 use common::net::{self, Daemon, Receiver};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -110,13 +111,6 @@ async fn post_status(url: &str) -> (u16, String) {
     }
 }
 
-fn code(answer: &str) -> &str {
-    answer
-        .split_once("<wssgate:code>")
-        .and_then(|(_, r)| r.split_once("</wssgate:code>"))
-        .map_or("", |(c, _)| c)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_upstream_fault_has_its_code_and_leaks_nothing() {
     let rx = common::receiver();
@@ -202,7 +196,7 @@ async fn each_upstream_fault_has_its_code_and_leaks_nothing() {
         for _ in 0..ROUNDS {
             let (status, answer) = post_status(&url).await;
             assert_eq!(
-                (status, code(&answer)),
+                (status, fault_code(&answer)),
                 (*want_status, *want_code),
                 "{name}: {answer:.300}"
             );

@@ -638,3 +638,30 @@ pub async fn eventually(within: std::time::Duration, mut done: impl AsyncFnMut()
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// A loopback port free at the time of asking (for a process that binds it itself).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed (SIGKILL) when dropped, also when an assertion fails first.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The `<wssgate:code>` of a wssgate SOAP Fault, or "" for any other answer.
+pub fn fault_code(answer: &str) -> &str {
+    answer
+        .split_once("<wssgate:code>")
+        .and_then(|(_, rest)| rest.split_once("</wssgate:code>"))
+        .map_or("", |(code, _)| code)
+}
