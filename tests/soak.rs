@@ -79,6 +79,27 @@ fn clients(
         .collect()
 }
 
+/// Pause the route and wait until nothing is in flight; returns when that was.
+async fn pause_drained(daemon: &Daemon) -> Instant {
+    let (status, view) = daemon
+        .admin_call(
+            "POST",
+            "/v1/routes/orders/pause?wait=10",
+            Some("operator"),
+            b"",
+        )
+        .await;
+    assert_eq!(status, 200, "pause: {view}");
+    Instant::now()
+}
+
+async fn resume(daemon: &Daemon) {
+    let (status, view) = daemon
+        .admin_call("POST", "/v1/routes/orders/resume", Some("operator"), b"")
+        .await;
+    assert_eq!(status, 200, "resume: {view}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewal_soak_loses_nothing_and_never_uses_a_wrong_certificate() {
     let seconds: u64 = std::env::var("SOAK_SECONDS")
@@ -152,16 +173,7 @@ async fn renewal_soak_loses_nothing_and_never_uses_a_wrong_certificate() {
             }
             // Exclusive: pause (drained), exchange, receiver swaps, resume.
             1 => {
-                let (status, view) = daemon
-                    .admin_call(
-                        "POST",
-                        "/v1/routes/orders/pause?wait=10",
-                        Some("operator"),
-                        b"",
-                    )
-                    .await;
-                assert_eq!(status, 200, "pause: {view}");
-                let paused = Instant::now();
+                let paused = pause_drained(&daemon).await;
                 let from = Instant::now();
                 let (status, body) = daemon
                     .admin_call(
@@ -181,10 +193,7 @@ async fn renewal_soak_loses_nothing_and_never_uses_a_wrong_certificate() {
                 tokio::time::sleep(Duration::from_millis(150)).await;
                 let resuming = Instant::now();
                 pauses.push((paused, resuming));
-                let (status, view) = daemon
-                    .admin_call("POST", "/v1/routes/orders/resume", Some("operator"), b"")
-                    .await;
-                assert_eq!(status, 200, "resume: {view}");
+                resume(&daemon).await;
             }
             // On disk, then the reload a SIGHUP triggers.
             2 => {
@@ -223,16 +232,7 @@ async fn renewal_soak_loses_nothing_and_never_uses_a_wrong_certificate() {
             }
             // Staged: pause, stage for on-resume, resume activates it first.
             _ => {
-                let (status, view) = daemon
-                    .admin_call(
-                        "POST",
-                        "/v1/routes/orders/pause?wait=10",
-                        Some("operator"),
-                        b"",
-                    )
-                    .await;
-                assert_eq!(status, 200, "pause: {view}");
-                let paused = Instant::now();
+                let paused = pause_drained(&daemon).await;
                 let (status, body) = daemon
                     .admin_call(
                         "PUT",
@@ -245,10 +245,7 @@ async fn renewal_soak_loses_nothing_and_never_uses_a_wrong_certificate() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 let resuming = Instant::now();
                 pauses.push((paused, resuming));
-                let (status, view) = daemon
-                    .admin_call("POST", "/v1/routes/orders/resume", Some("operator"), b"")
-                    .await;
-                assert_eq!(status, 200, "resume: {view}");
+                resume(&daemon).await;
                 activations.push(Activation {
                     from: resuming,
                     until_at_latest: Instant::now(),
