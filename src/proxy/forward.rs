@@ -365,8 +365,14 @@ async fn read_head(
     max_body: u64,
     idle: std::time::Duration,
 ) -> Result<(Bytes, Option<Incoming>), Failure> {
-    // Sized from the announced length when there is one (no doubling, no copies).
-    let announced = body.size_hint().exact().unwrap_or(0).min(threshold + 1);
+    // Sized from the announced length when there is one (no doubling, no copies),
+    // up to 256 KiB: an announced length is a claim, not data.
+    let announced = body
+        .size_hint()
+        .exact()
+        .unwrap_or(0)
+        .min(threshold + 1)
+        .min(256 * 1024);
     let mut head = Vec::with_capacity(announced as usize);
     while (head.len() as u64) <= threshold {
         // A client that stops sending mid-body is cut off, not waited for forever.
