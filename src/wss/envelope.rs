@@ -456,7 +456,7 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
                 Ok(ev) => ev,
                 Err(e) => return Err(self.parse_error(e)),
             };
-            if let Some(reason) = invalid_characters(raw_bytes(&event)) {
+            if let Some((_, reason)) = body::first_invalid_character(raw_bytes(&event)) {
                 return Err(self.malformed(reason));
             }
             match event {
@@ -971,25 +971,6 @@ fn raw_bytes<'a>(event: &'a Event<'_>) -> &'a [u8] {
         Event::GeneralRef(e) => e.as_bytes(),
         Event::Eof => &[],
     }
-}
-
-/// XML 1.0 forbids the C0 controls other than tab, newline and carriage return,
-/// and the non-characters U+FFFE and U+FFFF. The input is valid UTF-8 already.
-fn invalid_characters(bytes: &[u8]) -> Option<&'static str> {
-    if bytes
-        .iter()
-        .any(|&b| b < 0x20 && b != b'\t' && b != b'\n' && b != b'\r')
-    {
-        return Some("a control character that XML does not allow");
-    }
-    if bytes.contains(&0xEF)
-        && bytes
-            .windows(3)
-            .any(|w| w[0] == 0xEF && w[1] == 0xBF && (w[2] == 0xBE || w[2] == 0xBF))
-    {
-        return Some("the non-character U+FFFE or U+FFFF");
-    }
-    None
 }
 
 /// The XMLDecl production: `xml`, then `version`, optional `encoding` and
