@@ -340,20 +340,12 @@ async fn exchange_loop(admin: SocketAddr, certs: [Vec<u8>; 2], stop: Arc<AtomicB
     done
 }
 
-fn peak_rss_kib(pid: u32) -> u64 {
+/// A `kB` field of `/proc/PID/status` (`VmHWM`: peak resident, `VmRSS`: now).
+fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn current_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
@@ -581,12 +573,12 @@ async fn swap_under_load(
 /// Memory: 1,000 concurrent 100 KiB requests.
 async fn memory(proxy: SocketAddr, pid: u32, concurrency: usize) {
     println!();
-    let before = current_rss_kib(pid);
+    let before = status_kib(pid, "VmRSS");
     let (ok, failed, errors) = burst(proxy, envelope(100 * 1024), concurrency, 3).await;
     println!(
         "{concurrency} concurrent 100 KiB requests × 3: {ok} ok, {failed} failed; wssgate RSS before {:.1} MB, peak {:.1} MB",
         before as f64 / 1000.0,
-        peak_rss_kib(pid) as f64 / 1000.0
+        status_kib(pid, "VmHWM") as f64 / 1000.0
     );
     for e in errors {
         println!("  failure: {e}");

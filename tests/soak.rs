@@ -93,6 +93,25 @@ async fn pause_drained(daemon: &Daemon) -> Instant {
     Instant::now()
 }
 
+/// Exchange through the API; the certificate may go live anywhere during the call.
+async fn exchange(daemon: &Daemon, cert: &TestReceiver) -> Activation {
+    let from = Instant::now();
+    let (status, body) = daemon
+        .admin_call(
+            "PUT",
+            "/v1/keystore/orders-receiver",
+            Some("keys"),
+            &cert.cert_pem(),
+        )
+        .await;
+    assert_eq!(status, 200, "exchange: {body}");
+    Activation {
+        from,
+        until_at_latest: Instant::now(),
+        sha256: cert.recipient().info().sha256.clone(),
+    }
+}
+
 async fn resume(daemon: &Daemon) {
     let (status, view) = daemon
         .admin_call("POST", "/v1/routes/orders/resume", Some("operator"), b"")
@@ -154,41 +173,13 @@ async fn renewal_soak_loses_nothing_and_never_uses_a_wrong_certificate() {
         match action {
             // Overlap: exchange through the API while traffic flows.
             0 => {
-                let from = Instant::now();
-                let (status, body) = daemon
-                    .admin_call(
-                        "PUT",
-                        "/v1/keystore/orders-receiver",
-                        Some("keys"),
-                        &certs[next % certs.len()].cert_pem(),
-                    )
-                    .await;
-                assert_eq!(status, 200, "overlap exchange: {body}");
-                activations.push(Activation {
-                    from,
-                    until_at_latest: Instant::now(),
-                    sha256: sha(next),
-                });
+                activations.push(exchange(&daemon, &certs[next % certs.len()]).await);
                 next += 1;
             }
             // Exclusive: pause (drained), exchange, receiver swaps, resume.
             1 => {
                 let paused = pause_drained(&daemon).await;
-                let from = Instant::now();
-                let (status, body) = daemon
-                    .admin_call(
-                        "PUT",
-                        "/v1/keystore/orders-receiver",
-                        Some("keys"),
-                        &certs[next % certs.len()].cert_pem(),
-                    )
-                    .await;
-                assert_eq!(status, 200, "exclusive exchange: {body}");
-                activations.push(Activation {
-                    from,
-                    until_at_latest: Instant::now(),
-                    sha256: sha(next),
-                });
+                activations.push(exchange(&daemon, &certs[next % certs.len()]).await);
                 next += 1;
                 tokio::time::sleep(Duration::from_millis(150)).await;
                 let resuming = Instant::now();
