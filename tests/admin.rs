@@ -32,39 +32,13 @@ fn ring(certs: &[&TestReceiver]) -> wssgate::wss::keys::KeyRing {
     ring
 }
 
-/// Clients sending continuously until `stop`; each result: (request id, sent at, status).
+/// Clients sending continuously until `stop`.
 fn load(
     daemon: &Arc<Daemon>,
     stop: &Arc<AtomicBool>,
     clients: usize,
-) -> Vec<tokio::task::JoinHandle<Vec<(String, Instant, u16)>>> {
-    (0..clients)
-        .map(|c| {
-            let (daemon, stop, client) = (daemon.clone(), stop.clone(), net::client());
-            tokio::spawn(async move {
-                let mut out = Vec::new();
-                let mut i = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let id = format!("c{c}-{i}");
-                    let req = hyper::Request::post(daemon.url("/orders"))
-                        .header("content-type", "text/xml")
-                        .header("x-request-id", &id)
-                        .body(Full::new(Bytes::from_static(BODY.as_bytes())))
-                        .unwrap();
-                    let at = Instant::now();
-                    let status = client
-                        .request(req)
-                        .await
-                        .map(|r| r.status().as_u16())
-                        .unwrap_or(0);
-                    out.push((id, at, status));
-                    i += 1;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                out
-            })
-        })
-        .collect()
+) -> Vec<tokio::task::JoinHandle<Vec<net::Sent>>> {
+    net::clients(daemon, stop, clients, "c", Duration::from_millis(5), BODY)
 }
 
 /// Send `n` requests to /orders from their own tasks; each yields its status.
@@ -86,12 +60,18 @@ fn send_in_background(daemon: &Arc<Daemon>, n: usize) -> Vec<tokio::task::JoinHa
         .collect()
 }
 
+/// Every client's results: (request id, sent at, status).
 async fn collect(
-    handles: Vec<tokio::task::JoinHandle<Vec<(String, Instant, u16)>>>,
+    handles: Vec<tokio::task::JoinHandle<Vec<net::Sent>>>,
 ) -> Vec<(String, Instant, u16)> {
     let mut all = Vec::new();
     for h in handles {
-        all.extend(h.await.unwrap());
+        all.extend(
+            h.await
+                .unwrap()
+                .into_iter()
+                .map(|s| (s.id, s.start, s.status)),
+        );
     }
     all
 }

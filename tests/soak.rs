@@ -18,10 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
 use common::net::{self, Daemon, Receiver};
 use common::{CertSpec, TestReceiver};
-use http_body_util::Full;
 use wssgate::keystore::Keystore;
 
 const BODY: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><m:order xmlns:m="urn:m"><m:id>1</m:id></m:order></soap:Body></soap:Envelope>"#;
@@ -32,51 +30,6 @@ struct Activation {
     from: Instant,
     until_at_latest: Instant,
     sha256: String,
-}
-
-struct Sent {
-    id: String,
-    start: Instant,
-    end: Instant,
-    status: u16,
-}
-
-fn clients(
-    daemon: &Arc<Daemon>,
-    stop: &Arc<AtomicBool>,
-) -> Vec<tokio::task::JoinHandle<Vec<Sent>>> {
-    (0..CLIENTS)
-        .map(|c| {
-            let (daemon, stop, client) = (daemon.clone(), stop.clone(), net::client());
-            tokio::spawn(async move {
-                let mut out = Vec::new();
-                let mut i = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let id = format!("soak-{c}-{i}");
-                    let request = hyper::Request::post(daemon.url("/orders"))
-                        .header("content-type", "text/xml")
-                        .header("x-request-id", &id)
-                        .body(Full::new(Bytes::from_static(BODY.as_bytes())))
-                        .unwrap();
-                    let start = Instant::now();
-                    let status = client
-                        .request(request)
-                        .await
-                        .map(|r| r.status().as_u16())
-                        .unwrap_or(0);
-                    out.push(Sent {
-                        id,
-                        start,
-                        end: Instant::now(),
-                        status,
-                    });
-                    i += 1;
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-                out
-            })
-        })
-        .collect()
 }
 
 /// Pause the route and wait until nothing is in flight; returns when that was.
@@ -162,7 +115,14 @@ async fn renewal_soak_loses_nothing_and_never_uses_a_wrong_certificate() {
     let mut pauses: Vec<(Instant, Instant)> = Vec::new();
     let mut counts = [0usize; 5];
     let stop = Arc::new(AtomicBool::new(false));
-    let load = clients(&daemon, &stop);
+    let load = net::clients(
+        &daemon,
+        &stop,
+        CLIENTS,
+        "soak-",
+        Duration::from_millis(2),
+        BODY,
+    );
 
     let mut next = 1;
     let mut step = 0;
@@ -269,7 +229,7 @@ async fn renewal_soak_loses_nothing_and_never_uses_a_wrong_certificate() {
     let before = ids.len();
     ids.dedup();
     assert_eq!(ids.len(), before, "a request reached the receiver twice");
-    let accepted: Vec<&Sent> = sent.iter().filter(|s| s.status == 200).collect();
+    let accepted: Vec<&net::Sent> = sent.iter().filter(|s| s.status == 200).collect();
     assert_eq!(received.len(), accepted.len(), "received = accepted");
     for s in &accepted {
         let r = received

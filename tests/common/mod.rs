@@ -466,6 +466,60 @@ pub mod net {
         }
     }
 
+    /// One request of [`clients`]: its id (sent as X-Request-Id), when it was
+    /// sent and answered, and the status (0 when no answer came).
+    pub struct Sent {
+        pub id: String,
+        pub start: std::time::Instant,
+        pub end: std::time::Instant,
+        pub status: u16,
+    }
+
+    /// `n` clients POSTing `body` to /orders until `stop`, `pause` between requests;
+    /// request ids are `{prefix}{client}-{i}`.
+    pub fn clients(
+        daemon: &Arc<Daemon>,
+        stop: &Arc<std::sync::atomic::AtomicBool>,
+        n: usize,
+        prefix: &str,
+        pause: Duration,
+        body: &'static str,
+    ) -> Vec<tokio::task::JoinHandle<Vec<Sent>>> {
+        (0..n)
+            .map(|c| {
+                let (daemon, stop, client) = (daemon.clone(), stop.clone(), client());
+                let prefix = prefix.to_string();
+                tokio::spawn(async move {
+                    let mut out = Vec::new();
+                    let mut i = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let id = format!("{prefix}{c}-{i}");
+                        let request = Request::post(daemon.url("/orders"))
+                            .header("content-type", "text/xml")
+                            .header("x-request-id", &id)
+                            .body(Full::new(Bytes::from_static(body.as_bytes())))
+                            .unwrap();
+                        let start = std::time::Instant::now();
+                        let status = client
+                            .request(request)
+                            .await
+                            .map(|r| r.status().as_u16())
+                            .unwrap_or(0);
+                        out.push(Sent {
+                            id,
+                            start,
+                            end: std::time::Instant::now(),
+                            status,
+                        });
+                        i += 1;
+                        tokio::time::sleep(pause).await;
+                    }
+                    out
+                })
+            })
+            .collect()
+    }
+
     /// The configuration of one route to `upstream`.
     pub fn config(upstream: &str, extra_route: &str, extra_proxy: &str) -> String {
         format!(
