@@ -674,3 +674,43 @@ fn malformed_body_content_is_refused_however_the_input_is_split() {
         );
     }
 }
+
+/// Repeated start tags are recognised without being checked again (see
+/// `SeenTags` in the Body scanner): what they mean must still depend on where
+/// they stand.
+#[test]
+fn a_repeated_tag_is_judged_where_it_stands() {
+    let record = r#"<p:record kind="a">1</p:record>"#;
+    // The same bytes, first inside the scope of `p`, then outside it.
+    let outside = format!(r#"<x xmlns:p="urn:p">{record}{record}</x><y>{record}</y>"#);
+    // Declared again on a sibling: allowed, and it must round-trip.
+    let redeclared =
+        format!(r#"<x xmlns:p="urn:p">{record}</x><y xmlns:p="urn:q">{record}{record}</y>"#);
+    // Nested to the depth limit: each level counts even when remembered.
+    let nested = |n: usize| {
+        format!(
+            r#"<x xmlns:p="urn:p">{}{}</x>"#,
+            r#"<p:record kind="a">"#.repeat(n),
+            "</p:record>".repeat(n)
+        )
+    };
+    for step in [1, 3, 7, 4096, 1 << 20] {
+        let refused = encrypt_trickled(&soap11("", &outside), step).unwrap_err();
+        assert!(
+            refused.to_string().contains("prefix p is not declared"),
+            "step {step}: {refused}"
+        );
+        let plain = decrypt(&encrypt_trickled(&soap11("", &redeclared), step).unwrap());
+        assert_eq!(plain.matches(r#"<p:record kind="a">"#).count(), 3);
+        // Envelope, Body and x are three levels: 253 records reach 256.
+        assert!(encrypt_trickled(&soap11("", &nested(253)), step).is_ok());
+        assert!(matches!(
+            encrypt_trickled(&soap11("", &nested(254)), step),
+            Err(EncryptError::TooDeep { limit: 256 })
+        ));
+    }
+    // A remembered tag followed by a broken one of the same start.
+    let broken =
+        format!(r#"<x xmlns:p="urn:p">{record}<p:record kind="a" kind="b">1</p:record></x>"#);
+    assert_eq!(code(&soap11("", &broken)), "malformed-envelope");
+}

@@ -294,6 +294,7 @@ struct NamespaceScopes {
 }
 
 impl NamespaceScopes {
+    #[inline]
     fn push(&mut self, declared: Vec<Binding>) {
         self.marks.push(self.bindings.len());
         if !declared.is_empty() {
@@ -302,6 +303,7 @@ impl NamespaceScopes {
         }
     }
 
+    #[inline]
     fn pop(&mut self) {
         if let Some(mark) = self.marks.pop()
             && mark < self.bindings.len()

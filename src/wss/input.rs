@@ -124,7 +124,9 @@ pub fn utf8_reader<'a, R: Read + 'a>(mut input: R) -> Result<Utf8Input<'a>, Inpu
             Transcoder::new(whole, encoding),
         ))
     } else {
-        Box::new(BufReader::with_capacity(64 * 1024, whole))
+        // Half the Body scanner's read size: once the parser has drained it, the
+        // scanner's reads go straight to the source instead of through a copy.
+        Box::new(BufReader::with_capacity(32 * 1024, whole))
     };
     Ok((reader, info))
 }

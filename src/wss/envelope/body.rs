@@ -11,6 +11,7 @@
 //! the parser sees `</Body>` next as if it had read the content itself.
 
 use std::io::{self, BufRead, Read, Write};
+use std::ops::Range;
 
 use memchr::{memchr, memchr3, memmem};
 
@@ -48,6 +49,10 @@ impl<R> Rewind<R> {
 
 impl<R: BufRead> Read for Rewind<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.front.len() {
+            // Lets a `BufReader` hand a large read straight to its source.
+            return self.inner.read(out);
+        }
         let n = {
             let available = self.fill_buf()?;
             let n = available.len().min(out.len());
@@ -105,6 +110,9 @@ const RUN_BUFFER: usize = 64 * 1024;
 /// The longest reference (`&#x0000000000010FFFF;` and the like) looked at.
 const MAX_REFERENCE: usize = 64;
 
+/// An error, boxed so that the scanner's results fit in two registers.
+type Fault = Box<EncryptError>;
+
 /// What a token parser found at `pos`.
 enum Step {
     /// The token ends before this index.
@@ -137,9 +145,11 @@ pub(super) struct Scanner<'a, R, W> {
     /// Names of the open elements, concatenated, and where each ends.
     names: Vec<u8>,
     name_ends: Vec<usize>,
-    /// Attributes of the tag being parsed: name and value ranges in `buf`.
-    attributes: Vec<[usize; 4]>,
+    /// Attributes of the tag being parsed.
+    attributes: Vec<Attribute>,
     saw_element: bool,
+    /// Start tags already checked, to recognise repeated ones.
+    tags: SeenTags,
     /// Prefixes found declared while the bindings were at `known_generation`.
     known: Vec<Vec<u8>>,
     known_generation: u64,
@@ -170,28 +180,34 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
             name_ends: Vec::new(),
             attributes: Vec::new(),
             saw_element: false,
+            tags: SeenTags::default(),
             known: Vec::new(),
             known_generation: u64::MAX,
         }
     }
 
     fn known_prefix(&self, prefix: &[u8]) -> bool {
-        self.known_generation == self.scopes.generation && self.known.iter().any(|k| k == prefix)
+        self.known_generation == self.scopes.generation
+            && self.known.iter().any(|k| same(k, prefix))
     }
 
     fn position_of(&self, index: usize) -> u64 {
         self.start.position + self.offset + index as u64
     }
 
-    fn malformed_at(&self, index: usize, reason: impl Into<String>) -> EncryptError {
-        EncryptError::Malformed {
+    fn malformed_at(&self, index: usize, reason: impl Into<String>) -> Fault {
+        Box::new(EncryptError::Malformed {
             position: self.position_of(index),
             reason: reason.into(),
-        }
+        })
     }
 
     /// Scan up to the Body's end tag, which is left unread.
     pub(super) fn run(mut self) -> Result<BodyScan, EncryptError> {
+        self.scan().map_err(|fault| *fault)
+    }
+
+    fn scan(&mut self) -> Result<BodyScan, Fault> {
         loop {
             let text = &self.buf[self.pos..self.checked];
             let step = match find_markup(text) {
@@ -243,11 +259,11 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
         }
     }
 
-    fn flush_run(&mut self) -> Result<(), EncryptError> {
+    fn flush_run(&mut self) -> Result<(), Fault> {
         if self.run < self.pos {
             self.out
                 .write_all(&self.buf[self.run..self.pos])
-                .map_err(EncryptError::Write)?;
+                .map_err(|e| Box::new(EncryptError::Write(e)))?;
         }
         self.run = self.pos;
         Ok(())
@@ -255,7 +271,7 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
 
     /// Read until at least `want` bytes from `pos` are buffered, or the input
     /// ends. Returns whether anything new became readable.
-    fn fill(&mut self, want: usize) -> Result<bool, EncryptError> {
+    fn fill(&mut self, want: usize) -> Result<bool, Fault> {
         self.flush_run()?;
         if self.pos > 0 {
             self.buf.copy_within(self.pos..self.len, 0);
@@ -282,7 +298,7 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
                 match self.input.read(&mut self.buf[self.len..]) {
                     Ok(n) => break n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(EncryptError::from_read(e)),
+                    Err(e) => return Err(Box::new(EncryptError::from_read(e))),
                 }
             };
             if n == 0 {
@@ -295,7 +311,7 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
     }
 
     /// Check newly read bytes: UTF-8, and only characters XML allows.
-    fn check_new(&mut self) -> Result<(), EncryptError> {
+    fn check_new(&mut self) -> Result<(), Fault> {
         let new = &self.buf[self.checked..self.len];
         let valid = match std::str::from_utf8(new) {
             Ok(_) => new.len(),
@@ -312,8 +328,11 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
     }
 
     /// `&…;` at `pos`.
-    fn reference(&self) -> Result<Step, EncryptError> {
+    fn reference(&self) -> Result<Step, Fault> {
         let limit = self.checked.min(self.pos + MAX_REFERENCE);
+        if let Some(length) = common_reference(&self.buf[self.pos..limit]) {
+            return Ok(Step::Next(self.pos + length));
+        }
         let Some(semicolon) = find(b';', &self.buf[self.pos..limit]) else {
             if limit == self.checked && !self.eof {
                 return Ok(Step::More);
@@ -326,7 +345,7 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
     }
 
     /// `<…` at `pos`.
-    fn markup(&mut self) -> Result<Step, EncryptError> {
+    fn markup(&mut self) -> Result<Step, Fault> {
         let rest = &self.buf[self.pos..self.checked];
         if rest.len() < 2 {
             return Ok(Step::More);
@@ -339,23 +358,30 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
         }
     }
 
-    fn end_tag(&mut self) -> Result<Step, EncryptError> {
+    fn end_tag(&mut self) -> Result<Step, Fault> {
         if self.name_ends.is_empty() {
             return Ok(Step::BodyEnd);
         }
         let rest = &self.buf[self.pos..self.checked];
-        let Some(gt) = find(b'>', rest) else {
-            return Ok(Step::More);
-        };
         let depth = self.name_ends.len();
         let open_from = if depth >= 2 {
             self.name_ends[depth - 2]
         } else {
             0
         };
-        let name = rest[2..gt].trim_ascii_end();
         let open = &self.names[open_from..];
-        if name != open {
+        // Usually `</name>` exactly: compare in place before looking for `>`.
+        let exact = open.len() + 2;
+        let gt = if rest.get(exact) == Some(&b'>') && same(&rest[2..exact], open) {
+            exact
+        } else {
+            match find(b'>', rest) {
+                Some(gt) => gt,
+                None => return Ok(Step::More),
+            }
+        };
+        let name = rest[2..gt].trim_ascii_end();
+        if !same(name, open) {
             return Err(self.malformed_at(
                 self.pos,
                 format!(
@@ -372,7 +398,7 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
     }
 
     /// `<!--`, `<![CDATA[` or a DOCTYPE.
-    fn declaration(&self) -> Result<Step, EncryptError> {
+    fn declaration(&self) -> Result<Step, Fault> {
         let rest = &self.buf[self.pos..self.checked];
         let complete = |prefix: &[u8]| -> Option<bool> {
             if rest.len() >= prefix.len() {
@@ -409,14 +435,14 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
         }
         match complete(b"<!DOCTYPE") {
             None => Ok(Step::More),
-            Some(true) => Err(EncryptError::Doctype {
+            Some(true) => Err(Box::new(EncryptError::Doctype {
                 position: self.position_of(self.pos),
-            }),
+            })),
             Some(false) => Err(self.malformed_at(self.pos, "invalid markup after '<!'")),
         }
     }
 
-    fn processing_instruction(&self) -> Result<Step, EncryptError> {
+    fn processing_instruction(&self) -> Result<Step, Fault> {
         let rest = &self.buf[self.pos..self.checked];
         let Some(end) = memmem::find(&rest[2..], b"?>") else {
             return Ok(Step::More);
@@ -436,14 +462,25 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
         Ok(Step::Next(self.pos + 2 + end + 2))
     }
 
-    fn start_tag(&mut self) -> Result<Step, EncryptError> {
+    fn start_tag(&mut self) -> Result<Step, Fault> {
         let tag = self.pos;
         let limit = self.checked;
+        if !self.name_ends.is_empty()
+            && let Some(seen) = self
+                .tags
+                .find(&self.buf[tag..limit], self.scopes.generation)
+        {
+            self.check_depth()?;
+            self.scopes.push(Vec::new());
+            self.close_start_tag(tag + 1..tag + 1 + seen.name_len, seen.empty);
+            return Ok(Step::Next(tag + seen.len));
+        }
         let buf = &self.buf;
-        let Some((name_end, ascii)) = find_name_end(buf, tag + 1, limit) else {
+        let Some(name) = find_name_end(buf, tag + 1, limit) else {
             return Ok(Step::More);
         };
-        if !name_is_qname(&buf[tag + 1..name_end], ascii) {
+        let name_end = name.end;
+        if !name.is_qname(&buf[tag + 1..name_end]) {
             return Err(self.malformed_at(
                 tag,
                 format!(
@@ -480,9 +517,10 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
                 _ => {}
             }
             let name_from = i;
-            let Some((name_to, ascii)) = find_name_end(buf, i, limit) else {
+            let Some(attribute) = find_name_end(buf, i, limit) else {
                 return Ok(Step::More);
             };
+            let name_to = attribute.end;
             i = name_to;
             while i < limit && is_space(buf[i]) {
                 i += 1;
@@ -490,7 +528,7 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
             if i >= limit {
                 return Ok(Step::More);
             }
-            if !name_is_qname(&buf[name_from..name_to], ascii) {
+            if !attribute.is_qname(&buf[name_from..name_to]) {
                 return Err(self.malformed_at(
                     name_from,
                     format!(
@@ -531,38 +569,93 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
                     .map_err(|reason| self.malformed_at(value_from + at + amp, reason))?;
                 at = from + semicolon + 1;
             }
-            self.attributes
-                .push([name_from, name_to, value_from, value_to]);
+            self.attributes.push(Attribute {
+                name: name_from..name_to,
+                colon: attribute.colon,
+                value: value_from..value_to,
+            });
             i = value_to + 1;
         };
-        self.element(tag, name_end, close, empty)?;
+        let nested = !self.name_ends.is_empty();
+        let declared = self.element(tag, name, close, empty)?;
+        if nested && !declared {
+            // Checked once in this namespace context: the same bytes pass again.
+            let seen = SeenTag {
+                len: end - tag,
+                name_len: name_end - tag - 1,
+                empty,
+            };
+            self.tags
+                .insert(&self.buf[tag..end], seen, self.scopes.generation);
+        }
         Ok(Step::Next(end))
+    }
+
+    fn check_depth(&self) -> Result<(), Fault> {
+        let depth = self.start.depth + self.name_ends.len() + 1;
+        if depth > self.start.max_depth {
+            return Err(Box::new(EncryptError::TooDeep {
+                limit: self.start.max_depth,
+            }));
+        }
+        Ok(())
+    }
+
+    /// The start tag's scope is pushed: track the element it opens.
+    fn close_start_tag(&mut self, name: Range<usize>, empty: bool) {
+        if empty {
+            self.scopes.pop();
+        } else {
+            self.names.extend_from_slice(&self.buf[name]);
+            self.name_ends.push(self.names.len());
+        }
     }
 
     /// A complete start tag at `tag`: check attributes and namespaces, track
     /// the element, and rewrite it if it is a top-level element of the Body.
+    /// Returns whether the tag declares namespaces.
     fn element(
         &mut self,
         tag: usize,
-        name_end: usize,
+        name: Name,
         close: usize,
         empty: bool,
-    ) -> Result<(), EncryptError> {
-        let depth = self.start.depth + self.name_ends.len() + 1;
-        if depth > self.start.max_depth {
-            return Err(EncryptError::TooDeep {
-                limit: self.start.max_depth,
-            });
+    ) -> Result<bool, Fault> {
+        self.check_depth()?;
+        let declared = if self.attributes.is_empty() {
+            Vec::new()
+        } else {
+            self.attribute_bindings(tag)?
+        };
+        let declares = !declared.is_empty();
+        self.scopes.push(declared);
+        let checked = self.check_prefixes(tag, name).and_then(|()| {
+            if self.name_ends.is_empty() {
+                self.top_level(tag, name.end, close, empty)
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = checked {
+            self.scopes.pop();
+            return Err(e);
         }
-        let buf = &self.buf;
-        let attribute_name = |a: &[usize; 4]| &buf[a[0]..a[1]];
+        self.close_start_tag(tag + 1..name.end, empty);
+        Ok(declares)
+    }
 
-        // Duplicate attributes.
+    /// Refuse duplicate attributes; the namespaces the attributes declare.
+    fn attribute_bindings(&self, tag: usize) -> Result<Vec<Binding>, Fault> {
+        let buf = &self.buf;
+        let attribute_name = |a: &Attribute| &buf[a.name.clone()];
         let count = self.attributes.len();
         let duplicate = if count <= 16 {
             (1..count).any(|j| {
                 (0..j).any(|k| {
-                    attribute_name(&self.attributes[j]) == attribute_name(&self.attributes[k])
+                    same(
+                        attribute_name(&self.attributes[j]),
+                        attribute_name(&self.attributes[k]),
+                    )
                 })
             })
         } else {
@@ -573,51 +666,49 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
         if duplicate {
             return Err(self.malformed_at(tag, "bad attribute: duplicate attribute name"));
         }
-        // Namespace declarations, then every prefix used must resolve.
         let mut declared = Vec::new();
         for a in &self.attributes {
-            let key = &buf[a[0]..a[1]];
+            let key = attribute_name(a);
             if key == b"xmlns" || key.starts_with(b"xmlns:") {
-                let raw = as_str(&buf[a[2]..a[3]]);
+                let raw = as_str(&buf[a.value.clone()]);
                 let binding = namespace_binding(as_str(key), raw, normalize_attribute(raw))
-                    .map_err(|reason| self.malformed_at(a[0], reason))?;
+                    .map_err(|reason| self.malformed_at(a.name.start, reason))?;
                 declared.push(binding);
             }
         }
-        self.scopes.push(declared);
-        let element_prefix = prefix_of(&buf[tag + 1..name_end]);
-        let attribute_prefixes = self
-            .attributes
-            .iter()
-            .filter_map(|a| prefix_of(&buf[a[0]..a[1]]));
-        for prefix in element_prefix.into_iter().chain(attribute_prefixes) {
-            if prefix == b"xmlns" || self.known_prefix(prefix) {
-                continue;
-            }
-            let text = as_str(prefix);
-            if self.scopes.resolve(text).is_none() {
-                let error = self.malformed_at(tag, format!("prefix {text} is not declared"));
-                self.scopes.pop();
-                return Err(error);
-            }
-            if self.known_generation != self.scopes.generation {
-                self.known_generation = self.scopes.generation;
-                self.known.clear();
-            }
-            self.known.push(prefix.to_vec());
+        Ok(declared)
+    }
+
+    /// Every prefix the element and its attributes use must be declared.
+    fn check_prefixes(&mut self, tag: usize, name: Name) -> Result<(), Fault> {
+        if let Some(colon) = name.colon {
+            self.check_prefix(tag, tag + 1..colon)?;
         }
-        if self.name_ends.is_empty()
-            && let Err(e) = self.top_level(tag, name_end, close, empty)
-        {
-            self.scopes.pop();
-            return Err(e);
+        for k in 0..self.attributes.len() {
+            let a = &self.attributes[k];
+            if let Some(colon) = a.colon {
+                let prefix = a.name.start..colon;
+                self.check_prefix(tag, prefix)?;
+            }
         }
-        if empty {
-            self.scopes.pop();
-        } else {
-            self.names.extend_from_slice(&self.buf[tag + 1..name_end]);
-            self.name_ends.push(self.names.len());
+        Ok(())
+    }
+
+    #[inline]
+    fn check_prefix(&mut self, tag: usize, prefix: Range<usize>) -> Result<(), Fault> {
+        let prefix = &self.buf[prefix];
+        if self.known_prefix(prefix) || prefix == b"xmlns" {
+            return Ok(());
         }
+        let text = as_str(prefix);
+        if self.scopes.resolve(text).is_none() {
+            return Err(self.malformed_at(tag, format!("prefix {text} is not declared")));
+        }
+        if self.known_generation != self.scopes.generation {
+            self.known_generation = self.scopes.generation;
+            self.known.clear();
+        }
+        self.known.push(prefix.to_vec());
         Ok(())
     }
 
@@ -629,11 +720,11 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
         name_end: usize,
         close: usize,
         empty: bool,
-    ) -> Result<(), EncryptError> {
+    ) -> Result<(), Fault> {
         let name = as_str(&self.buf[tag + 1..name_end]);
         let (prefix, local) = split_qname(name);
         if local == "EncryptedData" && self.scopes.resolve(prefix) == Some(ns::XENC) {
-            return Err(EncryptError::AlreadyEncrypted);
+            return Err(Box::new(EncryptError::AlreadyEncrypted));
         }
         self.saw_element = true;
         let own = self
@@ -665,7 +756,7 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
         self.pos = saved;
         self.out
             .write_all(rewritten.as_bytes())
-            .map_err(EncryptError::Write)?;
+            .map_err(|e| Box::new(EncryptError::Write(e)))?;
         self.run = end;
         Ok(())
     }
@@ -676,13 +767,144 @@ fn as_str(bytes: &[u8]) -> &str {
     std::str::from_utf8(bytes).unwrap_or_default()
 }
 
+/// Start tags that were checked and declare no namespace, by their bytes.
+///
+/// Bodies are mostly lists of records: the same tags (`<ns:amount>`,
+/// `<ns:item type="x">`) again and again. A tag whose exact bytes passed every
+/// check (name, attributes, prefixes) in the same namespace bindings passes
+/// them again, so only its depth is checked and the element is tracked.
+/// Bindings are identified by [`NamespaceScopes::generation`], which changes
+/// whenever one is added or removed; tags that declare namespaces and the
+/// Body's top-level elements (which are rewritten) are never remembered.
+#[derive(Default)]
+struct SeenTags {
+    slots: [SeenSlot; SEEN_SLOTS],
+}
+
+const SEEN_SLOTS: usize = 16;
+/// Longer tags are not remembered.
+const SEEN_BYTES: usize = 32;
+
+#[derive(Clone, Copy, Default)]
+struct SeenSlot {
+    /// `bytes[..tag.len]` is the tag, `<` to `>`; an empty slot has `len` 0.
+    bytes: [u8; SEEN_BYTES],
+    tag: SeenTag,
+    generation: u64,
+}
+
+#[derive(Clone, Copy, Default)]
+struct SeenTag {
+    len: usize,
+    name_len: usize,
+    empty: bool,
+}
+
+impl SeenTags {
+    /// The slot for a tag: by the eight bytes after `<`.
+    fn slot(text: &[u8]) -> Option<usize> {
+        let word = word_at(text, 1)?;
+        Some((word.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) as usize % SEEN_SLOTS)
+    }
+
+    /// The tag `text` starts with, if it was seen under `generation`.
+    #[inline]
+    fn find(&self, text: &[u8], generation: u64) -> Option<SeenTag> {
+        let slot = &self.slots[Self::slot(text)?];
+        let len = slot.tag.len;
+        let known = len != 0
+            && slot.generation == generation
+            && text.len() >= len
+            && same(&text[..len], &slot.bytes[..len]);
+        known.then_some(slot.tag)
+    }
+
+    /// Tags shorter than nine bytes (no word after `<`) are not remembered.
+    fn insert(&mut self, tag: &[u8], seen: SeenTag, generation: u64) {
+        if tag.len() > SEEN_BYTES {
+            return;
+        }
+        if let Some(slot) = Self::slot(tag) {
+            let slot = &mut self.slots[slot];
+            slot.bytes[..tag.len()].copy_from_slice(tag);
+            slot.tag = seen;
+            slot.generation = generation;
+        }
+    }
+}
+
+/// An attribute of the tag being parsed, as ranges of the read buffer.
+struct Attribute {
+    name: Range<usize>,
+    /// Index of the `:` in the name (names of ASCII bytes).
+    colon: Option<usize>,
+    value: Range<usize>,
+}
+
+/// A name found by [`find_name_end`].
+#[derive(Clone, Copy)]
+struct Name {
+    /// Index of the first byte after the name.
+    end: usize,
+    /// Made of ASCII name bytes only; then `colon` and `colons` describe it.
+    ascii: bool,
+    /// Index of its first `:`.
+    colon: Option<usize>,
+    colons: u32,
+}
+
+impl Name {
+    /// Whether the name (`name`, the bytes it spans) is a QName.
+    #[inline]
+    fn is_qname(&self, name: &[u8]) -> bool {
+        if !self.ascii {
+            return is_qname(name);
+        }
+        let starts = |c: Option<&u8>| c.is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_');
+        let start = self.end - name.len();
+        self.colons <= 1
+            && starts(name.first())
+            && self
+                .colon
+                .is_none_or(|colon| starts(name.get(colon - start + 1)))
+    }
+}
+
 /// Where the name starting at `from` ends: the first byte that cannot be part
 /// of it. `None` if the bytes up to `limit` are all name bytes.
-/// Also says whether the name is made of ASCII name bytes only.
-fn find_name_end(buf: &[u8], from: usize, limit: usize) -> Option<(usize, bool)> {
+#[inline(always)]
+fn find_name_end(buf: &[u8], from: usize, limit: usize) -> Option<Name> {
+    let bytes = &buf[..limit];
     let mut i = from;
-    while i < limit && ASCII_NAME[buf[i] as usize] {
-        i += 1;
+    let mut colon = None;
+    let mut colons = 0;
+    // Eight bytes at a time: no branch per byte, names are short.
+    let mut stopped = false;
+    while let Some(word) = word_at(bytes, i) {
+        let (stops, colon_bytes) = classify_name_bytes(word);
+        let inside = match stops {
+            0 => colon_bytes,
+            _ => colon_bytes & ((1u64 << stops.trailing_zeros()) - 1),
+        };
+        if inside != 0 {
+            colon.get_or_insert(i + inside.trailing_zeros() as usize / 8);
+            colons += inside.count_ones();
+        }
+        if stops != 0 {
+            i += stops.trailing_zeros() as usize / 8;
+            stopped = true;
+            break;
+        }
+        i += 8;
+    }
+    if !stopped {
+        while i < limit && ASCII_NAME[buf[i] as usize] {
+            if buf[i] == b':' {
+                colon.get_or_insert(i);
+                colons += 1;
+            }
+            i += 1;
+        }
     }
     let ascii = i >= limit || buf[i] < 0x80;
     if !ascii {
@@ -690,17 +912,52 @@ fn find_name_end(buf: &[u8], from: usize, limit: usize) -> Option<(usize, bool)>
         while i < limit && !is_space(buf[i]) && !matches!(buf[i], b'=' | b'>' | b'/') {
             i += 1;
         }
+        colon = find(b':', &buf[from..i]).map(|c| from + c);
     }
-    (i < limit).then_some((i, ascii))
+    (i < limit).then_some(Name {
+        end: i,
+        ascii,
+        colon,
+        colons,
+    })
 }
 
-/// [`is_qname`] for a name from [`find_name_end`].
-fn name_is_qname(name: &[u8], ascii: bool) -> bool {
-    if ascii {
-        ascii_qname_shape(name)
-    } else {
-        is_qname(name)
-    }
+// Byte classification eight bytes at a time in a `u64` ("SWAR"): each function
+// returns a word with the high bit set in the bytes it selects.
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The eight bytes at `at`, little-endian, if there are eight.
+#[inline(always)]
+fn word_at(bytes: &[u8], at: usize) -> Option<u64> {
+    let eight = bytes.get(at..at.checked_add(8)?)?;
+    Some(u64::from_le_bytes(eight.try_into().ok()?))
+}
+
+/// The bytes of `word` equal to `b`. Exact for the lowest selected byte only
+/// (a borrow can mark bytes above it), which is all a search needs.
+#[inline(always)]
+fn bytes_equal(word: u64, b: u8) -> u64 {
+    let x = word ^ (ONES * u64::from(b));
+    x.wrapping_sub(ONES) & !x & HIGHS
+}
+
+/// The bytes that are not ASCII name bytes ([`ASCII_NAME`]), and the colons.
+/// Exact for every byte (colons: for every byte before the first non-name byte).
+#[inline(always)]
+fn classify_name_bytes(word: u64) -> (u64, u64) {
+    let high = word & HIGHS;
+    let low = word & !HIGHS;
+    // Bytes of `low` (all below 0x80) that are at least `n`: adding 0x80 - n
+    // sets the high bit exactly then, and never carries into the next byte.
+    let at_least = |n: u8| low.wrapping_add(ONES * u64::from(0x80 - n)) & HIGHS;
+    let between = |from: u8, to: u8| at_least(from) & !at_least(to + 1);
+    let colons = between(b':', b':');
+    let name = (between(b'-', b'.') | between(b'0', b':'))
+        | between(b'A', b'Z')
+        | between(b'_', b'_')
+        | between(b'a', b'z');
+    (high | (!name & HIGHS), colons)
 }
 
 /// Whether ASCII name bytes form a QName: NCNames start with a letter or `_`,
@@ -725,23 +982,85 @@ fn find(b: u8, haystack: &[u8]) -> Option<usize> {
     haystack.iter().position(|&c| c == b)
 }
 
-/// The first `<`, `&` or `]` of character data: a plain loop over the first
-/// bytes (most text between tags is short), `memchr` beyond.
+/// The first `<`, `&` or `]` of character data: eight bytes at a time over the
+/// first bytes (most text between tags is short), `memchr` beyond.
+#[inline]
 fn find_markup(text: &[u8]) -> Option<usize> {
-    const SHORT: usize = 32;
-    let head = &text[..text.len().min(SHORT)];
-    if let Some(i) = head.iter().position(|&c| matches!(c, b'<' | b'&' | b']')) {
-        return Some(i);
+    const SHORT: usize = 64;
+    let mut at = 0;
+    while at < SHORT {
+        let Some(word) = word_at(text, at) else {
+            return text[at..]
+                .iter()
+                .position(|&b| matches!(b, b'<' | b'&' | b']'))
+                .map(|i| at + i);
+        };
+        let stops = bytes_equal(word, b'<') | bytes_equal(word, b'&') | bytes_equal(word, b']');
+        if stops != 0 {
+            return Some(at + stops.trailing_zeros() as usize / 8);
+        }
+        at += 8;
     }
-    if text.len() <= SHORT {
-        return None;
-    }
-    memchr3(b'<', b'&', b']', &text[SHORT..]).map(|i| i + SHORT)
+    memchr3(b'<', b'&', b']', &text[at..]).map(|i| i + at)
 }
 
-/// The prefix of a QName, if it has one.
-fn prefix_of(name: &[u8]) -> Option<&[u8]> {
-    find(b':', name).map(|colon| &name[..colon])
+/// Whether two short byte strings (names, prefixes) are equal, compared a
+/// word at a time rather than through `memcmp`.
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word =
+        |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap_or_default());
+    let half =
+        |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().unwrap_or_default());
+    match n {
+        0..4 => a.iter().zip(b).all(|(x, y)| x == y),
+        4..8 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        17..=32 => {
+            word(a, 0) == word(b, 0)
+                && word(a, 8) == word(b, 8)
+                && word(a, n - 16) == word(b, n - 16)
+                && word(a, n - 8) == word(b, n - 8)
+        }
+        _ => a == b,
+    }
+}
+
+/// The length of the reference at the start of `text` if it is one of the
+/// common well-formed ones: a predefined entity or a decimal or hexadecimal
+/// character reference to a character XML allows. Anything else (including a
+/// reference not complete in `text`) is left to [`check_reference`].
+#[inline]
+fn common_reference(text: &[u8]) -> Option<usize> {
+    match text.get(1)? {
+        b'#' => {
+            let (from, radix) = if text.get(2) == Some(&b'x') {
+                (3, 16)
+            } else {
+                (2, 10)
+            };
+            let mut value: u32 = 0;
+            let mut i = from;
+            while let Some(digit) = text.get(i).and_then(|&b| char::from(b).to_digit(radix)) {
+                value = value.saturating_mul(radix).saturating_add(digit);
+                i += 1;
+            }
+            let valid = i > from
+                && text.get(i) == Some(&b';')
+                && char::from_u32(value).is_some_and(is_xml_char);
+            valid.then_some(i + 1)
+        }
+        b'a' if text.get(1..5) == Some(b"amp;") => Some(5),
+        b'l' if text.get(1..4) == Some(b"lt;") => Some(4),
+        b'g' if text.get(1..4) == Some(b"gt;") => Some(4),
+        b'q' if text.get(1..6) == Some(b"quot;") => Some(6),
+        b'a' if text.get(1..6) == Some(b"apos;") => Some(6),
+        _ => None,
+    }
 }
 
 /// ASCII bytes of a QName: letters, digits, `_`, `-`, `.` and `:`.
@@ -857,4 +1176,124 @@ pub(super) fn first_invalid_character(bytes: &[u8]) -> Option<(usize, &'static s
         at = i + 1;
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every byte value at every position of a word, with name bytes around it.
+    fn words() -> impl Iterator<Item = (u64, usize, u8)> {
+        (0..8).flat_map(|at| {
+            (0..=255u8).map(move |b| {
+                let mut bytes = *b"ab:-._9Z";
+                bytes[at] = b;
+                (u64::from_le_bytes(bytes), at, b)
+            })
+        })
+    }
+
+    #[test]
+    fn word_classification_agrees_with_the_byte_tables() {
+        for (word, at, b) in words() {
+            let (stops, colons) = classify_name_bytes(word);
+            let bytes = word.to_le_bytes();
+            for (k, &c) in bytes.iter().enumerate() {
+                let bit = 0x80u64 << (8 * k);
+                assert_eq!(
+                    stops & bit == 0,
+                    ASCII_NAME[c as usize],
+                    "byte {c:#x} at {k}"
+                );
+                if ASCII_NAME[c as usize] {
+                    assert_eq!(colons & bit != 0, c == b':', "byte {c:#x} at {k}");
+                }
+            }
+            let found = bytes_equal(word, b);
+            let want = bytes.iter().position(|&c| c == b);
+            assert_eq!(
+                (found != 0).then(|| found.trailing_zeros() as usize / 8),
+                want,
+                "{b:#x} at {at}"
+            );
+        }
+    }
+
+    #[test]
+    fn markup_is_found_at_every_offset() {
+        for len in 0..80 {
+            for at in 0..len {
+                for stop in [b'<', b'&', b']'] {
+                    let mut text = vec![b'x'; len];
+                    text[at] = stop;
+                    assert_eq!(
+                        find_markup(&text),
+                        Some(at),
+                        "{} at {at} of {len}",
+                        stop as char
+                    );
+                }
+            }
+            assert_eq!(find_markup(&vec![b'x'; len]), None);
+        }
+    }
+
+    #[test]
+    fn short_comparison_agrees_with_slices() {
+        let a: Vec<u8> = (0..40).collect();
+        for n in 0..40 {
+            assert!(same(&a[..n], &a[..n]));
+            for k in 0..n {
+                let mut b = a[..n].to_vec();
+                b[k] ^= 1;
+                assert!(!same(&a[..n], &b), "length {n}, byte {k}");
+            }
+            assert!(!same(&a[..n], &a[..n + 1]));
+        }
+    }
+
+    #[test]
+    fn common_references_agree_with_the_full_check() {
+        let names = [
+            "amp",
+            "lt",
+            "gt",
+            "quot",
+            "apos",
+            "#65",
+            "#x41",
+            "#x1D11E",
+            "#1114111",
+            "#1114112",
+            "#0",
+            "#x0",
+            "#xD800",
+            "#xFFFE",
+            "#9",
+            "#x",
+            "#",
+            "#X41",
+            "#-1",
+            "#99999999999",
+            "ampx",
+            "am",
+            "nbsp",
+            "#x10FFFF",
+            "#x110000",
+            "#0065",
+            "quo",
+            "aposx",
+        ];
+        for name in names {
+            let text = format!("&{name};rest");
+            let full = check_reference(name.as_bytes()).is_ok();
+            match common_reference(text.as_bytes()) {
+                Some(length) => {
+                    assert!(full, "{name} accepted by the fast path only");
+                    assert_eq!(length, name.len() + 2, "{name}");
+                }
+                None => assert!(!full, "{name}: well-formed but not recognised"),
+            }
+        }
+    }
 }
