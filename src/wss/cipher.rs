@@ -238,8 +238,10 @@ impl<W: Write> Write for EncryptingWriter<W> {
 
     fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
         self.plaintext_len += buf.len() as u64;
-        // Large writes go to the cipher as they are, without a copy.
-        if self.pending.is_empty() {
+        // Large writes go to the cipher as they are, without a copy, after
+        // what was gathered before them.
+        if buf.len() >= DIRECT_WRITE {
+            self.encrypt_pending()?;
             while buf.len() >= DIRECT_WRITE {
                 let take = buf.len().min(PLAINTEXT_BLOCK);
                 self.encrypt(&buf[..take])?;

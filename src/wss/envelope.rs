@@ -303,6 +303,12 @@ impl NamespaceScopes {
         }
     }
 
+    /// A scope that declares nothing.
+    #[inline]
+    fn push_empty(&mut self) {
+        self.marks.push(self.bindings.len());
+    }
+
     #[inline]
     fn pop(&mut self) {
         if let Some(mark) = self.marks.pop()

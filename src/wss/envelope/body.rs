@@ -211,7 +211,15 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
         loop {
             let text = &self.buf[self.pos..self.checked];
             let step = match find_markup(text) {
-                Some(i) if text[i] == b']' => {
+                Some(i) if text[i] == b'<' => {
+                    self.pos += i;
+                    self.markup()?
+                }
+                Some(i) if text[i] == b'&' => {
+                    self.pos += i;
+                    self.reference()?
+                }
+                Some(i) => {
                     if text[i..].starts_with(b"]]>") {
                         return Err(self.malformed_at(self.pos + i, "']]>' in character data"));
                     }
@@ -221,14 +229,6 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
                         Step::More
                     } else {
                         Step::Next(self.pos + i + 1)
-                    }
-                }
-                Some(i) => {
-                    self.pos += i;
-                    if self.buf[self.pos] == b'&' {
-                        self.reference()?
-                    } else {
-                        self.markup()?
                     }
                 }
                 None => {
@@ -471,7 +471,7 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
                 .find(&self.buf[tag..limit], self.scopes.generation)
         {
             self.check_depth()?;
-            self.scopes.push(Vec::new());
+            self.scopes.push_empty();
             self.close_start_tag(tag + 1..tag + 1 + seen.name_len, seen.empty);
             return Ok(Step::Next(tag + seen.len));
         }
@@ -628,7 +628,11 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
             self.attribute_bindings(tag)?
         };
         let declares = !declared.is_empty();
-        self.scopes.push(declared);
+        if declares {
+            self.scopes.push(declared);
+        } else {
+            self.scopes.push_empty();
+        }
         let checked = self.check_prefixes(tag, name).and_then(|()| {
             if self.name_ends.is_empty() {
                 self.top_level(tag, name.end, close, empty)
@@ -802,6 +806,7 @@ struct SeenTag {
 
 impl SeenTags {
     /// The slot for a tag: by the eight bytes after `<`.
+    #[inline(always)]
     fn slot(text: &[u8]) -> Option<usize> {
         let word = word_at(text, 1)?;
         Some((word.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) as usize % SEEN_SLOTS)
@@ -1006,7 +1011,7 @@ fn find_markup(text: &[u8]) -> Option<usize> {
 
 /// Whether two short byte strings (names, prefixes) are equal, compared a
 /// word at a time rather than through `memcmp`.
-#[inline]
+#[inline(always)]
 fn same(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
