@@ -9,6 +9,9 @@
 use std::hint::black_box;
 use std::io::Write;
 
+mod common;
+
+use common::envelope;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use wssgate::wss::cipher::{self, EncryptingWriter};
 use wssgate::wss::{
@@ -18,24 +21,6 @@ use wssgate::wss::{
 fn recipient() -> Recipient {
     let (_, cert) = wssgate::demo::throwaway_receiver(1, "bench receiver").unwrap();
     Recipient::new(cert).unwrap()
-}
-
-/// A SOAP 1.1 envelope whose Body content is about `size` bytes of order lines.
-pub fn envelope(size: usize) -> Vec<u8> {
-    let mut body = String::with_capacity(size + 256);
-    body.push_str(r#"<ord:submit xmlns:ord="urn:example:orders">"#);
-    let mut i = 0;
-    while body.len() < size {
-        body.push_str(&format!(
-            r#"<ord:line no="{i}"><ord:sku>SKU-{i:08}</ord:sku><ord:qty>3</ord:qty><ord:note>caf&#233; &amp; more</ord:note></ord:line>"#
-        ));
-        i += 1;
-    }
-    body.push_str("</ord:submit>");
-    format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Header/><soap:Body>{body}</soap:Body></soap:Envelope>"#
-    )
-    .into_bytes()
 }
 
 /// A SOAP 1.1 envelope whose Body carries a document of about `size` bytes as

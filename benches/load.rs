@@ -21,6 +21,8 @@
 //! them with the proxy under test, as `wrk` and a backend would. Results are
 //! ratios within this run; nothing is asserted.
 
+mod common;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -48,19 +50,7 @@ fn env_number(name: &str, default: u64) -> u64 {
 
 /// A SOAP 1.1 request whose Body holds about `size` bytes of order lines.
 fn envelope(size: usize) -> Bytes {
-    let mut body = String::with_capacity(size + 256);
-    body.push_str(r#"<ord:submit xmlns:ord="urn:example:orders">"#);
-    let mut i = 0;
-    while body.len() < size {
-        body.push_str(&format!(
-            r#"<ord:line no="{i}"><ord:sku>SKU-{i:08}</ord:sku><ord:qty>3</ord:qty><ord:note>caf&#233; &amp; more</ord:note></ord:line>"#
-        ));
-        i += 1;
-    }
-    body.push_str("</ord:submit>");
-    Bytes::from(format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>{body}</soap:Body></soap:Envelope>"#
-    ))
+    Bytes::from(common::envelope(size))
 }
 
 /// The receiver stub: reads the whole request, answers a small SOAP response.

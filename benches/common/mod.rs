@@ -1,0 +1,19 @@
+//! Envelopes shared by the benchmarks.
+
+/// A SOAP 1.1 envelope whose Body content is about `size` bytes of order lines.
+pub fn envelope(size: usize) -> Vec<u8> {
+    let mut body = String::with_capacity(size + 256);
+    body.push_str(r#"<ord:submit xmlns:ord="urn:example:orders">"#);
+    let mut i = 0;
+    while body.len() < size {
+        body.push_str(&format!(
+            r#"<ord:line no="{i}"><ord:sku>SKU-{i:08}</ord:sku><ord:qty>3</ord:qty><ord:note>caf&#233; &amp; more</ord:note></ord:line>"#
+        ));
+        i += 1;
+    }
+    body.push_str("</ord:submit>");
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Header/><soap:Body>{body}</soap:Body></soap:Envelope>"#
+    )
+    .into_bytes()
+}
