@@ -709,8 +709,23 @@ fn a_repeated_tag_is_judged_where_it_stands() {
             Err(EncryptError::TooDeep { limit: 256 })
         ));
     }
-    // A remembered tag followed by a broken one of the same start.
-    let broken =
-        format!(r#"<x xmlns:p="urn:p">{record}<p:record kind="a" kind="b">1</p:record></x>"#);
-    assert_eq!(code(&soap11("", &broken)), "malformed-envelope");
+    // A remembered tag followed by broken ones of the same start: a second
+    // attribute of the same name, a '<' or an undefined entity in the value,
+    // no end of tag after the value.
+    for bad in [
+        r#"<p:record kind="a" kind="b">1</p:record>"#,
+        r#"<p:record kind="a<b">1</p:record>"#,
+        r#"<p:record kind="&bogus;">1</p:record>"#,
+        r#"<p:record kind="b"x>1</p:record>"#,
+        r#"<p:record kind="b" / >1</p:record>"#,
+    ] {
+        let broken = format!(r#"<x xmlns:p="urn:p">{record}{bad}</x>"#);
+        assert_eq!(code(&soap11("", &broken)), "malformed-envelope", "{bad}");
+    }
+    // Other values, spaces and `/>` after a remembered start all round-trip.
+    let varied = format!(
+        r#"<x xmlns:p="urn:p">{record}<p:record kind="b &amp; c" >2</p:record><p:record kind="d"/><p:record kind='e'>3</p:record></x>"#
+    );
+    let plain = decrypt(&encrypt(&soap11("", &varied)).unwrap());
+    assert!(plain.contains(r#"<p:record kind="b &amp; c" >2</p:record><p:record kind="d"/>"#));
 }

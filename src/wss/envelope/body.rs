@@ -469,11 +469,9 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
             && let Some(seen) = self
                 .tags
                 .find(&self.buf[tag..limit], self.scopes.generation)
+            && let Some(step) = self.seen_tag(tag, seen)?
         {
-            self.check_depth()?;
-            self.scopes.push_empty();
-            self.close_start_tag(tag + 1..tag + 1 + seen.name_len, seen.empty);
-            return Ok(Step::Next(tag + seen.len));
+            return Ok(step);
         }
         let buf = &self.buf;
         let Some(name) = find_name_end(buf, tag + 1, limit) else {
@@ -555,20 +553,7 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
                 return Ok(Step::More);
             };
             let (value_from, value_to) = (i + 1, i + 1 + length);
-            let value = &buf[value_from..value_to];
-            if value.contains(&b'<') {
-                return Err(self.malformed_at(value_from, "'<' in an attribute value"));
-            }
-            let mut at = 0;
-            while let Some(amp) = find(b'&', &value[at..]) {
-                let from = at + amp + 1;
-                let semicolon = find(b';', &value[from..]).ok_or_else(|| {
-                    self.malformed_at(value_from + at + amp, "unterminated reference")
-                })?;
-                check_reference(&value[from..from + semicolon])
-                    .map_err(|reason| self.malformed_at(value_from + at + amp, reason))?;
-                at = from + semicolon + 1;
-            }
+            self.check_attribute_value(value_from..value_to)?;
             self.attributes.push(Attribute {
                 name: name_from..name_to,
                 colon: attribute.colon,
@@ -580,15 +565,74 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
         let declared = self.element(tag, name, close, empty)?;
         if nested && !declared {
             // Checked once in this namespace context: the same bytes pass again.
+            // With one attribute, only the bytes up to its value are kept: records
+            // repeat the tag with another value (`<item no="17">`).
+            let (len, value_follows) = match &self.attributes[..] {
+                [only] => (only.value.start - tag, true),
+                _ => (end - tag, false),
+            };
             let seen = SeenTag {
-                len: end - tag,
+                len,
                 name_len: name_end - tag - 1,
                 empty,
+                value_follows,
             };
             self.tags
-                .insert(&self.buf[tag..end], seen, self.scopes.generation);
+                .insert(&self.buf[tag..tag + len], seen, self.scopes.generation);
         }
         Ok(Step::Next(end))
+    }
+
+    /// A remembered start tag at `tag`: `None` if what follows the remembered
+    /// bytes is not the one attribute value and the tag's end (the full path
+    /// then reads the tag).
+    fn seen_tag(&mut self, tag: usize, seen: SeenTag) -> Result<Option<Step>, Fault> {
+        let (end, empty) = if seen.value_follows {
+            let value_from = tag + seen.len;
+            let quote = self.buf[value_from - 1];
+            let Some(length) = memchr(quote, &self.buf[value_from..self.checked]) else {
+                return Ok(None);
+            };
+            let value_to = value_from + length;
+            if self.check_attribute_value(value_from..value_to).is_err() {
+                return Ok(None);
+            }
+            let mut i = value_to + 1;
+            while i < self.checked && is_space(self.buf[i]) {
+                i += 1;
+            }
+            match &self.buf[i..self.checked] {
+                [b'>', ..] => (i + 1, false),
+                [b'/', b'>', ..] => (i + 2, true),
+                _ => return Ok(None),
+            }
+        } else {
+            (tag + seen.len, seen.empty)
+        };
+        self.check_depth()?;
+        self.scopes.push_empty();
+        self.close_start_tag(tag + 1..tag + 1 + seen.name_len, empty);
+        Ok(Some(Step::Next(end)))
+    }
+
+    /// An attribute value: no `<`, and only well-formed references.
+    fn check_attribute_value(&self, value: Range<usize>) -> Result<(), Fault> {
+        let value_from = value.start;
+        let value = &self.buf[value];
+        if value.contains(&b'<') {
+            return Err(self.malformed_at(value_from, "'<' in an attribute value"));
+        }
+        let mut at = 0;
+        while let Some(amp) = find(b'&', &value[at..]) {
+            let from = at + amp + 1;
+            let semicolon = find(b';', &value[from..]).ok_or_else(|| {
+                self.malformed_at(value_from + at + amp, "unterminated reference")
+            })?;
+            check_reference(&value[from..from + semicolon])
+                .map_err(|reason| self.malformed_at(value_from + at + amp, reason))?;
+            at = from + semicolon + 1;
+        }
+        Ok(())
     }
 
     fn check_depth(&self) -> Result<(), Fault> {
@@ -776,7 +820,10 @@ fn as_str(bytes: &[u8]) -> &str {
 /// Bodies are mostly lists of records: the same tags (`<ns:amount>`,
 /// `<ns:item type="x">`) again and again. A tag whose exact bytes passed every
 /// check (name, attributes, prefixes) in the same namespace bindings passes
-/// them again, so only its depth is checked and the element is tracked.
+/// them again, so only its depth is checked and the element is tracked. A tag
+/// with one attribute is kept up to that attribute's value (`<ns:item no="`),
+/// since records repeat it with other values: the value and the tag's end are
+/// then checked, and anything else after the value takes the full path.
 /// Bindings are identified by [`NamespaceScopes::generation`], which changes
 /// whenever one is added or removed; tags that declare namespaces and the
 /// Body's top-level elements (which are rewritten) are never remembered.
@@ -799,9 +846,13 @@ struct SeenSlot {
 
 #[derive(Clone, Copy, Default)]
 struct SeenTag {
+    /// Bytes remembered: the whole tag, or up to its one attribute's value.
     len: usize,
     name_len: usize,
+    /// The tag ends in `/>` (whole tags).
     empty: bool,
+    /// `len` ends after the quote that opens the tag's only attribute value.
+    value_follows: bool,
 }
 
 impl SeenTags {
