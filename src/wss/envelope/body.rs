@@ -916,13 +916,12 @@ impl Name {
         if !self.ascii {
             return is_qname(name);
         }
-        let starts = |c: Option<&u8>| c.is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_');
         let start = self.end - name.len();
         self.colons <= 1
-            && starts(name.first())
+            && starts_ncname(name)
             && self
                 .colon
-                .is_none_or(|colon| starts(name.get(colon - start + 1)))
+                .is_none_or(|colon| starts_ncname(&name[colon - start + 1..]))
     }
 }
 
@@ -1019,17 +1018,19 @@ fn classify_name_bytes(word: u64) -> (u64, u64) {
 /// Whether ASCII name bytes form a QName: NCNames start with a letter or `_`,
 /// and at most one `:` separates two of them.
 fn ascii_qname_shape(name: &[u8]) -> bool {
-    let starts = |part: &[u8]| {
-        part.first()
-            .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
-    };
     match find(b':', name) {
         Some(colon) => {
             let local = &name[colon + 1..];
-            starts(&name[..colon]) && starts(local) && !local.contains(&b':')
+            starts_ncname(&name[..colon]) && starts_ncname(local) && !local.contains(&b':')
         }
-        None => starts(name),
+        None => starts_ncname(name),
     }
+}
+
+/// Whether ASCII name bytes start the way an NCName must: a letter or `_`.
+fn starts_ncname(part: &[u8]) -> bool {
+    part.first()
+        .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
 }
 
 /// The first `b` in a short `haystack` (names, references, attribute values):
