@@ -210,14 +210,7 @@ async fn exclusive_renewal_under_load() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // 1. The operator pauses the route and waits until nothing is in flight.
-    let (status, view) = daemon
-        .admin_call(
-            "POST",
-            "/v1/routes/orders/pause?wait=10",
-            Some("operator"),
-            b"",
-        )
-        .await;
+    let (status, view) = daemon.operate("pause?wait=10").await;
     assert_eq!(status, 200, "{view}");
     assert_eq!(view["state"], "paused");
     assert_eq!(view["drained"], true);
@@ -250,9 +243,7 @@ async fn exclusive_renewal_under_load() {
         "requests are held: {view}"
     );
     // 4. The operator resumes: held requests go out under the new certificate.
-    let (status, view) = daemon
-        .admin_call("POST", "/v1/routes/orders/resume", Some("operator"), b"")
-        .await;
+    let (status, view) = daemon.operate("resume").await;
     assert_eq!(status, 200, "{view}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
@@ -362,9 +353,7 @@ async fn restart_during_a_pause_keeps_the_route_paused_and_reject_mode_answers_5
         "",
     );
     let daemon = Daemon::start(&config, &[("orders-receiver", rx.cert_pem())]).await;
-    let (status, _) = daemon
-        .admin_call("POST", "/v1/routes/orders/pause", Some("operator"), b"")
-        .await;
+    let (status, _) = daemon.operate("pause").await;
     assert_eq!(status, 200);
     let (status, headers, answer) = net::post(
         &net::client(),
@@ -393,13 +382,9 @@ async fn restart_during_a_pause_keeps_the_route_paused_and_reject_mode_answers_5
     )
     .await;
     assert_eq!(status, 503);
-    let (status, _) = restarted
-        .admin_call("POST", "/v1/routes/orders/resume", Some("operator"), b"")
-        .await;
+    let (status, _) = restarted.operate("resume").await;
     assert_eq!(status, 200);
-    let (status, _) = restarted
-        .admin_call("POST", "/v1/routes/orders/resume", Some("operator"), b"")
-        .await;
+    let (status, _) = restarted.operate("resume").await;
     assert_eq!(status, 200, "resume is idempotent");
     let (status, _, _) = net::post(
         &net::client(),
@@ -434,9 +419,7 @@ async fn hold_limits_and_an_abandoned_client() {
         "",
     );
     let daemon = Arc::new(Daemon::start(&config, &[("orders-receiver", rx.cert_pem())]).await);
-    daemon
-        .admin_call("POST", "/v1/routes/orders/pause", Some("operator"), b"")
-        .await;
+    daemon.operate("pause").await;
     let held = send_in_background(&daemon, 2);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (status, _, answer) = net::post(
@@ -455,9 +438,7 @@ async fn hold_limits_and_an_abandoned_client() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     gone.abort();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    daemon
-        .admin_call("POST", "/v1/routes/orders/resume", Some("operator"), b"")
-        .await;
+    daemon.operate("resume").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         receiver.received().is_empty(),
@@ -559,20 +540,11 @@ async fn staged_certificates_activate_on_resume_or_at_a_time_and_can_be_withdraw
     )
     .await;
     assert_eq!(status, 200, "still the old certificate while staged");
-    daemon
-        .admin_call(
-            "POST",
-            "/v1/routes/orders/pause?wait=5",
-            Some("operator"),
-            b"",
-        )
-        .await;
+    daemon.operate("pause?wait=5").await;
     let held = send_in_background(&daemon, 3);
     tokio::time::sleep(Duration::from_millis(200)).await;
     *receiver.keys.lock().unwrap() = ring(&[&new]); // the receiver swaps its key
-    let (status, body) = daemon
-        .admin_call("POST", "/v1/routes/orders/resume", Some("operator"), b"")
-        .await;
+    let (status, body) = daemon.operate("resume").await;
     assert_eq!(status, 200, "{body}");
     for h in held {
         assert_eq!(h.await.unwrap(), 200);

@@ -39,12 +39,7 @@ struct Setup {
 
 fn setup(upstream: &str, old: &TestReceiver, new: &TestReceiver) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("keystore")).unwrap();
-    std::fs::write(
-        dir.path().join("keystore/orders-receiver.pem"),
-        old.cert_pem(),
-    )
-    .unwrap();
+    common::write_keystore(dir.path(), &[("orders-receiver", old.cert_pem())]);
     std::fs::write(dir.path().join("old.pem"), old.cert_pem()).unwrap();
     std::fs::write(dir.path().join("new.pem"), new.cert_pem()).unwrap();
     std::fs::write(dir.path().join("admin.token"), TOKEN).unwrap();

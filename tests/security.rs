@@ -57,12 +57,7 @@ async fn refusals_and_no_secret_in_any_log_line_or_answer() {
     });
     let receiver = Receiver::start(old.key_ring()).await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("keystore")).unwrap();
-    std::fs::write(
-        dir.path().join("keystore/orders-receiver.pem"),
-        old.cert_pem(),
-    )
-    .unwrap();
+    common::write_keystore(dir.path(), &[("orders-receiver", old.cert_pem())]);
     let mut token_lines = String::new();
     for (name, role, token) in TOKENS {
         std::fs::write(dir.path().join(format!("{name}.token")), token).unwrap();
@@ -245,12 +240,10 @@ alias = "orders-receiver"
 #[test]
 fn a_non_loopback_admin_listener_without_tls_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("keystore")).unwrap();
-    std::fs::write(
-        dir.path().join("keystore/orders-receiver.pem"),
-        common::receiver().cert_pem(),
-    )
-    .unwrap();
+    common::write_keystore(
+        dir.path(),
+        &[("orders-receiver", common::receiver().cert_pem())],
+    );
     let config = dir.path().join("wssgate.toml");
     std::fs::write(
         &config,

@@ -34,12 +34,7 @@ async fn sighup_picks_up_an_exchanged_certificate_and_sigterm_stops() {
     keys.push(wssgate::wss::keys::from_pem(&new.key_and_cert_pem(), "new").unwrap());
     let receiver = Receiver::start(keys).await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("keystore")).unwrap();
-    std::fs::write(
-        dir.path().join("keystore/orders-receiver.pem"),
-        old.cert_pem(),
-    )
-    .unwrap();
+    common::write_keystore(dir.path(), &[("orders-receiver", old.cert_pem())]);
     std::fs::write(dir.path().join("new.pem"), new.cert_pem()).unwrap();
     let port = free_port();
     let admin_port = free_port();

@@ -34,14 +34,7 @@ struct Activation {
 
 /// Pause the route and wait until nothing is in flight; returns when that was.
 async fn pause_drained(daemon: &Daemon) -> Instant {
-    let (status, view) = daemon
-        .admin_call(
-            "POST",
-            "/v1/routes/orders/pause?wait=10",
-            Some("operator"),
-            b"",
-        )
-        .await;
+    let (status, view) = daemon.operate("pause?wait=10").await;
     assert_eq!(status, 200, "pause: {view}");
     Instant::now()
 }
@@ -66,9 +59,7 @@ async fn exchange(daemon: &Daemon, cert: &TestReceiver) -> Activation {
 }
 
 async fn resume(daemon: &Daemon) {
-    let (status, view) = daemon
-        .admin_call("POST", "/v1/routes/orders/resume", Some("operator"), b"")
-        .await;
+    let (status, view) = daemon.operate("resume").await;
     assert_eq!(status, 200, "resume: {view}");
 }
 

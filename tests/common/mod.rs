@@ -376,10 +376,7 @@ pub mod net {
             admin_extra: &str,
             certificates: &[(&str, Vec<u8>)],
         ) -> Daemon {
-            std::fs::create_dir_all(dir.path().join("keystore")).unwrap();
-            for (alias, pem) in certificates {
-                std::fs::write(dir.path().join(format!("keystore/{alias}.pem")), pem).unwrap();
-            }
+            super::write_keystore(dir.path(), certificates);
             let mut tokens = String::from("\n[admin]\nlisten = \"127.0.0.1:0\"\ntokens = [\n");
             for (name, role, token) in TOKENS {
                 std::fs::write(
@@ -438,6 +435,12 @@ pub mod net {
             .unwrap()
             .map(|o| o.generation)
             .map_err(|e| e.to_string())
+        }
+
+        /// The operator's `POST /v1/routes/orders/{action}` (`pause`, `pause?wait=10`, `resume`).
+        pub async fn operate(&self, action: &str) -> (u16, serde_json::Value) {
+            let path = format!("/v1/routes/orders/{action}");
+            self.admin_call("POST", &path, Some("operator"), b"").await
         }
 
         /// Call the admin API with the token of `role` ("read", "operator", "keys", "admin").
@@ -694,6 +697,14 @@ pub async fn eventually(within: std::time::Duration, mut done: impl AsyncFnMut()
 }
 
 /// A loopback port free at the time of asking (for a process that binds it itself).
+/// A keystore directory `dir/keystore` holding each alias's certificate.
+pub fn write_keystore(dir: &std::path::Path, certificates: &[(&str, Vec<u8>)]) {
+    std::fs::create_dir_all(dir.join("keystore")).unwrap();
+    for (alias, pem) in certificates {
+        std::fs::write(dir.join(format!("keystore/{alias}.pem")), pem).unwrap();
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
