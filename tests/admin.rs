@@ -216,14 +216,7 @@ async fn exclusive_renewal_under_load() {
     assert_eq!(view["drained"], true);
     let delivered_at_pause = receiver.received().len();
     // 2. The keystore administrator exchanges the certificate.
-    let (status, exchanged) = daemon
-        .admin_call(
-            "PUT",
-            "/v1/keystore/orders-receiver",
-            Some("keys"),
-            &new.cert_pem(),
-        )
-        .await;
+    let (status, exchanged) = daemon.exchange(&new.cert_pem()).await;
     assert_eq!(status, 200, "{exchanged}");
     assert_eq!(exchanged["current"]["serial"], "2");
     assert_eq!(exchanged["previous"]["serial"], "1");
@@ -484,14 +477,7 @@ async fn reload_through_the_api_answers_truthfully() {
     );
     assert_eq!(body["generation"], 2);
     // Exchange refusals: a certificate that is not one, an unknown alias.
-    let (status, body) = daemon
-        .admin_call(
-            "PUT",
-            "/v1/keystore/orders-receiver",
-            Some("keys"),
-            b"not a certificate",
-        )
-        .await;
+    let (status, body) = daemon.exchange(b"not a certificate").await;
     assert_eq!(status, 422, "{body}");
     let (status, _) = daemon
         .admin_call("PUT", "/v1/keystore/nobody", Some("keys"), &rx.cert_pem())

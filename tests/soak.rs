@@ -42,14 +42,7 @@ async fn pause_drained(daemon: &Daemon) -> Instant {
 /// Exchange through the API; the certificate may go live anywhere during the call.
 async fn exchange(daemon: &Daemon, cert: &TestReceiver) -> Activation {
     let from = Instant::now();
-    let (status, body) = daemon
-        .admin_call(
-            "PUT",
-            "/v1/keystore/orders-receiver",
-            Some("keys"),
-            &cert.cert_pem(),
-        )
-        .await;
+    let (status, body) = daemon.exchange(&cert.cert_pem()).await;
     assert_eq!(status, 200, "exchange: {body}");
     Activation {
         from,

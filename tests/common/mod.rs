@@ -443,6 +443,12 @@ pub mod net {
             self.admin_call("POST", &path, Some("operator"), b"").await
         }
 
+        /// The keystore administrator's `PUT /v1/keystore/orders-receiver` of `pem`.
+        pub async fn exchange(&self, pem: &[u8]) -> (u16, serde_json::Value) {
+            self.admin_call("PUT", "/v1/keystore/orders-receiver", Some("keys"), pem)
+                .await
+        }
+
         /// Call the admin API with the token of `role` ("read", "operator", "keys", "admin").
         pub async fn admin_call(
             &self,
