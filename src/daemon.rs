@@ -61,7 +61,7 @@ impl Daemon {
                 .map_err(|e| StartError::PauseState(std::io::Error::other(e.to_string())))?
         };
         let control = Arc::new(control);
-        for (route, by) in control.restore().await.map_err(StartError::PauseState)? {
+        for (route, by) in control.restore().await {
             tracing::warn!(route = %route, by = %by.by, since = %by.since, "route restored paused: resume it when the renewal is done");
         }
         Ok(Daemon {

@@ -163,3 +163,79 @@ async fn concurrent_operations_leave_every_record_consistent() {
     assert_eq!(paused, daemon.gates.paused());
     assert_eq!(paused, ["c"]);
 }
+
+#[tokio::test]
+async fn a_damaged_pause_file_keeps_what_it_names_paused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("var")).unwrap();
+    // Torn in the middle of b's record (a crash, a full disk, an edit).
+    std::fs::write(
+        dir.path().join("var/paused.json"),
+        r#"{"paused": {"b": {"by": "ops", "since": "2026-12-0"#,
+    )
+    .unwrap();
+    let first = daemon(dir.path()).await;
+    assert_eq!(first.gates.paused(), ["b"]);
+    // Written anew, so pausing and resuming work again.
+    let file = PauseFile::new(&dir.path().join("var"));
+    assert_eq!(file.load().unwrap().keys().collect::<Vec<_>>(), ["b"]);
+    first.control.pause("a", Actor("ops"), None).await.unwrap();
+    first.control.resume("b", Actor("ops")).await.unwrap();
+    assert_eq!(file.load().unwrap().keys().collect::<Vec<_>>(), ["a"]);
+    drop(first);
+
+    // Unreadable: every route stays paused.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("var/paused.json")).unwrap();
+    let second = daemon(dir.path()).await;
+    assert_eq!(second.gates.paused(), ["a", "b", "c"]);
+}
+
+#[tokio::test]
+async fn a_certificate_replaced_on_disk_is_archived_and_audited_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = daemon(dir.path()).await;
+    let next = common::TestReceiver::new(&common::CertSpec {
+        serial: 6000,
+        ..Default::default()
+    });
+    // As a Secret update or an operator's `cp` would: no exchange, just a file.
+    std::fs::write(dir.path().join("keystore/shared.pem"), next.cert_pem()).unwrap();
+    let reload = |daemon: &Daemon| {
+        let control = daemon.control.clone();
+        async move {
+            control
+                .reload(wssgate::state::ReloadTrigger::Signal, None)
+                .await
+                .unwrap()
+        }
+    };
+    reload(&daemon).await;
+    let snapshot = daemon.shared.load();
+    assert_eq!(snapshot.aliases["shared"].info().serial, "6000");
+    let store = Keystore::new(snapshot.config.keystore.clone());
+    let archived = store.archived("shared").unwrap();
+    assert_eq!(archived.len(), 1);
+    assert_eq!(archived[0].serial, "4711");
+    assert!(archived[0].retain_until > archived[0].retired_at);
+    let records = audit::read(&snapshot.config.keystore.state_dir).unwrap();
+    let changes: Vec<_> = records.iter().filter(|r| r.action == "exchange").collect();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].actor, "file");
+    assert_eq!(changes[0].after.as_ref().unwrap().serial, "6000");
+    // Reloading again changes nothing; an exchange through Control is archived
+    // by the keystore itself, not a second time.
+    reload(&daemon).await;
+    let third = common::TestReceiver::new(&common::CertSpec {
+        serial: 6001,
+        ..Default::default()
+    });
+    daemon
+        .control
+        .exchange("shared", Bytes::from(third.cert_pem()), Actor("keys"))
+        .await
+        .unwrap();
+    reload(&daemon).await;
+    assert_eq!(store.archived("shared").unwrap().len(), 2);
+    assert_eq!(store.history("shared").unwrap().len(), 3);
+}

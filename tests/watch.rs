@@ -86,6 +86,27 @@ async fn a_secret_style_swap_of_the_keystore_is_picked_up() {
         Some(new.recipient().info().sha256.as_str()),
         "the new certificate is used"
     );
+    // The retired certificate is archived for its retention, and the change is
+    // audited as the file's, as an exchange would have been.
+    let state_dir = daemon.shared.load().config.keystore.state_dir.clone();
+    let store = wssgate::keystore::Keystore::new(daemon.shared.load().config.keystore.clone());
+    // Recorded just after the new certificate goes live: the audit line last.
+    common::eventually(Duration::from_secs(10), async || {
+        !wssgate::keystore::audit::read(&state_dir)
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+    let archived = store.archived("orders-receiver").unwrap();
+    assert_eq!(archived.len(), 1);
+    assert_eq!(archived[0].serial, "1");
+    let audited = wssgate::keystore::audit::read(&state_dir).unwrap();
+    assert!(
+        audited
+            .iter()
+            .any(|r| r.action == "exchange" && r.actor == "file"),
+        "{audited:?}"
+    );
 
     // A broken update is rejected like any reload: the old state keeps serving.
     std::fs::create_dir_all(ks.join("..2026_11_27_03")).unwrap();

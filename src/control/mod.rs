@@ -32,7 +32,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::Mutex;
 
-pub use pause_file::{PauseFile, PausedBy};
+pub use pause_file::{PauseFile, PausedBy, PausedRoutes, Recovered};
 
 use crate::keystore::audit::{self, AuditRecord};
 use crate::keystore::{
@@ -114,9 +114,18 @@ pub struct Control {
     gates: Arc<Gates>,
     /// Where pause state is persisted.
     pause_file: PauseFile,
-    /// Rule 1 of the lock discipline; guards the schedule of timed activations
-    /// (alias → when, parsed once), of which it is the only writer.
-    changes: Mutex<BTreeMap<String, Scheduled>>,
+    /// Rule 1 of the lock discipline; guards what this type is the only writer of.
+    changes: Mutex<Changes>,
+}
+
+/// The state only [`Control`] changes, under its lock.
+#[derive(Debug, Default)]
+struct Changes {
+    /// Timed activations of staged certificates, alias → when (parsed once).
+    schedule: BTreeMap<String, Scheduled>,
+    /// Paused routes with who paused them: what `paused.json` says, written
+    /// whole from here.
+    paused: PausedRoutes,
 }
 
 /// A staged certificate's agreed activation.
@@ -154,7 +163,10 @@ impl Control {
             shared,
             gates,
             pause_file,
-            changes: Mutex::new(schedule),
+            changes: Mutex::new(Changes {
+                schedule,
+                paused: PausedRoutes::new(),
+            }),
         }
     }
 
@@ -166,17 +178,47 @@ impl Control {
         &self.gates
     }
 
-    /// Pause the routes `paused.json` names (a restart inside a renewal window);
-    /// returns them with who paused them.
-    pub async fn restore(&self) -> std::io::Result<BTreeMap<String, PausedBy>> {
+    /// Pause the routes `paused.json` names (a restart inside a renewal window).
+    /// A damaged or unreadable file pauses what it still names, or every route,
+    /// says so at error level and is written anew: a route is never resumed
+    /// because its record was lost. Returns what is paused now.
+    pub async fn restore(&self) -> PausedRoutes {
+        let mut changes = self.changes.lock().await;
+        let routes: Vec<String> = self
+            .shared
+            .load()
+            .routes
+            .iter()
+            .map(|r| r.config.name.clone())
+            .collect();
         let file = self.pause_file.clone();
-        let paused = blocking(move || file.load())
+        let recovered = blocking(move || file.recover(&routes, SystemTime::now()))
             .await
-            .map_err(|e| std::io::Error::other(e.to_string()))??;
+            .unwrap_or_else(|e| Recovered::Damaged {
+                paused: PausedRoutes::new(),
+                reason: e.to_string(),
+            });
+        let paused = match recovered {
+            Recovered::Whole(paused) => paused,
+            Recovered::Damaged { paused, reason } => {
+                let names: Vec<&str> = paused.keys().map(String::as_str).collect();
+                tracing::error!(file = %self.pause_file.path().display(), error = %reason, paused = %names.join(", "), "the pause state is damaged: these routes stay paused until an operator resumes them");
+                let (file, state) = (self.pause_file.clone(), paused.clone());
+                match blocking(move || file.save(&state)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "the pause state cannot be written anew; pauses and resumes will fail until it can")
+                    }
+                    Err(e) => tracing::error!(error = %e, "the pause state was not written"),
+                }
+                paused
+            }
+        };
         for route in paused.keys() {
             self.gates.get(route).pause().await;
         }
-        Ok(paused)
+        changes.paused = paused.clone();
+        paused
     }
 
     /// Stop sending on `route`. With `wait`, return once nothing is in flight or
@@ -188,7 +230,7 @@ impl Control {
         wait: Option<Duration>,
     ) -> Result<Paused, ControlError> {
         let gate = {
-            let _changes = self.changes.lock().await;
+            let mut changes = self.changes.lock().await;
             let snapshot = self.known_route(route)?;
             let gate = self.gates.get(route);
             gate.pause().await;
@@ -199,11 +241,14 @@ impl Control {
                 by: actor.0.to_string(),
                 since: crate::time::rfc3339(now),
             };
-            if let Err(e) = self.persist(route, Some(by)).await {
+            let mut paused = changes.paused.clone();
+            paused.entry(route.to_string()).or_insert(by);
+            if let Err(e) = self.persist(&paused).await {
                 record.result = format!("failed: pause state not saved: {e}");
                 self.audit(&snapshot, record).await;
                 return Err(ControlError::PauseNotSaved(e));
             }
+            changes.paused = paused;
             self.audit(&snapshot, record).await;
             tracing::info!(route = %route, by = %actor.0, "route paused");
             gate
@@ -222,7 +267,7 @@ impl Control {
     /// live first (once no other route using the alias is still paused), then the
     /// held requests are released in arrival order.
     pub async fn resume(&self, route: &str, actor: Actor<'_>) -> Result<Resumed, ControlError> {
-        let mut schedule = self.changes.lock().await;
+        let mut changes = self.changes.lock().await;
         let snapshot = self.known_route(route)?;
         let gate = self.gates.get(route);
         let held = gate.held();
@@ -240,7 +285,7 @@ impl Control {
         if !others_paused && self.staged_on_resume(&snapshot, &alias).await {
             match self.activate(&alias, actor.0).await {
                 Ok(live) => {
-                    schedule.remove(&alias);
+                    changes.schedule.remove(&alias);
                     record.detail = Some(serde_json::json!({
                         "route": route, "held": held, "activated": live.outcome.current
                     }));
@@ -254,11 +299,14 @@ impl Control {
             }
         }
         // Recorded as active on disk only once nothing can stop the resume.
-        if let Err(e) = self.persist(route, None).await {
+        let mut paused = changes.paused.clone();
+        paused.remove(route);
+        if let Err(e) = self.persist(&paused).await {
             record.result = format!("failed: pause state not saved: {e}");
             self.audit(&snapshot, record).await;
             return Err(ControlError::ResumeNotSaved(e));
         }
+        changes.paused = paused;
         gate.resume();
         self.audit(&snapshot, record).await;
         tracing::info!(route = %route, by = %actor.0, released = held, "route resumed");
@@ -304,7 +352,7 @@ impl Control {
         activation: Activation,
         actor: Actor<'_>,
     ) -> Result<Pending, ControlError> {
-        let mut schedule = self.changes.lock().await;
+        let mut changes = self.changes.lock().await;
         let (store, policy) = self.keystore_for(alias);
         let (alias_owned, actor_owned) = (alias.to_string(), actor.0.to_string());
         let staged = blocking(move || {
@@ -319,14 +367,14 @@ impl Control {
         })
         .await??;
         match staged.activation {
-            Activation::At { at } => schedule.insert(
+            Activation::At { at } => changes.schedule.insert(
                 staged.alias.clone(),
                 Scheduled {
                     at,
                     staged_by: staged.staged_by.clone(),
                 },
             ),
-            Activation::OnResume => schedule.remove(&staged.alias),
+            Activation::OnResume => changes.schedule.remove(&staged.alias),
         };
         tracing::info!(alias = %staged.alias, serial = %staged.certificate.serial, activation = %ActivationText(&staged.activation), "certificate staged");
         Ok(staged)
@@ -334,7 +382,7 @@ impl Control {
 
     /// Drop what is staged for `alias`.
     pub async fn withdraw(&self, alias: &str, actor: Actor<'_>) -> Result<Pending, ControlError> {
-        let mut schedule = self.changes.lock().await;
+        let mut changes = self.changes.lock().await;
         let store = Keystore::new(self.shared.load().config.keystore.clone());
         let (alias_owned, actor_owned) = (alias.to_string(), actor.0.to_string());
         let withdrawn = blocking(move || {
@@ -347,7 +395,7 @@ impl Control {
         })
         .await??
         .ok_or_else(|| ControlError::NothingStaged(alias.to_string()))?;
-        schedule.remove(alias);
+        changes.schedule.remove(alias);
         tracing::info!(alias = %alias, by = %actor.0, serial = %withdrawn.certificate.serial, "staged certificate withdrawn");
         Ok(withdrawn)
     }
@@ -355,8 +403,9 @@ impl Control {
     /// Activate the staged certificates whose agreed time is `now` or earlier.
     /// A failed activation stays scheduled (and staged) and is tried again.
     pub async fn activate_due(&self, now: SystemTime) -> Vec<Result<Live, ControlError>> {
-        let mut schedule = self.changes.lock().await;
-        let due: Vec<(String, String)> = schedule
+        let mut changes = self.changes.lock().await;
+        let due: Vec<(String, String)> = changes
+            .schedule
             .iter()
             .filter(|(_, s)| s.at <= now)
             .map(|(alias, s)| (alias.clone(), format!("{} (activate_at)", s.staged_by)))
@@ -366,7 +415,7 @@ impl Control {
             let result = self.activate(&alias, &actor).await;
             match &result {
                 Ok(live) => {
-                    schedule.remove(&alias);
+                    changes.schedule.remove(&alias);
                     tracing::info!(alias = %alias, serial = %live.outcome.current.serial, generation = live.generation, "staged certificate activated at its time");
                 }
                 Err(e) => {
@@ -380,16 +429,23 @@ impl Control {
 
     /// Reload configuration and keystore (build aside, validate, swap). Reloads
     /// an actor asked for are audited; signal and file-change reloads are logged.
+    /// A certificate that changed on disk without an exchange (a Secret's `..data`
+    /// swap, a copied file) is archived and audited here, actor `file`, as an
+    /// exchange would have been.
     pub async fn reload(
         &self,
         trigger: ReloadTrigger,
         actor: Option<Actor<'_>>,
     ) -> Result<ReloadOutcome, ControlError> {
         let _changes = self.changes.lock().await;
+        let before = self.shared.load();
         let shared = self.shared.clone();
         let result = blocking(move || shared.reload(trigger)).await?;
+        let after = self.shared.load();
+        if result.is_ok() {
+            self.adopt_file_changes(&before, &after).await;
+        }
         if let Some(actor) = actor {
-            let snapshot = self.shared.load();
             let mut record = AuditRecord::new(actor.0, "reload", SystemTime::now());
             match &result {
                 Ok(outcome) => {
@@ -399,12 +455,42 @@ impl Control {
                 }
                 Err(e) => record.result = format!("refused: {e}"),
             }
-            self.audit(&snapshot, record).await;
+            self.audit(&after, record).await;
         }
         result.map_err(|reason| ControlError::Reload {
             reason,
-            kept_generation: self.shared.load().generation,
+            kept_generation: after.generation,
         })
+    }
+
+    /// Archive and audit the certificates that `after` serves in place of
+    /// `before`'s, unless the keystore already recorded the change.
+    async fn adopt_file_changes(&self, before: &Snapshot, after: &Snapshot) {
+        for (alias, current) in &after.aliases {
+            let Some(previous) = before.aliases.get(alias) else {
+                continue;
+            };
+            if previous.info().sha256 == current.info().sha256 {
+                continue;
+            }
+            let store = Keystore::new(after.config.keystore.clone());
+            let (alias_owned, previous, current) =
+                (alias.clone(), previous.clone(), current.clone());
+            let adopted = blocking(move || {
+                store.adopt(&alias_owned, &previous, &current, "file", SystemTime::now())
+            })
+            .await;
+            match adopted {
+                Ok(Ok(Some(outcome))) => {
+                    tracing::info!(alias = %alias, serial = %outcome.current.serial, previous_serial = %outcome.previous.as_ref().map_or("-", |p| p.serial.as_str()), "certificate changed on disk: the previous one is archived");
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(alias = %alias, error = %e, "certificate changed on disk but the previous one could not be archived")
+                }
+                Err(e) => tracing::error!(alias = %alias, error = %e, "archive not written"),
+            }
+        }
     }
 
     /// Apply the paused-routes file (`admin.paused_routes_file`): pause the routes
@@ -519,10 +605,9 @@ impl Control {
         }
     }
 
-    async fn persist(&self, route: &str, paused: Option<PausedBy>) -> std::io::Result<()> {
-        let file = self.pause_file.clone();
-        let route = route.to_string();
-        blocking(move || file.set(&route, paused))
+    async fn persist(&self, paused: &PausedRoutes) -> std::io::Result<()> {
+        let (file, paused) = (self.pause_file.clone(), paused.clone());
+        blocking(move || file.save(&paused))
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))?
     }

@@ -519,6 +519,57 @@ impl Keystore {
         })
     }
 
+    /// Record a certificate that changed on disk without an exchange (a
+    /// Kubernetes Secret's `..data` swap, a file copied into place) as an exchange
+    /// would have: `previous` goes to the archive with its retention, `current` is
+    /// recorded as active from `now`, and the change is audited as `actor`'s.
+    /// `None` when the keystore's record already names `current` (it came through
+    /// an exchange or import here).
+    pub fn adopt(
+        &self,
+        alias: &str,
+        previous: &Recipient,
+        current: &Recipient,
+        actor: &str,
+        now: SystemTime,
+    ) -> Result<Option<ExchangeOutcome>, KeystoreError> {
+        Self::check_alias(alias)?;
+        let _lock = self.lock()?;
+        let current_summary = CertificateSummary::of(current.info());
+        let recorded = fs::read(self.active_record_path(alias))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<ActiveRecord>(&b).ok());
+        let previous_summary = CertificateSummary::of(previous.info());
+        if recorded.is_some_and(|r| r.sha256 == current_summary.sha256)
+            || previous_summary.sha256 == current_summary.sha256
+        {
+            return Ok(None);
+        }
+        let path = self.certificate_path(alias);
+        let previous_pem =
+            previous
+                .certificate()
+                .to_pem()
+                .map_err(|e| KeystoreError::Metadata {
+                    file: path.display().to_string(),
+                    reason: first_reason(&e),
+                })?;
+        let active_from = self.active_from(alias, &previous_summary.sha256, &path)?;
+        self.archive(alias, &previous_pem, &previous_summary, active_from, now)?;
+        self.record_active(alias, &current_summary.sha256, now)?;
+        let mut record = AuditRecord::new(actor, "exchange", now);
+        record.alias = Some(alias.to_string());
+        record.before = Some(previous_summary.clone());
+        record.after = Some(current_summary.clone());
+        record.detail = Some(serde_json::json!({ "source": "file" }));
+        self.audit(&record)?;
+        Ok(Some(ExchangeOutcome {
+            alias: alias.to_string(),
+            previous: Some(previous_summary),
+            current: current_summary,
+        }))
+    }
+
     fn record_active(
         &self,
         alias: &str,

@@ -138,6 +138,7 @@ pub mod net {
         pub admin: SocketAddr,
         pub shared: Arc<Shared>,
         pub gates: Arc<wssgate::proxy::gate::Gates>,
+        pub control: Arc<wssgate::control::Control>,
         pub intents: mpsc::Sender<Intent>,
         pub task: tokio::task::JoinHandle<()>,
         pub dir: tempfile::TempDir,
@@ -196,7 +197,11 @@ pub mod net {
             let path = dir.path().join("wssgate.toml");
             std::fs::write(&path, config.replace("{dir}", dir.path().to_str().unwrap())).unwrap();
             let daemon = wssgate::daemon::Daemon::load(&path).await.unwrap();
-            let (shared, gates) = (daemon.shared.clone(), daemon.gates.clone());
+            let (shared, gates, control) = (
+                daemon.shared.clone(),
+                daemon.gates.clone(),
+                daemon.control.clone(),
+            );
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
@@ -210,6 +215,7 @@ pub mod net {
                 admin,
                 shared,
                 gates,
+                control,
                 intents,
                 task,
                 dir,
@@ -224,16 +230,13 @@ pub mod net {
             format!("http://{}{path}", self.admin)
         }
 
-        /// SIGHUP, as the signal module delivers it; returns once the reload ran.
+        /// SIGHUP, as the daemon handles it; returns once the reload ran.
         pub async fn reload(&self) -> Result<u64, String> {
-            let shared = self.shared.clone();
-            tokio::task::spawn_blocking(move || {
-                shared.reload(wssgate::state::ReloadTrigger::Signal)
-            })
-            .await
-            .unwrap()
-            .map(|o| o.generation)
-            .map_err(|e| e.to_string())
+            self.control
+                .reload(wssgate::state::ReloadTrigger::Signal, None)
+                .await
+                .map(|o| o.generation)
+                .map_err(|e| e.to_string())
         }
 
         /// The operator's `POST /v1/routes/orders/{action}` (`pause`, `pause?wait=10`, `resume`).
