@@ -207,19 +207,23 @@ struct EncryptArgs {
     /// The receiver's X.509 certificate (PEM or DER).
     #[arg(long, value_name = "CERT.pem")]
     cert: PathBuf,
-    /// Named algorithm suite: default, wcf-basic256, wcf-basic128, modern.
+    /// Named algorithm suite: default, basic256, basic256sha256, basic128, wcf-basic256,
+    /// wcf-basic128, modern.
     #[arg(long, default_value = "default")]
     profile: Profile,
     /// Key identifier: issuer-serial, bst, ski, thumbprint (overrides the profile).
     #[arg(long = "key-id", value_name = "ID")]
     key_id: Option<KeyIdentifier>,
+    /// How issuer-serial writes the issuer: rfc2253, wcf (overrides the profile).
+    #[arg(long = "issuer-name-format", value_name = "FORMAT")]
+    issuer_name_format: Option<wss::IssuerNameFormat>,
     /// Data encryption: aes128-cbc, aes256-cbc, aes128-gcm, aes256-gcm, tripledes-cbc.
     #[arg(long = "enc", value_name = "ALG")]
     enc: Option<DataEncryption>,
     /// Key transport: rsa-oaep-mgf1p, rsa-oaep, rsa-1_5 (needs --allow-legacy).
     #[arg(long = "key-transport", value_name = "ALG")]
     key_transport: Option<KeyTransport>,
-    /// Digest of rsa-oaep (and its MGF1): sha1, sha256, sha512.
+    /// OAEP digest: sha1, sha256, sha512 (rsa-oaep: also its MGF1; rsa-oaep-mgf1p: MGF1 stays SHA-1).
     #[arg(long = "oaep-digest", value_name = "DIGEST")]
     oaep_digest: Option<OaepDigest>,
     /// Permit rsa-1_5 key transport.
@@ -379,6 +383,7 @@ impl PendingOutput {
 fn encrypt(args: EncryptArgs) -> Result<(), Failure> {
     let overrides = AlgorithmOverrides {
         key_identifier: args.key_id,
+        issuer_name_format: args.issuer_name_format,
         data_encryption: args.enc,
         key_transport: args.key_transport,
         oaep_digest: args.oaep_digest,

@@ -11,7 +11,8 @@ use std::path::Path;
 use std::process::Command;
 
 use wssgate::wss::{
-    self, Algorithms, DataEncryption, EncryptOptions, KeyIdentifier, KeyTransport, OaepDigest,
+    self, Algorithms, DataEncryption, EncryptOptions, IssuerNameFormat, KeyIdentifier,
+    KeyTransport, OaepDigest,
 };
 
 const CLASSPATH: [&str; 5] = [
@@ -84,6 +85,7 @@ fn wss4j_decrypts_every_supported_combination() {
                         key_identifier: *key_identifier,
                         data_encryption: *data_encryption,
                         key_transport,
+                        issuer_name_format: IssuerNameFormat::Rfc2253,
                         oaep_digest: OaepDigest::Sha1,
                     };
                     let options = EncryptOptions {

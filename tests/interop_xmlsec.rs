@@ -8,8 +8,8 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 use wssgate::wss::{
-    self, Algorithms, DataEncryption, EncryptOptions, KeyIdentifier, KeyTransport, OaepDigest,
-    Profile,
+    self, Algorithms, DataEncryption, EncryptOptions, IssuerNameFormat, KeyIdentifier,
+    KeyTransport, OaepDigest, Profile,
 };
 
 fn assert_all_ok(results: &Value, expected: usize) {
@@ -62,6 +62,7 @@ fn libxmlsec1_decrypts_every_combination() {
                         key_identifier: *key_identifier,
                         data_encryption: *data_encryption,
                         key_transport,
+                        issuer_name_format: IssuerNameFormat::Rfc2253,
                         oaep_digest,
                     };
                     let options = EncryptOptions {
