@@ -56,7 +56,10 @@ fn harness() -> Option<&'static Harness> {
     BUILT
         .get_or_init(|| {
             if Command::new("mvn").arg("-v").output().is_err() {
-                eprintln!(
+                // Straight to standard error: the test harness would swallow eprintln!
+                // of a passing test.
+                let _ = writeln!(
+                    std::io::stderr(),
                     "SKIPPED: mvn is not installed, so the WSS4J 3 / CXF 4 interop tests did not \
                      run (scripts/install-test-deps installs default-jdk-headless and maven)"
                 );
@@ -492,14 +495,14 @@ fn post(addr: &str, path: &str, soap12: bool, body: &[u8]) -> (u16, String) {
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
-    let content_type = if soap12 {
-        "application/soap+xml; charset=utf-8"
+    let version_headers = if soap12 {
+        "Content-Type: application/soap+xml; charset=utf-8\r\n"
     } else {
-        "text/xml; charset=utf-8\r\nSOAPAction: \"\""
+        "Content-Type: text/xml; charset=utf-8\r\nSOAPAction: \"\"\r\n"
     };
     write!(
         stream,
-        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\n{version_headers}Content-Length: {}\r\n\r\n",
         body.len()
     )
     .unwrap();
@@ -527,12 +530,10 @@ fn envelope(soap12: bool) -> String {
         "http://schemas.xmlsoap.org/soap/envelope/"
     };
     // The payload's namespaces are declared on the Envelope: wssgate redeclares them.
-    let payload = PAYLOAD
-        .replace(
-            r#" xmlns:ord="urn:orders" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance""#,
-            "",
-        )
-        .to_string();
+    let payload = PAYLOAD.replace(
+        r#" xmlns:ord="urn:orders" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance""#,
+        "",
+    );
     format!(
         r#"<soap:Envelope xmlns:soap="{ns}" xmlns:ord="urn:orders" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soap:Header/><soap:Body>{payload}</soap:Body></soap:Envelope>"#
     )

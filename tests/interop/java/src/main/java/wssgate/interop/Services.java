@@ -97,6 +97,7 @@ final class Services {
     }
 
     static void run(Crypto crypto, CallbackHandler passwords) throws Exception {
+        // A free loopback port for Jetty (CXF reports the port it was given, so not 0).
         int port;
         try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
             port = s.getLocalPort();
