@@ -655,17 +655,15 @@ impl Config {
         self.routes.iter().filter(move |r| r.alias == alias)
     }
 
-    /// Aliases that a route encrypts for with key identifier `ski`.
-    pub fn aliases_needing_ski(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .routes
-            .iter()
-            .filter(|r| r.algorithms.key_identifier == KeyIdentifier::Ski)
-            .map(|r| r.alias.clone())
-            .collect();
-        v.sort();
-        v.dedup();
-        v
+    /// The checks a certificate under `alias` must pass: the keystore's minimum
+    /// key size, and a SubjectKeyIdentifier when a route using the alias
+    /// identifies the key by it. The one place this rule is decided.
+    pub fn certificate_policy(&self, alias: &str) -> crate::wss::CertificatePolicy {
+        crate::wss::CertificatePolicy::for_key_identifiers(
+            self.keystore.min_rsa_bits,
+            self.routes_for_alias(alias)
+                .map(|r| r.algorithms.key_identifier),
+        )
     }
 }
 

@@ -12,7 +12,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::admin::{self, Admin};
 use crate::config::Config;
-use crate::proxy::gate::{Gates, PauseFile};
+use crate::control::Control;
+use crate::proxy::gate::Gates;
 use crate::proxy::{self, Proxy};
 use crate::signal::Intent;
 use crate::state::{ReloadError, ReloadTrigger, Shared, Snapshot};
@@ -38,7 +39,9 @@ pub struct Daemon {
     pub shared: Arc<Shared>,
     /// Pause state per route, restored from disk.
     pub gates: Arc<Gates>,
-    pub pause_file: PauseFile,
+    /// The operations the admin API, the scheduler, the paused-routes file and
+    /// reload signals call.
+    pub control: Arc<Control>,
 }
 
 impl Daemon {
@@ -49,16 +52,22 @@ impl Daemon {
         let path = config.path.clone();
         let snapshot =
             Snapshot::build(Arc::new(config), 1, SystemTime::now()).map_err(ReloadError::from)?;
-        let pause_file = PauseFile::new(&snapshot.config.keystore.state_dir);
+        let shared = Arc::new(Shared::new(snapshot, path));
         let gates = Arc::new(Gates::default());
-        for (route, by) in pause_file.load().map_err(StartError::PauseState)? {
-            gates.get(&route).pause().await;
+        let control = {
+            let (shared, gates) = (shared.clone(), gates.clone());
+            tokio::task::spawn_blocking(move || Control::new(shared, gates))
+                .await
+                .map_err(|e| StartError::PauseState(std::io::Error::other(e.to_string())))?
+        };
+        let control = Arc::new(control);
+        for (route, by) in control.restore().await.map_err(StartError::PauseState)? {
             tracing::warn!(route = %route, by = %by.by, since = %by.since, "route restored paused: resume it when the renewal is done");
         }
         Ok(Daemon {
-            shared: Arc::new(Shared::new(snapshot, path)),
+            shared,
             gates,
-            pause_file,
+            control,
         })
     }
 
@@ -85,7 +94,7 @@ impl Daemon {
                 upstream = %route.config.upstream,
                 alias = %route.config.alias,
                 serial = %info.serial,
-                not_after = %crate::wss::certificate::rfc3339(info.not_after),
+                not_after = %crate::time::rfc3339(info.not_after),
                 sha256 = %info.sha256,
                 algorithms = %route.config.algorithms,
                 paused = self.gates.get(&route.config.name).is_paused(),
@@ -115,13 +124,7 @@ impl Daemon {
                 addr: snapshot.config.admin.listen,
                 source,
             })?;
-        let admin = Arc::new(Admin {
-            shared: self.shared.clone(),
-            gates: self.gates.clone(),
-            pause_file: self.pause_file.clone(),
-            ready: Default::default(),
-            bound: admin_addr,
-        });
+        let admin = Arc::new(Admin::new(self.control.clone(), admin_addr));
         let proxy = Arc::new(Proxy::new(self.shared.clone(), self.gates.clone()));
         if let Ok(addr) = proxy_listener.local_addr() {
             tracing::info!(%addr, generation = snapshot.generation, "proxy listening");
@@ -129,17 +132,13 @@ impl Daemon {
         tracing::info!(addr = %admin_addr, tls = tls.is_some(), "admin API listening");
         let (stop_tx, stop_rx) = watch::channel(false);
         let reloader = {
-            let shared = self.shared.clone();
+            let control = self.control.clone();
             tokio::spawn(async move {
                 while let Some(intent) = intents.recv().await {
                     match intent {
                         Intent::Reload => {
-                            let shared = shared.clone();
-                            // Failures are logged and counted inside reload().
-                            let _ = tokio::task::spawn_blocking(move || {
-                                shared.reload(ReloadTrigger::Signal)
-                            })
-                            .await;
+                            // Failures are logged and counted inside the reload.
+                            let _ = control.reload(ReloadTrigger::Signal, None).await;
                         }
                         Intent::Shutdown => break,
                     }
@@ -158,18 +157,19 @@ impl Daemon {
         ));
         // Staged certificates with an agreed activation time.
         let scheduler = {
-            let admin = admin.clone();
+            let control = self.control.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
                 loop {
                     tick.tick().await;
-                    admin.activate_due().await;
+                    // Outcomes are logged by `activate_due`.
+                    let _ = control.activate_due(SystemTime::now()).await;
                 }
             })
         };
         // Reload on file change, when asked for; the watcher lives until shutdown.
         let _watcher = if snapshot.config.keystore.watch {
-            match crate::watch::spawn(self.shared.clone()) {
+            match crate::watch::spawn(self.control.clone()) {
                 Ok(w) => Some(w),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot watch the configuration and keystore; reload with SIGHUP");
@@ -194,13 +194,13 @@ impl Daemon {
         // Routes paused through a (watched, shared) file: one change on a ConfigMap
         // pauses them on every replica.
         let paused_by_file = {
-            let admin = admin.clone();
+            let control = self.control.clone();
             tokio::spawn(async move {
                 let mut by_file = std::collections::BTreeSet::new();
                 let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
                 loop {
                     tick.tick().await;
-                    admin.apply_paused_routes_file(&mut by_file).await;
+                    control.apply_paused_routes_file(&mut by_file).await;
                 }
             })
         };

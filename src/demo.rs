@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::Method;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use openssl::asn1::Asn1Time;
@@ -26,7 +25,7 @@ use openssl::x509::extension::{KeyUsage, SubjectKeyIdentifier};
 use openssl::x509::{X509, X509NameBuilder};
 use tokio::net::TcpListener;
 
-use crate::ctl::AdminClient;
+use crate::admin::client::AdminClient;
 use crate::daemon::Daemon;
 use crate::wss::keys::{KeyRing, PrivateKeyEntry};
 
@@ -283,7 +282,7 @@ hold_timeout = "30s"
         .map_err(fail("admin listener"))?;
     let (intents_tx, intents_rx) = tokio::sync::mpsc::channel(4);
     let daemon_task = tokio::spawn(daemon.run(proxy_listener, admin_listener, intents_rx));
-    let admin = AdminClient::new(&format!("http://{admin_addr}"), &token, None)
+    let admin = AdminClient::with_token(&format!("http://{admin_addr}"), &token)
         .map_err(fail("admin client"))?;
     say(
         out,
@@ -354,11 +353,10 @@ hold_timeout = "30s"
         out,
         "  1. receiver administrator: the receiver now accepts serial 2026 and serial 2027",
     );
-    let (_, r) = admin
-        .call(
-            Method::PUT,
-            "/v1/keystore/orders-receiver",
-            Some(k2027.cert.to_pem().map_err(fail("pem"))?),
+    let r = admin
+        .exchange(
+            "orders-receiver",
+            Bytes::from(k2027.cert.to_pem().map_err(fail("pem"))?),
         )
         .await
         .map_err(fail("exchange"))?;
@@ -366,8 +364,8 @@ hold_timeout = "30s"
         out,
         &format!(
             "  2. keystore administrator: PUT /v1/keystore/orders-receiver — serial {} is live (was {}), no restart",
-            r["current"]["serial"].as_str().unwrap_or("?"),
-            r["previous"]["serial"].as_str().unwrap_or("?")
+            r.current.serial,
+            r.previous.as_ref().map_or("?", |p| p.serial.as_str())
         ),
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -387,8 +385,8 @@ hold_timeout = "30s"
         out,
         "EXCLUSIVE RENEWAL (the receiver can hold one key only)",
     );
-    let (_, view) = admin
-        .call(Method::POST, "/v1/routes/orders/pause?wait=10", None)
+    let paused = admin
+        .pause("orders", Some(Duration::from_secs(10)))
         .await
         .map_err(fail("pause"))?;
     let at_pause = receiver.deliveries.lock().map(|d| d.len()).unwrap_or(0);
@@ -396,14 +394,13 @@ hold_timeout = "30s"
         out,
         &format!(
             "  1. operator: POST /v1/routes/orders/pause?wait=10 — paused, {} in flight; requests are now held",
-            view["in_flight"]
+            paused.route.in_flight
         ),
     );
-    let (_, r) = admin
-        .call(
-            Method::PUT,
-            "/v1/keystore/orders-receiver",
-            Some(k2028.cert.to_pem().map_err(fail("pem"))?),
+    let r = admin
+        .exchange(
+            "orders-receiver",
+            Bytes::from(k2028.cert.to_pem().map_err(fail("pem"))?),
         )
         .await
         .map_err(fail("exchange"))?;
@@ -411,32 +408,26 @@ hold_timeout = "30s"
         out,
         &format!(
             "  2. keystore administrator: exchanged to serial {}",
-            r["current"]["serial"].as_str().unwrap_or("?")
+            r.current.serial
         ),
     );
     tokio::time::sleep(Duration::from_millis(800)).await;
     *receiver.keys.lock().map_err(fail("receiver"))? = ring(&[&k2028])?;
-    let (_, view) = admin
-        .get_value("/v1/routes/orders")
-        .await
-        .map_err(fail("route"))?;
+    let view = admin.route("orders").await.map_err(fail("route"))?;
     let during_pause = receiver.deliveries.lock().map(|d| d.len()).unwrap_or(0) - at_pause;
     say(
         out,
         &format!(
             "  3. receiver administrator: key pair swapped to serial 2028; {} requests held, {} reached the receiver during the pause",
-            view["held"], during_pause
+            view.held, during_pause
         ),
     );
-    let (_, view) = admin
-        .call(Method::POST, "/v1/routes/orders/resume", None)
-        .await
-        .map_err(fail("resume"))?;
+    let resumed = admin.resume("orders").await.map_err(fail("resume"))?;
     say(
         out,
         &format!(
             "  4. operator: POST /v1/routes/orders/resume — {} held requests released in arrival order, encrypted for serial 2028",
-            view["released"]
+            resumed.released
         ),
     );
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -2,26 +2,59 @@
 //! XML Encryption for the receiver's certificate, and makes renewing that
 //! certificate a non-event.
 //!
-//! Modules, and the way a request flows through them:
-//! - [`config`]: the TOML file, validated into typed values.
-//! - [`keystore`]: aliases → certificates; exchange, archive, retention, audit.
+//! # The modules
+//! The core, which knows nothing of HTTP:
+//! - [`config`]: the TOML file, validated into typed values (two stages).
+//! - [`keystore`]: aliases → certificates on disk; exchange, staging, the 90-day
+//!   archive, retention, the audit log. Crash-safe; serialized by a file lock.
 //! - [`wss`]: the encryption engine (streaming envelope rewriter, XML Encryption,
-//!   key identifiers) and the receiver-side decryptor. Knows nothing of HTTP.
-//! - [`state`]: the immutable [`state::Snapshot`] (config, routes, certificates)
-//!   behind `ArcSwap`, and the one reload path (build aside, validate, swap).
-//! - [`proxy`]: listener → route match → snapshot.load() → `wss` encryption →
-//!   upstream client → response streamed back; its own errors as SOAP Faults.
-//! - [`daemon`]: `wssgate serve` wiring; [`signal`]: SIGHUP/SIGTERM as intents;
-//!   [`telemetry`]: logging.
+//!   key identifiers) and the receiver-side decryptor.
+//! - [`time`]: RFC 3339 as records and answers write it.
 //!
-//! Dependencies run one way: `wss` and `keystore` know nothing of HTTP; `proxy`
-//! uses `state`; only `main` knows the command line.
+//! The running daemon:
+//! - [`state`]: the immutable [`state::Snapshot`] (config, routes, certificates,
+//!   tokens) behind `ArcSwap`, and the one reload path (build aside, validate,
+//!   swap).
+//! - [`control`]: the operations of both renewal procedures — pause, resume,
+//!   exchange, stage, withdraw, activate-due, reload — with audit and pause
+//!   persistence, under one written-down lock discipline. Every transport below
+//!   translates to and from it.
+//! - [`proxy`]: the request path (below); its own errors as SOAP Faults in one
+//!   place ([`proxy::fault`]); the per-route gate ([`proxy::gate`]).
+//! - [`admin`]: the admin API — typed wire contract, server, client.
+//! - [`daemon`]: `wssgate serve` wiring: load, restore pauses, bind, run the proxy,
+//!   the admin API, the staged-activation scheduler, the paused-routes file,
+//!   file watching ([`watch`]) and reload signals ([`signal`]) until shutdown.
+//! - [`telemetry`]: logging and Prometheus metrics.
+//!
+//! The command line and the demo:
+//! - [`command`]: every `wssgate` command but `serve`, as library code that `main`
+//!   calls; [`demo`]: `wssgate demo`, both renewals live.
+//!
+//! # One request
+//! ```text
+//! listener ─▶ route match (longest path prefix, from the snapshot of arrival)
+//!   ─▶ gate: paused? hold in arrival order (bounded) or refuse route-paused
+//!   ─▶ snapshot.load(), once: this request's certificate from here to the end
+//!   ─▶ body: buffered (≤ stream_threshold) or streamed; wss encrypts the Body
+//!   ─▶ upstream client (pooled, TLS), sent once, never retried
+//!   ◀─ the answer streamed back unchanged; a fault of wssgate's own as SOAP Fault
+//! ```
+//! Renewal operations reach the same gate and snapshot through [`control`]: a
+//! pause closes the gate, an exchange publishes a new snapshot, a resume opens
+//! the gate after any staged certificate is live — so held requests go out
+//! under the new certificate.
+//!
+//! Dependencies run one way: `wss` and `keystore` know nothing of HTTP; `proxy`,
+//! `control` and `admin` use `state`; only `main` knows the command line's
+//! process (arguments, stdout, exit codes).
 
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod command;
 pub mod config;
-pub mod ctl;
+pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod keystore;
@@ -29,5 +62,6 @@ pub mod proxy;
 pub mod signal;
 pub mod state;
 pub mod telemetry;
+pub mod time;
 pub mod watch;
 pub mod wss;

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::config::{Config, RouteConfig};
-use crate::keystore::{self, ExpiryWarning, Keystore, KeystoreError};
-use crate::wss::{KeyIdentifier, Recipient};
+use crate::keystore::{ExpiryWarning, Keystore, KeystoreError};
+use crate::wss::Recipient;
 
 /// Why a snapshot could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -95,10 +95,7 @@ impl Snapshot {
             let recipient = match aliases.get(&route.alias) {
                 Some(r) => r.clone(),
                 None => {
-                    let needs_ski = config
-                        .routes_for_alias(&route.alias)
-                        .any(|r| r.algorithms.key_identifier == KeyIdentifier::Ski);
-                    let policy = keystore::policy(&config.keystore, needs_ski);
+                    let policy = config.certificate_policy(&route.alias);
                     let r = keystore.active(&route.alias, &policy).map_err(|source| {
                         SnapshotError::Route {
                             route: route.name.clone(),
@@ -218,6 +215,13 @@ pub enum ReloadTrigger {
 }
 
 impl ReloadTrigger {
+    pub const ALL: [ReloadTrigger; 4] = [
+        ReloadTrigger::Signal,
+        ReloadTrigger::Api,
+        ReloadTrigger::Exchange,
+        ReloadTrigger::FileChange,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             ReloadTrigger::Signal => "signal",
@@ -252,8 +256,6 @@ pub struct Shared {
     /// Serializes reloads so that two never interleave build and swap. Reloads are
     /// rare and never on the request path, which only loads `current`.
     reload_lock: std::sync::Mutex<()>,
-    pub reloads_ok: std::sync::atomic::AtomicU64,
-    pub reloads_failed: std::sync::atomic::AtomicU64,
     /// Prometheus metrics of the proxy, the admin API and reloads.
     pub metrics: crate::telemetry::Metrics,
 }
@@ -264,10 +266,28 @@ impl Shared {
             current: arc_swap::ArcSwap::from_pointee(snapshot),
             config_path,
             reload_lock: std::sync::Mutex::new(()),
-            reloads_ok: Default::default(),
-            reloads_failed: Default::default(),
             metrics: Default::default(),
         }
+    }
+
+    /// Reloads since start that succeeded and that were rejected, whatever
+    /// triggered them (read from the `wssgate_reloads_total` counters).
+    pub fn reload_counts(&self) -> (u64, u64) {
+        let count = |result: &str| -> u64 {
+            ReloadTrigger::ALL
+                .iter()
+                .filter_map(|t| {
+                    self.metrics
+                        .reloads
+                        .get(&vec![
+                            ("trigger", t.name().to_string()),
+                            ("result", result.to_string()),
+                        ])
+                        .map(|c| c.get())
+                })
+                .sum()
+        };
+        (count("ok"), count("failed"))
     }
 
     /// The current snapshot; a request calls this once and keeps the result.
@@ -278,7 +298,6 @@ impl Shared {
     /// Build a new snapshot from the configuration file and keystore, validate it,
     /// and publish it. On error nothing changes. Blocking (reads files).
     pub fn reload(&self, trigger: ReloadTrigger) -> Result<ReloadOutcome, ReloadError> {
-        use std::sync::atomic::Ordering;
         let _guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
         let old = self.load();
         let result = Config::load(&self.config_path)
@@ -293,7 +312,6 @@ impl Shared {
                 let generation = new.generation;
                 new.log_expiry(SystemTime::now());
                 self.current.store(Arc::new(new));
-                self.reloads_ok.fetch_add(1, Ordering::Relaxed);
                 self.metrics
                     .reloads
                     .get_or_create(&vec![
@@ -301,14 +319,13 @@ impl Shared {
                         ("result", "ok".to_string()),
                     ])
                     .inc();
-                tracing::info!(trigger = trigger.name(), generation, changed = ?changed, "reloaded");
+                tracing::info!(trigger = trigger.name(), generation, changed = %changed.join("; "), "reloaded");
                 Ok(ReloadOutcome {
                     generation,
                     changed,
                 })
             }
             Err(e) => {
-                self.reloads_failed.fetch_add(1, Ordering::Relaxed);
                 self.metrics
                     .reloads
                     .get_or_create(&vec![

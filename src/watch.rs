@@ -14,15 +14,16 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use crate::state::{ReloadTrigger, Shared};
+use crate::control::Control;
+use crate::state::ReloadTrigger;
 
 /// How long the watched directories must be quiet before the reload.
 pub const DEBOUNCE: Duration = Duration::from_millis(500);
 
 /// Watch the configuration's and the keystore's directories and reload on change,
 /// until the returned watcher is dropped.
-pub fn spawn(shared: Arc<Shared>) -> notify::Result<notify::RecommendedWatcher> {
-    let snapshot = shared.load();
+pub fn spawn(control: Arc<Control>) -> notify::Result<notify::RecommendedWatcher> {
+    let snapshot = control.shared().load();
     let mut dirs: Vec<PathBuf> = vec![snapshot.config.keystore.dir.clone()];
     if let Some(dir) = snapshot.config.path.parent() {
         dirs.push(dir.to_path_buf());
@@ -51,10 +52,8 @@ pub fn spawn(shared: Arc<Shared>) -> notify::Result<notify::RecommendedWatcher> 
                     Err(_) => break,
                 }
             }
-            let shared = shared.clone();
-            // Failures are logged and counted inside reload(); the old state stays.
-            let _ =
-                tokio::task::spawn_blocking(move || shared.reload(ReloadTrigger::FileChange)).await;
+            // Failures are logged and counted inside the reload; the old state stays.
+            let _ = control.reload(ReloadTrigger::FileChange, None).await;
         }
     });
     Ok(watcher)

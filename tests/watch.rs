@@ -96,20 +96,9 @@ async fn a_secret_style_swap_of_the_keystore_is_picked_up() {
     .unwrap();
     symlink("..2026_11_27_03", ks.join("..data_tmp")).unwrap();
     std::fs::rename(ks.join("..data_tmp"), ks.join("..data")).unwrap();
-    let failed = || {
-        daemon
-            .shared
-            .reloads_failed
-            .load(std::sync::atomic::Ordering::Relaxed)
-    };
+    let failed = || daemon.shared.reload_counts().1;
     common::eventually(Duration::from_secs(10), async || failed() > 0).await;
-    assert_eq!(
-        daemon
-            .shared
-            .reloads_failed
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(daemon.shared.reload_counts().1, 1);
     assert_eq!(daemon.shared.load().generation, 2);
     let (status, _, _) = net::post(
         &net::client(),

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use super::CertificateSummary;
-use crate::wss::certificate::rfc3339;
+use crate::time::rfc3339;
 
 /// One recorded change or attempted change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,6 +18,11 @@
 
 pub mod audit;
 pub mod files;
+mod import;
+mod staging;
+
+pub use import::certificate_from_file;
+pub use staging::{Activation, Pending};
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -28,7 +33,8 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{KeystoreConfig, is_valid_alias};
-use crate::wss::certificate::{CertificateError, CertificatePolicy, first_reason, rfc3339};
+use crate::time::rfc3339;
+use crate::wss::certificate::{CertificateError, CertificatePolicy, first_reason};
 use crate::wss::{CertificateInfo, Recipient};
 use audit::AuditRecord;
 
@@ -102,12 +108,6 @@ pub enum ExchangeStep {
     Recorded,
 }
 
-/// RFC 3339 with milliseconds: the archive orders certificates by these times,
-/// and two exchanges may fall within one second.
-fn precise(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
-}
-
 /// The facts about a certificate that the archive, audit log and API show.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertificateSummary {
@@ -163,7 +163,7 @@ pub struct Entry {
 }
 
 /// One period in an alias's history.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     pub certificate: CertificateSummary,
     pub active_from: Option<String>,
@@ -358,6 +358,18 @@ impl Keystore {
     ) -> Result<ExchangeOutcome, KeystoreError> {
         Self::check_alias(alias)?;
         let _lock = self.lock()?;
+        self.exchange_locked(alias, new_certificate, actor, policy, now)
+    }
+
+    /// [`Keystore::exchange`] for a caller that holds the keystore lock.
+    fn exchange_locked(
+        &self,
+        alias: &str,
+        new_certificate: &[u8],
+        actor: &str,
+        policy: &CertificatePolicy,
+        now: SystemTime,
+    ) -> Result<ExchangeOutcome, KeystoreError> {
         let mut record = AuditRecord::new(actor, "exchange", now);
         record.alias = Some(alias.to_string());
         let file = self.certificate_path(alias);
@@ -518,7 +530,7 @@ impl Keystore {
         files::create_dir_all(dir).map_err(KeystoreError::io(dir))?;
         let record = ActiveRecord {
             sha256: sha256.to_string(),
-            active_from: precise(now),
+            active_from: crate::time::rfc3339_millis(now),
         };
         let json = serde_json::to_vec_pretty(&record).map_err(|e| KeystoreError::Metadata {
             file: path.display().to_string(),
@@ -569,7 +581,7 @@ impl Keystore {
         files::create_dir_all(&dir).map_err(KeystoreError::io(&dir))?;
         let retain_until =
             now + Duration::from_secs(u64::from(self.config.retention_days) * 86_400);
-        let stamp = precise(now).replace(':', "");
+        let stamp = crate::time::rfc3339_millis(now).replace(':', "");
         let stem = format!("{stamp}-{}", &summary.sha256[..16]);
         let record = ArchiveRecord {
             alias: alias.to_string(),
@@ -578,9 +590,9 @@ impl Keystore {
             issuer: summary.issuer.clone(),
             subject: summary.subject.clone(),
             not_after: summary.not_after.clone(),
-            active_from: precise(active_from),
-            retired_at: precise(now),
-            retain_until: precise(retain_until),
+            active_from: crate::time::rfc3339_millis(active_from),
+            retired_at: crate::time::rfc3339_millis(now),
+            retain_until: crate::time::rfc3339_millis(retain_until),
         };
         let pem_path = dir.join(format!("{stem}.pem"));
         files::write_atomic(&pem_path, pem).map_err(KeystoreError::io(&pem_path))?;
@@ -634,7 +646,7 @@ impl Keystore {
                     out.retain(|h| h.certificate.sha256 != summary.sha256);
                     out.push(HistoryEntry {
                         certificate: summary,
-                        active_from: Some(precise(since)),
+                        active_from: Some(crate::time::rfc3339_millis(since)),
                         retired_at: None,
                         retain_until: None,
                     });
@@ -734,251 +746,4 @@ fn archive_files(dir: &Path) -> Result<Vec<(PathBuf, PathBuf)>, KeystoreError> {
     }
     out.sort();
     Ok(out)
-}
-
-/// The certificate in a file a user already has: PEM, DER or PKCS#12. From a
-/// PKCS#12 truststore, the entry whose friendly name is `entry_name`, or the only
-/// certificate. Returns PEM.
-pub fn certificate_from_file(
-    file_name: &str,
-    bytes: &[u8],
-    password: Option<&str>,
-    entry_name: &str,
-) -> Result<Vec<u8>, KeystoreError> {
-    let looks_pem = bytes.trim_ascii_start().starts_with(b"-----BEGIN");
-    let is_p12 = !looks_pem
-        && (file_name.ends_with(".p12")
-            || file_name.ends_with(".pfx")
-            || openssl::x509::X509::from_der(bytes).is_err());
-    let cert = if is_p12 {
-        let fail = |e: openssl::error::ErrorStack| KeystoreError::Pkcs12 {
-            file: file_name.to_string(),
-            reason: first_reason(&e),
-        };
-        let parsed = openssl::pkcs12::Pkcs12::from_der(bytes)
-            .and_then(|p| p.parse2(password.unwrap_or("")))
-            .map_err(fail)?;
-        let mut all: Vec<openssl::x509::X509> = parsed.cert.into_iter().collect();
-        if let Some(ca) = parsed.ca {
-            all.extend(ca);
-        }
-        let name_of =
-            |c: &openssl::x509::X509| c.alias().map(|a| String::from_utf8_lossy(a).into_owned());
-        if let Some(c) = all
-            .iter()
-            .find(|c| name_of(c).as_deref() == Some(entry_name))
-        {
-            c.clone()
-        } else if all.len() == 1 {
-            all.remove(0)
-        } else {
-            let available: Vec<String> = all
-                .iter()
-                .map(|c| name_of(c).unwrap_or_else(|| "(unnamed)".into()))
-                .collect();
-            return Err(KeystoreError::NoSuchEntry {
-                file: file_name.to_string(),
-                name: entry_name.to_string(),
-                available: if available.is_empty() {
-                    "none".into()
-                } else {
-                    available.join(", ")
-                },
-            });
-        }
-    } else {
-        crate::wss::certificate::parse_certificate(bytes).map_err(|reason| {
-            KeystoreError::Refused {
-                alias: entry_name.to_string(),
-                file: file_name.to_string(),
-                reason,
-            }
-        })?
-    };
-    cert.to_pem().map_err(|e| KeystoreError::Refused {
-        alias: entry_name.to_string(),
-        file: file_name.to_string(),
-        reason: CertificateError::Parse(first_reason(&e)),
-    })
-}
-
-/// When a staged certificate becomes active.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "activate", rename_all = "kebab-case")]
-pub enum Activation {
-    /// When the paused routes using the alias resume.
-    OnResume,
-    /// At an agreed time (RFC 3339).
-    At { at: String },
-}
-
-/// A validated certificate waiting to become active under an alias.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Pending {
-    pub alias: String,
-    pub certificate: CertificateSummary,
-    #[serde(flatten)]
-    pub activation: Activation,
-    pub staged_by: String,
-    pub staged_at: String,
-}
-
-impl Keystore {
-    fn pending_paths(&self, alias: &str) -> (PathBuf, PathBuf) {
-        let dir = self.config.state_dir.join("pending");
-        (
-            dir.join(format!("{alias}.pem")),
-            dir.join(format!("{alias}.json")),
-        )
-    }
-
-    /// Stage a validated certificate for `alias` (replacing an earlier staged one).
-    /// A certificate whose validity has not started may be staged.
-    pub fn stage(
-        &self,
-        alias: &str,
-        certificate: &[u8],
-        activation: Activation,
-        actor: &str,
-        policy: &CertificatePolicy,
-        now: SystemTime,
-    ) -> Result<Pending, KeystoreError> {
-        Self::check_alias(alias)?;
-        let _lock = self.lock()?;
-        let mut record = AuditRecord::new(actor, "stage", now);
-        record.alias = Some(alias.to_string());
-        if !self.certificate_path(alias).exists() {
-            return self.refused(record, KeystoreError::UnknownAlias(alias.to_string()));
-        }
-        let staging = CertificatePolicy {
-            allow_not_yet_valid: true,
-            ..*policy
-        };
-        let (pem_path, json_path) = self.pending_paths(alias);
-        let recipient = match self.validated(alias, &pem_path, certificate, &staging) {
-            Ok(r) => r,
-            Err(e) => return self.refused(record, e),
-        };
-        let pending = Pending {
-            alias: alias.to_string(),
-            certificate: CertificateSummary::of(recipient.info()),
-            activation,
-            staged_by: actor.to_string(),
-            staged_at: rfc3339(now),
-        };
-        let dir = pem_path.parent().unwrap_or(Path::new("."));
-        files::create_dir_all(dir).map_err(KeystoreError::io(dir))?;
-        let pem = recipient
-            .certificate()
-            .to_pem()
-            .map_err(|e| KeystoreError::Metadata {
-                file: pem_path.display().to_string(),
-                reason: first_reason(&e),
-            })?;
-        files::write_atomic(&pem_path, &pem).map_err(KeystoreError::io(&pem_path))?;
-        let json = serde_json::to_vec_pretty(&pending).map_err(|e| KeystoreError::Metadata {
-            file: json_path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        files::write_atomic(&json_path, &json).map_err(KeystoreError::io(&json_path))?;
-        record.after = Some(pending.certificate.clone());
-        record.detail = Some(serde_json::to_value(&pending.activation).unwrap_or_default());
-        self.audit(&record)?;
-        Ok(pending)
-    }
-
-    /// The staged certificate of `alias`, if any.
-    pub fn pending(&self, alias: &str) -> Result<Option<Pending>, KeystoreError> {
-        Self::check_alias(alias)?;
-        let (_, json_path) = self.pending_paths(alias);
-        match fs::read(&json_path) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| KeystoreError::Metadata {
-                        file: json_path.display().to_string(),
-                        reason: e.to_string(),
-                    })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(KeystoreError::io(&json_path)(e)),
-        }
-    }
-
-    /// Every staged certificate.
-    pub fn all_pending(&self) -> Result<Vec<Pending>, KeystoreError> {
-        let dir = self.config.state_dir.join("pending");
-        let listing = match fs::read_dir(&dir) {
-            Ok(l) => l,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(KeystoreError::io(&dir)(e)),
-        };
-        let mut out = Vec::new();
-        for item in listing {
-            let path = item.map_err(KeystoreError::io(&dir))?.path();
-            let Some(alias) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".json"))
-            else {
-                continue;
-            };
-            if let Some(p) = self.pending(alias)? {
-                out.push(p);
-            }
-        }
-        Ok(out)
-    }
-
-    fn remove_pending(&self, alias: &str) -> Result<(), KeystoreError> {
-        let (pem_path, json_path) = self.pending_paths(alias);
-        // Metadata first: without it, nothing is pending.
-        for p in [&json_path, &pem_path] {
-            match fs::remove_file(p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(KeystoreError::io(p)(e)),
-            }
-        }
-        if let Some(dir) = json_path.parent() {
-            files::sync_dir(dir).map_err(KeystoreError::io(dir))?;
-        }
-        Ok(())
-    }
-
-    /// Withdraw the staged certificate of `alias`.
-    pub fn withdraw(
-        &self,
-        alias: &str,
-        actor: &str,
-        now: SystemTime,
-    ) -> Result<Pending, KeystoreError> {
-        let _lock = self.lock()?;
-        let pending = self
-            .pending(alias)?
-            .ok_or_else(|| KeystoreError::UnknownAlias(format!("{alias} (nothing staged)")))?;
-        self.remove_pending(alias)?;
-        let mut record = AuditRecord::new(actor, "withdraw", now);
-        record.alias = Some(alias.to_string());
-        record.before = Some(pending.certificate.clone());
-        self.audit(&record)?;
-        Ok(pending)
-    }
-
-    /// Make the staged certificate of `alias` the active one (an exchange, with
-    /// archive and audit), and drop it from the staging area.
-    pub fn activate_pending(
-        &self,
-        alias: &str,
-        actor: &str,
-        policy: &CertificatePolicy,
-        now: SystemTime,
-    ) -> Result<ExchangeOutcome, KeystoreError> {
-        let (pem_path, _) = self.pending_paths(alias);
-        let pem = fs::read(&pem_path).map_err(KeystoreError::io(&pem_path))?;
-        let outcome = self.exchange(alias, &pem, actor, policy, now)?;
-        let _lock = self.lock()?;
-        self.remove_pending(alias)?;
-        Ok(outcome)
-    }
 }

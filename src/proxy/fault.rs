@@ -33,6 +33,9 @@ pub enum Fault {
     EncryptionFailed,
     UpstreamUnreachable(String),
     UpstreamTimeout,
+    /// A fault of wssgate's own (a task that died, a URI it built wrongly): the
+    /// reason is logged, never answered.
+    Internal(String),
 }
 
 /// Who caused a fault: the SOAP fault code and the log severity follow from it.
@@ -59,6 +62,7 @@ impl Fault {
             Fault::EncryptionFailed => "encryption-failed",
             Fault::UpstreamUnreachable(_) => "upstream-unreachable",
             Fault::UpstreamTimeout => "upstream-timeout",
+            Fault::Internal(_) => "internal-error",
         }
     }
 
@@ -76,6 +80,7 @@ impl Fault {
             Fault::EncryptionFailed => StatusCode::INTERNAL_SERVER_ERROR,
             Fault::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
             Fault::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Fault::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -90,7 +95,9 @@ impl Fault {
             | Fault::NoRoute
             | Fault::MethodNotAllowed => Culprit::Caller,
             Fault::UpstreamUnreachable(_) | Fault::UpstreamTimeout => Culprit::Upstream,
-            Fault::RoutePaused { .. } | Fault::EncryptionFailed => Culprit::Gateway,
+            Fault::RoutePaused { .. } | Fault::EncryptionFailed | Fault::Internal(_) => {
+                Culprit::Gateway
+            }
         }
     }
 
@@ -116,6 +123,17 @@ impl Fault {
             Fault::EncryptionFailed => "the request could not be encrypted for the receiver".into(),
             Fault::UpstreamUnreachable(_) => "the receiver could not be reached".into(),
             Fault::UpstreamTimeout => "the receiver did not answer in time".into(),
+            Fault::Internal(_) => "wssgate could not handle the request".into(),
+        }
+    }
+
+    /// What the log says: the message, with the reasons a client is not told.
+    pub fn detail(&self) -> String {
+        match self {
+            Fault::UpstreamUnreachable(reason) | Fault::Internal(reason) => {
+                format!("{}: {reason}", self.message())
+            }
+            other => other.message(),
         }
     }
 

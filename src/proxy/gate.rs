@@ -8,8 +8,9 @@
 //! queue and is never sent. Encryption happens after the gate, so a held request
 //! is encrypted with the certificate current when it is released.
 //!
-//! Pause state lives here, outside the snapshot: it survives reloads, and the
-//! daemon persists it so a restart inside a renewal window stays paused.
+//! Pause state lives here, outside the snapshot: it survives reloads. Persisting
+//! it (so a restart inside a renewal window stays paused) is
+//! [`crate::control`]'s, which is also the only caller of `pause` and `resume`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,6 +33,16 @@ pub enum Refusal {
     HoldTimeout,
 }
 
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Refusal::Rejected => "paused and on_pause = reject",
+            Refusal::HoldFull => "hold_max requests already held",
+            Refusal::HoldTimeout => "held for hold_timeout without a resume",
+        })
+    }
+}
+
 /// The gate of one route.
 pub struct Gate {
     paused: AtomicBool,
@@ -49,10 +60,6 @@ pub struct Gate {
     closed: std::sync::Mutex<Option<OwnedMutexGuard<()>>>,
     /// Serializes pauses, so a second pause does not wait on the first's guard.
     pausing: Mutex<()>,
-    /// Counters for status and metrics.
-    pub held_total: AtomicU64,
-    pub released_total: AtomicU64,
-    pub refused_total: AtomicU64,
     /// Held requests whose client went away before release (never sent).
     pub abandoned_total: AtomicU64,
 }
@@ -95,9 +102,6 @@ impl Gate {
             queue: Arc::new(Mutex::new(())),
             closed: std::sync::Mutex::new(None),
             pausing: Mutex::new(()),
-            held_total: AtomicU64::new(0),
-            released_total: AtomicU64::new(0),
-            refused_total: AtomicU64::new(0),
             abandoned_total: AtomicU64::new(0),
         }
     }
@@ -138,15 +142,12 @@ impl Gate {
             return Ok(pass);
         }
         if on_pause == OnPause::Reject {
-            self.refused_total.fetch_add(1, Ordering::Relaxed);
             return Err(Refusal::Rejected);
         }
         if self.held.fetch_add(1, Ordering::SeqCst) >= hold_max {
             self.held.fetch_sub(1, Ordering::SeqCst);
-            self.refused_total.fetch_add(1, Ordering::Relaxed);
             return Err(Refusal::HoldFull);
         }
-        self.held_total.fetch_add(1, Ordering::Relaxed);
         let mut held = Held {
             gate: self,
             released: false,
@@ -156,14 +157,12 @@ impl Gate {
             let turn = tokio::time::timeout_at(deadline, self.queue.clone().lock_owned()).await;
             let Ok(turn) = turn else {
                 held.released = true; // refused, not abandoned
-                self.refused_total.fetch_add(1, Ordering::Relaxed);
                 return Err(Refusal::HoldTimeout);
             };
             let pass = self.try_pass();
             drop(turn); // the next in line may go
             if let Some(pass) = pass {
                 held.released = true;
-                self.released_total.fetch_add(1, Ordering::Relaxed);
                 return Ok(pass);
             }
             // Paused again between the resume and our turn: queue again.
@@ -333,68 +332,5 @@ mod tests {
         let _ = waiter.await;
         assert_eq!(gate.held(), 0);
         assert_eq!(gate.abandoned_total.load(Ordering::Relaxed), 1);
-    }
-}
-
-/// The pause state on disk (`state_dir/paused.json`), so a daemon restarted inside
-/// a renewal window keeps its routes paused.
-#[derive(Debug, Clone)]
-pub struct PauseFile {
-    path: std::path::PathBuf,
-}
-
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-struct PauseRecord {
-    /// Route name → who paused it and when (RFC 3339).
-    paused: std::collections::BTreeMap<String, PausedBy>,
-}
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct PausedBy {
-    pub by: String,
-    pub since: String,
-}
-
-impl PauseFile {
-    pub fn new(state_dir: &std::path::Path) -> PauseFile {
-        PauseFile {
-            path: state_dir.join("paused.json"),
-        }
-    }
-
-    /// The routes recorded as paused; a missing file means none.
-    pub fn load(&self) -> std::io::Result<std::collections::BTreeMap<String, PausedBy>> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice::<PauseRecord>(&bytes)
-                .map(|r| r.paused)
-                .map_err(|e| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("{}: {e}", self.path.display()),
-                    )
-                }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Record `route` as paused (`Some`) or active (`None`), durably.
-    pub fn set(&self, route: &str, paused: Option<PausedBy>) -> std::io::Result<()> {
-        let mut record = PauseRecord {
-            paused: self.load()?,
-        };
-        match paused {
-            Some(p) => {
-                record.paused.entry(route.to_string()).or_insert(p);
-            }
-            None => {
-                record.paused.remove(route);
-            }
-        }
-        if let Some(dir) = self.path.parent() {
-            crate::keystore::files::create_dir_all(dir)?;
-        }
-        let json = serde_json::to_vec_pretty(&record).map_err(std::io::Error::other)?;
-        crate::keystore::files::write_atomic(&self.path, &json)
     }
 }

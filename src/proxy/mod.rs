@@ -8,9 +8,11 @@
 //! so memory stays flat up to `max_body`. wssgate's own errors are SOAP Faults made
 //! in one place ([`fault`]). A request is never retried once a byte was sent.
 
+mod access;
 pub mod fault;
 mod forward;
 pub mod gate;
+mod headers;
 pub mod stream;
 pub mod upstream;
 
@@ -22,7 +24,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -35,14 +36,26 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type of every request and response the proxy handles.
 pub type ProxyBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 
+/// A request body the proxy can read, stream and drain from its own tasks:
+/// hyper's `Incoming` on a socket, or any in-process body in tests.
+pub trait RequestBody:
+    hyper::body::Body<Data = Bytes, Error: Into<BoxError> + Send> + Send + Unpin + 'static
+{
+}
+
+impl<B> RequestBody for B where
+    B: hyper::body::Body<Data = Bytes, Error: Into<BoxError> + Send> + Send + Unpin + 'static
+{
+}
+
 pub(crate) fn full_body(bytes: Bytes) -> ProxyBody {
     Full::new(bytes).map_err(|never| match never {}).boxed()
 }
 
-/// Everything the proxy shares between requests.
 /// Read buffer limit per client connection.
 const MAX_CONNECTION_BUFFER: usize = 32 * 1024;
 
+/// Everything the proxy shares between requests.
 pub struct Proxy {
     /// The published snapshot (config, routes, certificates) and its reload path.
     pub shared: Arc<Shared>,
@@ -67,10 +80,11 @@ impl Proxy {
         }
     }
 
-    /// Handle one request (no socket needed: tests call this directly).
-    pub async fn handle(
+    /// Handle one request. Any body will do, so tests call this in process
+    /// without a socket.
+    pub async fn handle<B: RequestBody>(
         &self,
-        request: Request<Incoming>,
+        request: Request<B>,
         peer: SocketAddr,
     ) -> Response<ProxyBody> {
         forward::handle(self, request, peer).await

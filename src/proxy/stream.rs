@@ -6,10 +6,10 @@ use std::io::{self, Read, Write};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use tokio::sync::mpsc;
 
-use super::BoxError;
+use super::{BoxError, RequestBody};
 use crate::wss::input::InputTooLarge;
 
 /// How many chunks may wait in either direction.
@@ -41,12 +41,15 @@ impl Read for ChannelReader {
 
 /// Feed `head` and then the rest of `body` to a [`ChannelReader`], failing with
 /// [`InputTooLarge`] past `limit` bytes in all.
-pub fn read_body(
+pub fn read_body<B>(
     head: Bytes,
-    mut body: Incoming,
+    mut body: B,
     limit: u64,
     idle: std::time::Duration,
-) -> ChannelReader {
+) -> ChannelReader
+where
+    B: RequestBody,
+{
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     tokio::spawn(async move {
         let mut total = head.len() as u64;
@@ -66,7 +69,7 @@ pub fn read_body(
             match next {
                 None => return,
                 Some(Err(e)) => {
-                    let _ = tx.send(Err(io::Error::other(e))).await;
+                    let _ = tx.send(Err(io::Error::other(e.into()))).await;
                     return;
                 }
                 Some(Ok(frame)) => {
@@ -97,7 +100,10 @@ pub fn read_body(
 /// Read and discard what is left of a refused request body, for a bounded time
 /// and amount, so the client can read the early answer: closing a socket with
 /// unread data makes the kernel reset the connection and the answer is lost.
-pub async fn drain(mut body: Incoming) {
+pub async fn drain<B>(mut body: B)
+where
+    B: RequestBody,
+{
     const MAX_TIME: std::time::Duration = std::time::Duration::from_secs(10);
     const MAX_BYTES: u64 = 256 << 20;
     let _ = tokio::time::timeout(MAX_TIME, async {

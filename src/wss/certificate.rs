@@ -55,6 +55,23 @@ impl Default for CertificatePolicy {
     }
 }
 
+impl CertificatePolicy {
+    /// The one rule tying key identifiers to certificates: a message that names
+    /// its key by SubjectKeyIdentifier needs a certificate that has one.
+    pub fn for_key_identifiers(
+        min_rsa_bits: u32,
+        key_identifiers: impl IntoIterator<Item = super::KeyIdentifier>,
+    ) -> CertificatePolicy {
+        CertificatePolicy {
+            min_rsa_bits,
+            require_ski: key_identifiers
+                .into_iter()
+                .any(|k| k == super::KeyIdentifier::Ski),
+            allow_not_yet_valid: false,
+        }
+    }
+}
+
 /// The facts about a certificate that the wire format, logs and the admin API use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateInfo {
@@ -136,12 +153,12 @@ impl CertificateInfo {
         }
         if now > self.not_after {
             return Err(CertificateError::Expired {
-                not_after: rfc3339(self.not_after),
+                not_after: crate::time::rfc3339(self.not_after),
             });
         }
         if now < self.not_before && !policy.allow_not_yet_valid {
             return Err(CertificateError::NotYetValid {
-                not_before: rfc3339(self.not_before),
+                not_before: crate::time::rfc3339(self.not_before),
             });
         }
         if !self.key_usage_allows_encipherment {
@@ -201,11 +218,6 @@ fn asn1_to_system_time(t: &Asn1TimeRef) -> Result<SystemTime, openssl::error::Er
     } else {
         UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
     })
-}
-
-/// RFC 3339 with seconds, UTC.
-pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// A distinguished name in RFC 2253 form: most specific RDN first, the attribute

@@ -63,18 +63,6 @@ pub enum EncryptError {
 }
 
 impl EncryptError {
-    /// The stable error code of DESIGN.md's fault table.
-    pub fn code(&self) -> &'static str {
-        match self {
-            EncryptError::EmptyBody => "empty-body",
-            EncryptError::AlreadyEncrypted => "already-encrypted",
-            EncryptError::TooLarge(_) => "payload-too-large",
-            EncryptError::Certificate(_) | EncryptError::Cipher(_) => "encryption-failed",
-            EncryptError::Read(_) | EncryptError::Write(_) => "io",
-            _ => "malformed-envelope",
-        }
-    }
-
     /// Whether the caller's input is at fault (as opposed to wssgate or I/O).
     pub fn is_input_error(&self) -> bool {
         !matches!(

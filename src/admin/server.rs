@@ -1,0 +1,746 @@
+//! The admin API server: authentication, routing of paths to [`Control`]
+//! operations and views, and the one conversion of [`ControlError`] into an HTTP
+//! answer. It holds no renewal logic.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Body;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use super::contract::{
+    self, AliasView, CertificateView, ErrorAnswer, ExchangeAnswer, ExchangeQuery, Health,
+    KeystoreAlias, KeystoreEntry, PauseAnswer, PauseQuery, ReloadAnswer, ReloadCounts,
+    ReloadRefused, ResumeAnswer, RouteState, RouteView, StageAnswer, StatusAnswer, WithdrawAnswer,
+};
+use crate::config::{OnPause, Role};
+use crate::control::{Actor, Control, ControlError};
+use crate::keystore::{self, CertificateSummary, Keystore, KeystoreError};
+use crate::proxy::{BoxError, ProxyBody, full_body};
+use crate::state::{ReloadTrigger, Snapshot, token_digest};
+use crate::time::rfc3339;
+
+/// Largest certificate accepted by `PUT /v1/keystore/{alias}`.
+const MAX_CERTIFICATE_BYTES: usize = 1 << 20;
+
+/// What the admin API works on.
+pub struct Admin {
+    /// Every operation, and the state they change.
+    pub control: Arc<Control>,
+    /// Set once the listeners are bound (`/readyz`).
+    pub ready: AtomicBool,
+    /// The address the admin listener is bound to (for the Host check).
+    pub bound: SocketAddr,
+}
+
+/// An answer other than success: status and a JSON body.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: serde_json::Value,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError::with_body(
+            status,
+            &ErrorAnswer {
+                error: message.into(),
+            },
+        )
+    }
+
+    fn with_body(status: StatusCode, body: &impl Serialize) -> ApiError {
+        ApiError {
+            status,
+            body: serde_json::to_value(body).unwrap_or_default(),
+        }
+    }
+}
+
+fn keystore_status(e: &KeystoreError) -> StatusCode {
+    match e {
+        KeystoreError::UnknownAlias(_) | KeystoreError::InvalidAlias(_) => StatusCode::NOT_FOUND,
+        e if e.is_invalid_input() => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The one mapping from what went wrong to what the caller is told.
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> ApiError {
+        match e {
+            ControlError::UnknownRoute(_) | ControlError::NothingStaged(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, e.to_string())
+            }
+            ControlError::Keystore(ref k) => ApiError::new(keystore_status(k), e.to_string()),
+            ControlError::NotLive {
+                ref outcome,
+                ref reason,
+            } => ApiError::with_body(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &ExchangeAnswer {
+                    error: Some(format!(
+                        "the certificate was exchanged on disk but the reload failed: {reason}"
+                    )),
+                    alias: outcome.alias.clone(),
+                    previous: outcome.previous.clone(),
+                    current: outcome.current.clone(),
+                    generation: None,
+                    live: false,
+                },
+            ),
+            ControlError::Reload {
+                ref reason,
+                kept_generation,
+            } => ApiError::with_body(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &ReloadRefused {
+                    error: reason.to_string(),
+                    generation: kept_generation,
+                    kept: "the running configuration is unchanged".into(),
+                },
+            ),
+            ControlError::PauseNotSaved(_)
+            | ControlError::ResumeNotSaved(_)
+            | ControlError::ActivationFailed(_)
+            | ControlError::Internal(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }
+        }
+    }
+}
+
+impl From<contract::QueryError> for ApiError {
+    fn from(e: contract::QueryError) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
+    }
+}
+
+fn json_response(status: StatusCode, value: &impl Serialize) -> Response<ProxyBody> {
+    let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    body.push(b'\n');
+    let mut r = Response::new(full_body(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn error_response(e: ApiError) -> Response<ProxyBody> {
+    let mut r = json_response(e.status, &e.body);
+    if e.status == StatusCode::UNAUTHORIZED {
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    r
+}
+
+/// The caller, once authenticated.
+struct Caller {
+    name: String,
+    role: Role,
+}
+
+/// Which endpoint a path names.
+enum Endpoint {
+    Healthz,
+    Readyz,
+    Metrics,
+    Status,
+    Routes,
+    Route(String),
+    Pause(String),
+    Resume(String),
+    Reload,
+    Keystore,
+    KeystoreAlias(String),
+    Withdraw(String),
+}
+
+impl Endpoint {
+    fn parse(path: &str) -> Option<Endpoint> {
+        let segments = contract::paths::segments(path);
+        let s: Vec<&str> = segments.iter().map(String::as_str).collect();
+        Some(match s.as_slice() {
+            ["healthz"] => Endpoint::Healthz,
+            ["readyz"] => Endpoint::Readyz,
+            ["metrics"] => Endpoint::Metrics,
+            ["v1", "status"] => Endpoint::Status,
+            ["v1", "routes"] => Endpoint::Routes,
+            ["v1", "routes", name] => Endpoint::Route(name.to_string()),
+            ["v1", "routes", name, "pause"] => Endpoint::Pause(name.to_string()),
+            ["v1", "routes", name, "resume"] => Endpoint::Resume(name.to_string()),
+            ["v1", "reload"] => Endpoint::Reload,
+            ["v1", "keystore"] => Endpoint::Keystore,
+            ["v1", "keystore", alias] => Endpoint::KeystoreAlias(alias.to_string()),
+            ["v1", "keystore", alias, "withdraw"] => Endpoint::Withdraw(alias.to_string()),
+            _ => return None,
+        })
+    }
+
+    /// The methods allowed, and the role `method` needs (None: no token).
+    fn access(&self, method: &Method) -> (&'static [Method], Option<Role>) {
+        match self {
+            Endpoint::Healthz | Endpoint::Readyz => (&[Method::GET], None),
+            Endpoint::Metrics
+            | Endpoint::Status
+            | Endpoint::Routes
+            | Endpoint::Route(_)
+            | Endpoint::Keystore => (&[Method::GET], Some(Role::Read)),
+            Endpoint::Pause(_) | Endpoint::Resume(_) | Endpoint::Reload => {
+                (&[Method::POST], Some(Role::Operator))
+            }
+            Endpoint::Withdraw(_) => (&[Method::POST], Some(Role::Keys)),
+            Endpoint::KeystoreAlias(_) => (
+                &[Method::GET, Method::PUT],
+                Some(if method == Method::PUT {
+                    Role::Keys
+                } else {
+                    Role::Read
+                }),
+            ),
+        }
+    }
+}
+
+impl Admin {
+    pub fn new(control: Arc<Control>, bound: SocketAddr) -> Admin {
+        Admin {
+            control,
+            ready: AtomicBool::new(false),
+            bound,
+        }
+    }
+
+    fn hosts_allowed(&self, host: &str) -> bool {
+        let port = self.bound.port();
+        let listen = self.control.shared().load().config.admin.listen;
+        let mut allowed = vec![self.bound.to_string(), listen.to_string()];
+        if self.bound.ip().is_loopback() {
+            allowed.extend([
+                format!("localhost:{port}"),
+                format!("127.0.0.1:{port}"),
+                format!("[::1]:{port}"),
+            ]);
+        }
+        allowed.iter().any(|a| a.eq_ignore_ascii_case(host))
+    }
+
+    fn authenticate<B>(
+        &self,
+        snapshot: &Snapshot,
+        request: &Request<B>,
+    ) -> Result<Caller, ApiError> {
+        let unauthorized =
+            || ApiError::new(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+        let value = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(unauthorized)?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or_else(unauthorized)?;
+        let digest = token_digest(token);
+        // Compare with every token (constant time each) so timing says nothing
+        // about which token nearly matched.
+        let mut found = None;
+        for t in &snapshot.admin_tokens {
+            if openssl::memcmp::eq(&t.digest, &digest) && found.is_none() {
+                found = Some(Caller {
+                    name: t.name.clone(),
+                    role: t.role,
+                });
+            }
+        }
+        found.ok_or_else(unauthorized)
+    }
+
+    /// Handle one admin request. Any body will do, so tests call this in
+    /// process without a socket.
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<ProxyBody>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        match self.route(request).await {
+            Ok(r) => r,
+            Err(e) => error_response(e),
+        }
+    }
+
+    async fn route<B>(&self, request: Request<B>) -> Result<Response<ProxyBody>, ApiError>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let mut hosts = request.headers().get_all(header::HOST).iter();
+        let host = hosts.next().and_then(|v| v.to_str().ok()).unwrap_or("");
+        if hosts.next().is_some() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "a request has one Host header",
+            ));
+        }
+        if !self.hosts_allowed(host) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "the Host header does not name this admin address",
+            ));
+        }
+        let path = request.uri().path().to_string();
+        let endpoint = Endpoint::parse(&path).ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, format!("no such endpoint {path}"))
+        })?;
+        let method = request.method().clone();
+        let (allowed, role) = endpoint.access(&method);
+        if !allowed.contains(&method) {
+            let mut r = error_response(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} is not allowed on {path}"),
+            ));
+            let allow: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+            if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {
+                r.headers_mut().insert(header::ALLOW, v);
+            }
+            return Ok(r);
+        }
+        let snapshot = self.control.shared().load();
+        let actor = match role {
+            None => String::new(),
+            Some(needed) => {
+                let caller = self.authenticate(&snapshot, &request)?;
+                if !caller.role.allows(needed) {
+                    return Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        format!(
+                            "token {:?} has role {}; this needs {}",
+                            caller.name,
+                            caller.role.name(),
+                            needed.name()
+                        ),
+                    ));
+                }
+                caller.name
+            }
+        };
+        let actor = Actor(&actor);
+        let control = &self.control;
+        let query = request.uri().query().map(str::to_string);
+        match endpoint {
+            Endpoint::Healthz => Ok(json_response(
+                StatusCode::OK,
+                &Health {
+                    status: "ok".into(),
+                    generation: None,
+                },
+            )),
+            Endpoint::Readyz => Ok(self.readiness(&snapshot)),
+            Endpoint::Metrics => Ok(self.metrics(&snapshot)),
+            Endpoint::Status => Ok(json_response(StatusCode::OK, &self.status(&snapshot))),
+            Endpoint::Routes => {
+                let routes: Vec<RouteView> = snapshot
+                    .routes
+                    .iter()
+                    .filter_map(|r| self.route_view(&snapshot, &r.config.name))
+                    .collect();
+                Ok(json_response(StatusCode::OK, &routes))
+            }
+            Endpoint::Route(name) => {
+                let view = self
+                    .route_view(&snapshot, &name)
+                    .ok_or(ControlError::UnknownRoute(name))?;
+                Ok(json_response(StatusCode::OK, &view))
+            }
+            Endpoint::Pause(name) => {
+                let query: PauseQuery = contract::parse_query(query.as_deref())?;
+                let wait = query.wait()?;
+                let paused = control.pause(&name, actor, wait).await?;
+                let status = if wait.is_some() && !paused.drained {
+                    StatusCode::ACCEPTED
+                } else {
+                    StatusCode::OK
+                };
+                let answer = PauseAnswer {
+                    route: self.current_view(&name)?,
+                    drained: paused.drained,
+                };
+                Ok(json_response(status, &answer))
+            }
+            Endpoint::Resume(name) => {
+                let resumed = control.resume(&name, actor).await?;
+                let answer = ResumeAnswer {
+                    route: self.current_view(&name)?,
+                    released: resumed.released,
+                };
+                Ok(json_response(StatusCode::OK, &answer))
+            }
+            Endpoint::Reload => {
+                let outcome = control.reload(ReloadTrigger::Api, Some(actor)).await?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &ReloadAnswer {
+                        generation: outcome.generation,
+                        changed: outcome.changed,
+                    },
+                ))
+            }
+            Endpoint::Keystore => self.keystore_list(&snapshot).await,
+            Endpoint::KeystoreAlias(alias) if method == Method::GET => {
+                self.keystore_show(&snapshot, alias).await
+            }
+            Endpoint::KeystoreAlias(alias) => {
+                let query: ExchangeQuery = contract::parse_query(query.as_deref())?;
+                let activation = query.activation()?;
+                let body = certificate_body(request).await?;
+                let staged = match activation {
+                    contract::Activation::Now => {
+                        let live = control.exchange(&alias, body, actor).await?;
+                        return Ok(json_response(
+                            StatusCode::OK,
+                            &ExchangeAnswer {
+                                error: None,
+                                alias: live.outcome.alias,
+                                previous: live.outcome.previous,
+                                current: live.outcome.current,
+                                generation: Some(live.generation),
+                                live: true,
+                            },
+                        ));
+                    }
+                    contract::Activation::OnResume => keystore::Activation::OnResume,
+                    contract::Activation::At(at) => keystore::Activation::At { at },
+                };
+                let pending = control.stage(&alias, body, staged, actor).await?;
+                Ok(json_response(
+                    StatusCode::ACCEPTED,
+                    &StageAnswer { pending },
+                ))
+            }
+            Endpoint::Withdraw(alias) => {
+                let withdrawn = control.withdraw(&alias, actor).await?;
+                Ok(json_response(StatusCode::OK, &WithdrawAnswer { withdrawn }))
+            }
+        }
+    }
+
+    fn readiness(&self, snapshot: &Snapshot) -> Response<ProxyBody> {
+        if self.ready.load(Ordering::SeqCst) {
+            json_response(
+                StatusCode::OK,
+                &Health {
+                    status: "ready".into(),
+                    generation: Some(snapshot.generation),
+                },
+            )
+        } else {
+            json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &Health {
+                    status: "starting".into(),
+                    generation: None,
+                },
+            )
+        }
+    }
+
+    /// The route as it is now (after an operation), from the newest snapshot.
+    fn current_view(&self, name: &str) -> Result<RouteView, ApiError> {
+        let snapshot = self.control.shared().load();
+        self.route_view(&snapshot, name)
+            .ok_or_else(|| ControlError::UnknownRoute(name.to_string()).into())
+    }
+
+    fn route_view(&self, snapshot: &Snapshot, name: &str) -> Option<RouteView> {
+        let route = snapshot.route(name)?;
+        let gate = self.control.gates().get(name);
+        let info = route.recipient.info();
+        Some(RouteView {
+            name: name.to_string(),
+            state: if gate.is_paused() {
+                RouteState::Paused
+            } else {
+                RouteState::Active
+            },
+            in_flight: gate.in_flight(),
+            held: gate.held(),
+            alias: route.config.alias.clone(),
+            path: route.config.path.clone(),
+            upstream: route.config.upstream.to_string(),
+            on_pause: match route.config.on_pause {
+                OnPause::Hold => "hold",
+                OnPause::Reject => "reject",
+            }
+            .into(),
+            algorithms: route.config.algorithms.to_string(),
+            certificate: CertificateView {
+                serial: info.serial.clone(),
+                issuer: info.issuer.clone(),
+                subject: info.subject.clone(),
+                sha256: info.sha256.clone(),
+                not_after: rfc3339(info.not_after),
+            },
+        })
+    }
+
+    fn status(&self, snapshot: &Snapshot) -> StatusAnswer {
+        let now = SystemTime::now();
+        let reloads = self.control.shared().reload_counts();
+        StatusAnswer {
+            version: env!("CARGO_PKG_VERSION").into(),
+            generation: snapshot.generation,
+            loaded_at: rfc3339(snapshot.loaded_at),
+            config: snapshot
+                .config
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            routes: snapshot
+                .routes
+                .iter()
+                .filter_map(|r| self.route_view(snapshot, &r.config.name))
+                .collect(),
+            aliases: snapshot
+                .aliases
+                .iter()
+                .map(|(alias, r)| AliasView {
+                    alias: alias.clone(),
+                    serial: r.info().serial.clone(),
+                    sha256: r.info().sha256.clone(),
+                    not_after: rfc3339(r.info().not_after),
+                    days_left: r.info().days_left(now),
+                })
+                .collect(),
+            reloads: ReloadCounts {
+                ok: reloads.0,
+                failed: reloads.1,
+            },
+        }
+    }
+
+    async fn keystore_list(&self, snapshot: &Snapshot) -> Result<Response<ProxyBody>, ApiError> {
+        let store = Keystore::new(snapshot.config.keystore.clone());
+        let entries = tokio::task::spawn_blocking(move || store.load())
+            .await
+            .map_err(|e| ControlError::Internal(e.to_string()))?
+            .map_err(ControlError::from)?;
+        let now = SystemTime::now();
+        let list: Vec<KeystoreEntry> = entries
+            .values()
+            .map(|e| {
+                let routes = snapshot
+                    .config
+                    .routes_for_alias(&e.alias)
+                    .map(|r| r.name.clone())
+                    .collect();
+                match &e.certificate {
+                    Ok(r) => KeystoreEntry {
+                        alias: e.alias.clone(),
+                        certificate: Some(CertificateSummary::of(r.info())),
+                        days_left: Some(r.info().days_left(now)),
+                        routes,
+                        live: snapshot
+                            .aliases
+                            .get(&e.alias)
+                            .map(|live| live.info().sha256 == r.info().sha256),
+                        error: None,
+                    },
+                    Err(reason) => KeystoreEntry {
+                        alias: e.alias.clone(),
+                        certificate: None,
+                        days_left: None,
+                        routes,
+                        live: None,
+                        error: Some(reason.clone()),
+                    },
+                }
+            })
+            .collect();
+        Ok(json_response(StatusCode::OK, &list))
+    }
+
+    async fn keystore_show(
+        &self,
+        snapshot: &Snapshot,
+        alias: String,
+    ) -> Result<Response<ProxyBody>, ApiError> {
+        let store = Keystore::new(snapshot.config.keystore.clone());
+        let live = snapshot
+            .aliases
+            .get(&alias)
+            .map(|r| CertificateSummary::of(r.info()));
+        let answer = tokio::task::spawn_blocking(move || {
+            Ok::<_, KeystoreError>(KeystoreAlias {
+                history: store.history(&alias)?,
+                archive: store.archived(&alias)?,
+                pending: store.pending(&alias)?,
+                live,
+                alias,
+            })
+        })
+        .await
+        .map_err(|e| ControlError::Internal(e.to_string()))?
+        .map_err(ControlError::from)?;
+        Ok(json_response(StatusCode::OK, &answer))
+    }
+
+    fn metrics(&self, snapshot: &Snapshot) -> Response<ProxyBody> {
+        let m = &self.control.shared().metrics;
+        m.generation.set(snapshot.generation as i64);
+        for r in &snapshot.routes {
+            let gate = self.control.gates().get(&r.config.name);
+            let labels = vec![("route", r.config.name.clone())];
+            m.paused
+                .get_or_create(&labels)
+                .set(i64::from(gate.is_paused()));
+            m.in_flight
+                .get_or_create(&labels)
+                .set(gate.in_flight() as i64);
+            m.held.get_or_create(&labels).set(gate.held() as i64);
+        }
+        // Only the certificates in use now: a replaced one leaves the family.
+        m.not_after.clear();
+        for (alias, r) in &snapshot.aliases {
+            let secs = r
+                .info()
+                .not_after
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            m.not_after
+                .get_or_create(&vec![
+                    ("alias", alias.clone()),
+                    ("serial", r.info().serial.clone()),
+                ])
+                .set(secs);
+        }
+        let mut r = Response::new(full_body(Bytes::from(m.encode())));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        );
+        r
+    }
+}
+
+/// The PEM certificate in a request body: a PEM-ish content type, under 1 MiB.
+async fn certificate_body<B>(request: Request<B>) -> Result<Bytes, ApiError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    if let Some(ct) = &content_type
+        && !matches!(
+            ct.as_str(),
+            "application/x-pem-file"
+                | "application/pem-certificate-chain"
+                | "text/plain"
+                | "application/pkix-cert"
+                | ""
+        )
+    {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("content type {ct:?} is not a PEM certificate"),
+        ));
+    }
+    Ok(Limited::new(request.into_body(), MAX_CERTIFICATE_BYTES)
+        .collect()
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the certificate must be under 1 MiB",
+            )
+        })?
+        .to_bytes())
+}
+
+/// Serve the admin API on `listener` (with TLS when `tls` is given) until
+/// `shutdown` completes.
+pub async fn run(
+    admin: Arc<Admin>,
+    listener: TcpListener,
+    tls: Option<openssl::ssl::SslAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let tls = tls.map(Arc::new);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let admin = admin.clone();
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let admin = admin.clone();
+                        async move { Ok::<_, Infallible>(admin.handle(req).await) }
+                    });
+                    let builder = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        Some(acceptor) => {
+                            let Ok(ssl) = openssl::ssl::Ssl::new(acceptor.context()) else { return };
+                            let Ok(mut stream) = tokio_openssl::SslStream::new(ssl, stream) else { return };
+                            if std::pin::Pin::new(&mut stream).accept().await.is_err() {
+                                return;
+                            }
+                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
+                });
+            }
+            () = &mut shutdown => return,
+        }
+    }
+}
+
+/// The TLS acceptor for a non-loopback admin listener.
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<openssl::ssl::SslAcceptor, String> {
+    use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod};
+    let mut b =
+        SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).map_err(|e| e.to_string())?;
+    b.set_certificate_chain_file(cert)
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    b.set_private_key_file(key, SslFiletype::PEM)
+        .map_err(|e| format!("{}: {e}", key.display()))?;
+    b.check_private_key().map_err(|e| e.to_string())?;
+    Ok(b.build())
+}

@@ -1,0 +1,275 @@
+//! `wssgate ctl` and `wssgate renew`: the admin API from the command line,
+//! through the typed client, with answers printed for people (or as JSON).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+
+use super::renew::{Confirmation, Procedure};
+use super::{Failure, block_on, load_config, print_json, read_file};
+use crate::admin::client::{AdminClient, Credentials, CtlError};
+use crate::admin::contract::{ExchangeAnswer, RouteView};
+use crate::config;
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// Admin API URL (default: from the configuration file).
+    #[arg(long, value_name = "URL")]
+    pub admin: Option<String>,
+    /// File holding the bearer token (default: the first token file of the configuration
+    /// that can be read).
+    #[arg(long, value_name = "F")]
+    pub token_file: Option<PathBuf>,
+    /// CA certificate to verify an https admin URL with.
+    #[arg(long, value_name = "CA.pem")]
+    pub admin_ca: Option<PathBuf>,
+    /// Configuration file (for the admin URL and token).
+    #[arg(short = 'c', long = "config", default_value = config::DEFAULT_PATH)]
+    pub config: PathBuf,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtlCommand {
+    /// Version, configuration generation, routes and aliases.
+    Status,
+    /// Every route with its state, in-flight and held requests and certificate.
+    Routes,
+    /// Stop sending on a route; with --wait, answer once nothing is in flight.
+    Pause {
+        route: String,
+        #[arg(long, value_name = "SECONDS")]
+        wait: Option<u64>,
+    },
+    /// Release held requests in arrival order, then pass traffic.
+    Resume { route: String },
+    /// Reload configuration and keystore (same as SIGHUP).
+    Reload,
+    /// Exchange the certificate of an alias; returns once it is live.
+    Exchange { alias: String, cert: PathBuf },
+    /// An alias's live certificate and archived history.
+    Keystore { alias: Option<String> },
+}
+
+#[derive(Debug, Args)]
+pub struct RenewArgs {
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// overlap (the receiver accepts old and new key for a while) or exclusive
+    /// (it holds one key: pause, exchange, swap, resume).
+    #[arg(value_enum)]
+    pub procedure: Procedure,
+    #[arg(long)]
+    pub alias: String,
+    /// The receiver's new certificate.
+    #[arg(long, value_name = "NEW.pem")]
+    pub cert: PathBuf,
+    /// The receiver administrator has confirmed out of band; do not prompt.
+    #[arg(long)]
+    pub receiver_ready: bool,
+    /// Seconds to wait for in-flight requests when pausing.
+    #[arg(long, default_value_t = 60)]
+    pub wait: u64,
+}
+
+fn client(args: &AdminArgs) -> Result<AdminClient, Failure> {
+    let credentials = Credentials::resolve(
+        args.admin.clone(),
+        args.token_file.as_deref(),
+        args.admin_ca.clone(),
+        || load_config(&args.config).map_err(|f| f.message),
+    )
+    .map_err(ctl_failure)?;
+    AdminClient::new(&credentials).map_err(Failure::runtime)
+}
+
+fn ctl_failure(e: CtlError) -> Failure {
+    if e.is_invalid_input() {
+        Failure::invalid(e)
+    } else {
+        Failure::runtime(e)
+    }
+}
+
+/// One line per route, for people.
+pub fn routes_table(routes: &[RouteView]) -> String {
+    let mut out = format!(
+        "{:<16} {:<7} {:>9} {:>5}  {:<20} {:<24} {}\n",
+        "ROUTE", "STATE", "IN-FLIGHT", "HELD", "ALIAS", "SERIAL", "NOT AFTER"
+    );
+    for r in routes {
+        let state = match r.state {
+            crate::admin::contract::RouteState::Active => "active",
+            crate::admin::contract::RouteState::Paused => "paused",
+        };
+        out.push_str(&format!(
+            "{:<16} {:<7} {:>9} {:>5}  {:<20} {:<24} {}\n",
+            r.name,
+            state,
+            r.in_flight,
+            r.held,
+            r.alias,
+            r.certificate.serial,
+            r.certificate.not_after,
+        ));
+    }
+    out
+}
+
+fn previous_serial(answer: &ExchangeAnswer) -> &str {
+    answer
+        .previous
+        .as_ref()
+        .map_or("(none)", |p| p.serial.as_str())
+}
+
+pub fn ctl(args: CtlArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    let client = client(&args.admin)?;
+    let json = args.admin.json;
+    block_on(run_ctl(&client, args.command, json, out))?
+}
+
+async fn run_ctl(
+    client: &AdminClient,
+    command: CtlCommand,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    match command {
+        CtlCommand::Status => {
+            let status = client.status().await.map_err(ctl_failure)?;
+            if json {
+                return print_json(out, &status);
+            }
+            writeln!(
+                out,
+                "wssgate {}  generation {}  loaded {}  config {}",
+                status.version, status.generation, status.loaded_at, status.config
+            )?;
+            writeln!(
+                out,
+                "reloads ok {}  failed {}",
+                status.reloads.ok, status.reloads.failed
+            )?;
+            writeln!(out)?;
+            write!(out, "{}", routes_table(&status.routes))?;
+        }
+        CtlCommand::Routes => {
+            let routes = client.routes().await.map_err(ctl_failure)?;
+            if json {
+                return print_json(out, &routes);
+            }
+            write!(out, "{}", routes_table(&routes))?;
+        }
+        CtlCommand::Pause { route, wait } => {
+            let answer = client
+                .pause(&route, wait.map(Duration::from_secs))
+                .await
+                .map_err(ctl_failure)?;
+            if json {
+                print_json(out, &answer)?;
+            }
+            if wait.is_some() && !answer.drained {
+                return Err(Failure::runtime(format!(
+                    "route {route} is paused, but {} requests are still in flight",
+                    answer.route.in_flight
+                )));
+            }
+            if !json {
+                writeln!(
+                    out,
+                    "route {route} paused: nothing is sent to the receiver ({} in flight, {} held)",
+                    answer.route.in_flight, answer.route.held
+                )?;
+            }
+        }
+        CtlCommand::Resume { route } => {
+            let answer = client.resume(&route).await.map_err(ctl_failure)?;
+            if json {
+                return print_json(out, &answer);
+            }
+            writeln!(
+                out,
+                "route {route} resumed; {} held requests released",
+                answer.released
+            )?;
+        }
+        CtlCommand::Reload => {
+            let answer = client.reload().await.map_err(ctl_failure)?;
+            if json {
+                return print_json(out, &answer);
+            }
+            writeln!(
+                out,
+                "reloaded: generation {}; changes: {}",
+                answer.generation,
+                serde_json::to_string(&answer.changed).unwrap_or_default()
+            )?;
+        }
+        CtlCommand::Exchange { alias, cert } => {
+            let pem = Bytes::from(read_file(&cert)?);
+            let answer = client.exchange(&alias, pem).await.map_err(ctl_failure)?;
+            if json {
+                return print_json(out, &answer);
+            }
+            writeln!(
+                out,
+                "alias {alias}: serial {} is live (was serial {}), generation {}",
+                answer.current.serial,
+                previous_serial(&answer),
+                answer.generation.unwrap_or_default()
+            )?;
+        }
+        CtlCommand::Keystore { alias } => match alias {
+            Some(alias) => {
+                let answer = client.keystore_alias(&alias).await.map_err(ctl_failure)?;
+                print_json(out, &answer)?;
+            }
+            None => {
+                let answer = client.keystore().await.map_err(ctl_failure)?;
+                print_json(out, &answer)?;
+            }
+        },
+    }
+    Ok(())
+}
+
+pub fn renew(args: RenewArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    let client = client(&args.admin)?;
+    let certificate = read_file(&args.cert)?;
+    // Refuse a bad certificate before anything is paused.
+    crate::wss::Recipient::from_bytes(&certificate)
+        .and_then(|r| {
+            r.check(&crate::wss::CertificatePolicy::default())
+                .map(|()| r)
+        })
+        .map_err(|e| Failure::invalid(format!("{}: {e}", args.cert.display())))?;
+    let confirmation = if args.receiver_ready {
+        Confirmation::Given
+    } else {
+        Confirmation::Prompt
+    };
+    block_on(super::renew::renew(
+        &client,
+        args.procedure,
+        &args.alias,
+        Bytes::from(certificate),
+        Duration::from_secs(args.wait),
+        confirmation,
+        out,
+    ))?
+    .map_err(ctl_failure)
+}

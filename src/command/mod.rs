@@ -1,0 +1,132 @@
+//! The commands of the `wssgate` binary, as library code: each takes its parsed
+//! arguments (clap structs defined beside it) and a writer for its output, and
+//! returns a [`Failure`] that knows its exit code. `main` only parses, sets up
+//! logging and maps failures to exit codes; everything here can be tested.
+//!
+//! - [`files`]: `encrypt` and `decrypt` (output is written only on success);
+//! - [`keystore`]: `keystore list|show|import|exchange|history|purge`;
+//! - [`check`]: `check`, the configuration and expiry report;
+//! - [`ctl`]: `ctl …` and `renew`, through the typed admin client;
+//! - [`renew`]: the renewal procedures `renew` walks.
+
+pub mod check;
+pub mod ctl;
+pub mod files;
+pub mod keystore;
+pub mod renew;
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use crate::config::{self, Config};
+
+/// The exit codes of DESIGN.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 1: the operation failed at run time.
+    Runtime = 1,
+    /// 2: the command line is wrong.
+    Usage = 2,
+    /// 64: invalid configuration or input (including a refused certificate).
+    Invalid = 64,
+    /// 65: `check` found a certificate in use within `min_days_left` of expiry.
+    Expiring = 65,
+}
+
+/// A command that did not succeed: its exit code and its one-line message.
+#[derive(Debug)]
+pub struct Failure {
+    pub exit: Exit,
+    pub message: String,
+    /// Standard output was closed (`wssgate … | head`): end quietly.
+    pub closed_output: bool,
+}
+
+impl Failure {
+    pub fn invalid(message: impl std::fmt::Display) -> Failure {
+        Failure::new(Exit::Invalid, message)
+    }
+
+    pub fn runtime(message: impl std::fmt::Display) -> Failure {
+        Failure::new(Exit::Runtime, message)
+    }
+
+    pub fn usage(message: impl std::fmt::Display) -> Failure {
+        Failure::new(Exit::Usage, message)
+    }
+
+    pub fn new(exit: Exit, message: impl std::fmt::Display) -> Failure {
+        Failure {
+            exit,
+            message: message.to_string(),
+            closed_output: false,
+        }
+    }
+}
+
+/// Writing the output failed; a closed pipe is not an error worth a message.
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Failure {
+        Failure {
+            closed_output: e.kind() == io::ErrorKind::BrokenPipe,
+            ..Failure::runtime(format!("cannot write output: {e}"))
+        }
+    }
+}
+
+/// `-c/--config`.
+#[derive(Args, Debug, Clone)]
+pub struct ConfigArg {
+    /// Configuration file.
+    #[arg(short = 'c', long = "config", default_value = config::DEFAULT_PATH)]
+    pub config: PathBuf,
+}
+
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path)
+        .map_err(|e| Failure::invalid(format!("cannot read {}: {e}", path.display())))
+}
+
+pub(crate) fn load_config(path: &Path) -> Result<Config, Failure> {
+    Config::load(path).map_err(Failure::invalid)
+}
+
+/// The first line of a password file.
+pub(crate) fn read_password(path: Option<&Path>) -> Result<Option<String>, Failure> {
+    match path {
+        Some(p) => {
+            let text = String::from_utf8(read_file(p)?)
+                .map_err(|_| Failure::invalid(format!("{}: not UTF-8 text", p.display())))?;
+            Ok(Some(text.lines().next().unwrap_or_default().to_string()))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Who the audit log names for a change made from the command line.
+pub fn cli_actor() -> String {
+    let user = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".to_string());
+    format!("cli:{user}")
+}
+
+pub(crate) fn print_json<T: serde::Serialize>(
+    out: &mut dyn Write,
+    value: &T,
+) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(value).map_err(Failure::runtime)?;
+    writeln!(out, "{text}")?;
+    Ok(())
+}
+
+/// Run `f` to completion on a runtime of its own.
+pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, Failure> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::runtime(format!("cannot start the runtime: {e}")))?;
+    Ok(runtime.block_on(f))
+}

@@ -1,0 +1,100 @@
+//! What one request did, for the access log line and the request metrics: the
+//! route, alias and certificate it used, bytes in and out, time spent encrypting.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use http::{Method, StatusCode};
+
+/// Filled in as the request goes along; written once when it is answered.
+pub(super) struct Access {
+    pub request_id: String,
+    pub peer: SocketAddr,
+    pub method: Method,
+    pub path: String,
+    pub started: Instant,
+    pub route: Option<String>,
+    pub alias: Option<String>,
+    pub certificate: Option<String>,
+    pub algorithms: Option<String>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Seconds spent encrypting, when the request got that far.
+    pub encryption_seconds: Option<f64>,
+}
+
+impl Access {
+    pub fn new(request_id: String, peer: SocketAddr, method: Method, path: String) -> Access {
+        Access {
+            request_id,
+            peer,
+            method,
+            path,
+            started: Instant::now(),
+            route: None,
+            alias: None,
+            certificate: None,
+            algorithms: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            encryption_seconds: None,
+        }
+    }
+
+    /// The access line and the metrics; `outcome` is `ok` or the fault code.
+    pub fn finish(&self, metrics: &crate::telemetry::Metrics, status: StatusCode, outcome: &str) {
+        let seconds = self.started.elapsed().as_secs_f64();
+        self.record_metrics(metrics, outcome, seconds);
+        tracing::info!(
+            request_id = %self.request_id,
+            client = %self.peer,
+            method = %self.method,
+            path = %self.path,
+            route = self.route.as_deref().unwrap_or("-"),
+            alias = self.alias.as_deref().unwrap_or("-"),
+            certificate_sha256 = self.certificate.as_deref().unwrap_or("-"),
+            algorithms = self.algorithms.as_deref().unwrap_or("-"),
+            status = status.as_u16(),
+            bytes_in = self.bytes_in,
+            bytes_out = self.bytes_out,
+            duration_ms = seconds * 1000.0,
+            "request"
+        );
+    }
+
+    fn record_metrics(&self, m: &crate::telemetry::Metrics, outcome: &str, seconds: f64) {
+        let route = self.route.clone().unwrap_or_else(|| "-".to_string());
+        m.requests
+            .get_or_create(&vec![
+                ("route", route.clone()),
+                ("outcome", outcome.to_string()),
+            ])
+            .inc();
+        m.request_duration
+            .get_or_create(&vec![("route", route.clone())])
+            .observe(seconds);
+        if let Some(e) = self.encryption_seconds {
+            m.encryption_duration
+                .get_or_create(&vec![("route", route.clone())])
+                .observe(e);
+        }
+        for (direction, bytes) in [("in", self.bytes_in), ("out", self.bytes_out)] {
+            m.bytes
+                .get_or_create(&vec![
+                    ("route", route.clone()),
+                    ("direction", direction.to_string()),
+                ])
+                .inc_by(bytes);
+        }
+        let kind = match outcome {
+            "upstream-unreachable" => Some("unreachable"),
+            "upstream-timeout" => Some("timeout"),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            m.upstream_errors
+                .get_or_create(&vec![("route", route), ("kind", kind.to_string())])
+                .inc();
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! The headers of a forwarded request and answer: hop-by-hop headers removed
+//! (RFC 9110 §7.6.1), Host for the upstream, X-Forwarded-For/-Proto, the request
+//! id, and the content type of the SOAP version actually sent.
+
+use std::net::SocketAddr;
+
+use http::Uri;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::wss::SoapVersion;
+
+/// Headers that describe one hop, not the message (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// The headers sent upstream: the client's, less hop-by-hop ones, with Host for
+/// the upstream, X-Forwarded-For/-Proto, X-Request-Id, and the content type of
+/// the actual SOAP version.
+pub(super) fn forward_headers(
+    incoming: &HeaderMap,
+    target: &Uri,
+    peer: SocketAddr,
+    request_id: &str,
+    version: Option<SoapVersion>,
+) -> HeaderMap {
+    let mut headers = incoming.clone();
+    strip_hop_by_hop(&mut headers);
+    headers.remove(header::CONTENT_LENGTH);
+    if let Some(authority) = target.authority()
+        && let Ok(v) = HeaderValue::from_str(authority.as_str())
+    {
+        headers.insert(header::HOST, v);
+    }
+    let forwarded_for = match incoming
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(prior) => format!("{prior}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
+        headers.insert("x-forwarded-for", v);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert("x-request-id", v);
+    }
+    if let Some(version) = version {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_str(&content_type_for(incoming, version))
+                .unwrap_or(HeaderValue::from_static("text/xml; charset=utf-8")),
+        );
+    }
+    headers
+}
+
+/// Content type of the SOAP version actually sent. SOAP 1.2 carries the action
+/// as a parameter: taken from the client's content type or its SOAPAction.
+fn content_type_for(incoming: &HeaderMap, version: SoapVersion) -> String {
+    match version {
+        SoapVersion::Soap11 => "text/xml; charset=utf-8".to_string(),
+        SoapVersion::Soap12 => {
+            let from_type = incoming
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|ct| {
+                    ct.split(';')
+                        .skip(1)
+                        .map(str::trim)
+                        .find(|p| p.to_ascii_lowercase().starts_with("action="))
+                        .map(str::to_string)
+                });
+            let from_header = incoming
+                .get("soapaction")
+                .and_then(|v| v.to_str().ok())
+                .map(|a| a.trim().trim_matches('"'))
+                .filter(|a| !a.is_empty())
+                .map(|a| format!("action=\"{a}\""));
+            match from_type.or(from_header) {
+                Some(action) => format!("application/soap+xml; charset=utf-8; {action}"),
+                None => "application/soap+xml; charset=utf-8".to_string(),
+            }
+        }
+    }
+}
+
+pub(super) fn version_from_content_type(headers: &HeaderMap) -> Option<SoapVersion> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)?
+        .to_str()
+        .ok()?
+        .to_ascii_lowercase();
+    if ct.starts_with("application/soap+xml") {
+        Some(SoapVersion::Soap12)
+    } else if ct.starts_with("text/xml") {
+        Some(SoapVersion::Soap11)
+    } else {
+        None
+    }
+}
+
+/// The client's X-Request-Id when it is a sane token, else a new one.
+pub(super) fn request_id(headers: &HeaderMap) -> String {
+    if let Some(id) = headers.get("x-request-id").and_then(|v| v.to_str().ok())
+        && !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    {
+        return id.to_string();
+    }
+    let mut raw = [0u8; 16];
+    let _ = openssl::rand::rand_bytes(&mut raw);
+    hex::encode(raw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn soap12_content_type_carries_the_action() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+        h.insert("soapaction", HeaderValue::from_static("\"urn:order\""));
+        assert_eq!(
+            content_type_for(&h, SoapVersion::Soap12),
+            "application/soap+xml; charset=utf-8; action=\"urn:order\""
+        );
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/soap+xml; action=\"urn:x\""),
+        );
+        assert_eq!(
+            content_type_for(&h, SoapVersion::Soap12),
+            "application/soap+xml; charset=utf-8; action=\"urn:x\""
+        );
+        assert_eq!(
+            content_type_for(&h, SoapVersion::Soap11),
+            "text/xml; charset=utf-8"
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go_including_those_connection_names() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("soapaction", HeaderValue::from_static("urn:a"));
+        strip_hop_by_hop(&mut h);
+        assert!(
+            h.get("x-secret-hop").is_none()
+                && h.get("keep-alive").is_none()
+                && h.get(header::CONNECTION).is_none()
+        );
+        assert!(h.get("soapaction").is_some());
+    }
+
+    #[test]
+    fn request_ids_are_kept_when_sane() {
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", HeaderValue::from_static("abc-123"));
+        assert_eq!(request_id(&h), "abc-123");
+        h.insert("x-request-id", HeaderValue::from_static("bad id <script>"));
+        assert_eq!(request_id(&h).len(), 32);
+    }
+}

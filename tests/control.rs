@@ -1,0 +1,165 @@
+//! Concurrent operations through `Control` — exchanges, stagings, timed and
+//! on-resume activations, pauses and resumes of several routes at once — leave
+//! the keystore, the archive, the audit log, the pause file and the published
+//! snapshot consistent with each other.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use wssgate::control::{Actor, Control, PauseFile};
+use wssgate::daemon::Daemon;
+use wssgate::keystore::{Activation, Keystore, audit};
+
+const ROUTES: [&str; 3] = ["a", "b", "c"];
+
+async fn daemon(dir: &std::path::Path) -> Daemon {
+    common::write_keystore(dir, &[("shared", common::receiver().cert_pem())]);
+    let mut config = format!(
+        "[proxy]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[keystore]\ndir = \"{d}/keystore\"\nstate_dir = \"{d}/var\"\n",
+        d = dir.display()
+    );
+    for r in ROUTES {
+        config.push_str(&format!(
+            "[[route]]\nname = \"{r}\"\npath = \"/{r}\"\nupstream = \"http://127.0.0.1:9/{r}\"\nalias = \"shared\"\n"
+        ));
+    }
+    let path = dir.join("wssgate.toml");
+    std::fs::write(&path, config).unwrap();
+    Daemon::load(&path).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_operations_leave_every_record_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = daemon(dir.path()).await;
+    let control: Arc<Control> = daemon.control.clone();
+    let certificates: Vec<Bytes> = (0..12)
+        .map(|i| {
+            Bytes::from(
+                common::TestReceiver::new(&common::CertSpec {
+                    serial: 5000 + i,
+                    bits: 2048,
+                    ..Default::default()
+                })
+                .cert_pem(),
+            )
+        })
+        .collect();
+    // Each task returns how many staged certificates it activated.
+    let mut tasks = Vec::new();
+    // Exchanges.
+    for (i, pem) in certificates[..6].iter().cloned().enumerate() {
+        let control = control.clone();
+        tasks.push(tokio::spawn(async move {
+            let actor = format!("exchanger-{i}");
+            control
+                .exchange("shared", pem, Actor(&actor))
+                .await
+                .unwrap();
+            0
+        }));
+    }
+    // Stagings, activated on resume or at a time already past.
+    for (i, pem) in certificates[6..].iter().cloned().enumerate() {
+        let control = control.clone();
+        tasks.push(tokio::spawn(async move {
+            let activation = if i % 2 == 0 {
+                Activation::OnResume
+            } else {
+                Activation::At {
+                    at: SystemTime::now() - Duration::from_secs(1),
+                }
+            };
+            let actor = format!("stager-{i}");
+            let _ = control
+                .stage("shared", pem, activation, Actor(&actor))
+                .await;
+            control
+                .activate_due(SystemTime::now())
+                .await
+                .into_iter()
+                .filter(Result::is_ok)
+                .count()
+        }));
+    }
+    // Pauses and resumes of every route, interleaved.
+    for round in 0..4 {
+        for route in ROUTES {
+            let control = control.clone();
+            tasks.push(tokio::spawn(async move {
+                let actor = format!("operator-{round}");
+                control
+                    .pause(route, Actor(&actor), Some(Duration::from_millis(50)))
+                    .await
+                    .unwrap();
+                tokio::task::yield_now().await;
+                let resumed = control.resume(route, Actor(&actor)).await.unwrap();
+                resumed.activated.is_some() as usize
+            }));
+        }
+    }
+    let mut activations = 0;
+    for t in tasks {
+        activations += t.await.unwrap();
+    }
+    // Whatever is still staged for on-resume comes in with one last pause/resume.
+    control.pause("a", Actor("closer"), None).await.unwrap();
+    let last = control.resume("a", Actor("closer")).await.unwrap();
+    activations += last.activated.is_some() as usize;
+    // A route paused and left paused, to check the pause file agrees.
+    control.pause("c", Actor("closer"), None).await.unwrap();
+
+    let snapshot = daemon.shared.load();
+    let store = Keystore::new(snapshot.config.keystore.clone());
+    let on_disk = store.load().unwrap()["shared"].certificate.clone().unwrap();
+    // The snapshot serves what the keystore holds.
+    assert_eq!(
+        snapshot.aliases["shared"].info().sha256,
+        on_disk.info().sha256
+    );
+    // Every change retired one certificate into the archive, each exactly once.
+    let records = audit::read(&snapshot.config.keystore.state_dir).unwrap();
+    let changes = records
+        .iter()
+        .filter(|r| r.action == "exchange" && r.result == "ok")
+        .count();
+    let archived = store.archived("shared").unwrap();
+    assert_eq!(
+        archived.len(),
+        changes,
+        "archive entries vs audited changes"
+    );
+    let distinct: BTreeSet<&str> = archived.iter().map(|a| a.sha256.as_str()).collect();
+    assert_eq!(
+        distinct.len(),
+        archived.len(),
+        "a certificate archived twice"
+    );
+    // The history is one unbroken chain: every retired certificate was active
+    // once, the current one is the last.
+    let history = store.history("shared").unwrap();
+    assert_eq!(history.len(), changes + 1);
+    assert!(history.last().unwrap().retired_at.is_none());
+    // Staged certificates that became active were audited as exchanges too:
+    // the six direct exchanges plus each activation.
+    assert_eq!(changes, 6 + activations, "{records:#?}");
+    assert!(activations >= 1);
+    assert!(store.pending("shared").unwrap().is_none());
+    // Pauses and resumes: audited one for one, and the pause file says what the
+    // gates say.
+    let pauses = records.iter().filter(|r| r.action == "pause").count();
+    let resumes = records.iter().filter(|r| r.action == "resume").count();
+    assert_eq!(pauses, 12 + 2);
+    assert_eq!(resumes, 12 + 1);
+    let paused: Vec<String> = PauseFile::new(&snapshot.config.keystore.state_dir)
+        .load()
+        .unwrap()
+        .into_keys()
+        .collect();
+    assert_eq!(paused, daemon.gates.paused());
+    assert_eq!(paused, ["c"]);
+}
