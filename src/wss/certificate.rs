@@ -295,11 +295,15 @@ pub fn wcf_name(name: &X509NameRef) -> String {
     out
 }
 
+/// Quote as .NET does: an empty value, one that starts or ends with a space or an
+/// ASCII control space (tab to carriage return), or one holding `, + = " < > # ;`
+/// or a line feed (not a carriage return: Windows does not either).
 fn quote_wcf_value(value: &str, out: &mut String) {
+    let edge = |c: char| c == ' ' || ('\u{9}'..='\u{d}').contains(&c);
     let needs = value.is_empty()
-        || value.starts_with(char::is_whitespace)
-        || value.ends_with(char::is_whitespace)
-        || value.contains([',', '+', '=', '"', '\n', '\r', '<', '>', '#', ';']);
+        || value.starts_with(edge)
+        || value.ends_with(edge)
+        || value.contains([',', '+', '=', '"', '\n', '<', '>', '#', ';']);
     if !needs {
         out.push_str(value);
         return;
@@ -508,7 +512,9 @@ mod tests {
         );
         let mut s = String::new();
         quote_wcf_value(" lead", &mut s);
-        assert_eq!(s, "\" lead\"");
+        quote_wcf_value("a\rb", &mut s);
+        quote_wcf_value("", &mut s);
+        assert_eq!(s, "\" lead\"a\rb\"\"");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //       MANIFEST: one case per line, "name<TAB>encrypted.xml<TAB>original.xml". Each case
 //       goes through the DOM receiver (WSSecurityEngine) and the streaming receiver
 //       (InboundWSSec), both with the Basic Security Profile enforced. Prints one line
-//       per case and receiver: "dom|stax<TAB>name<TAB>ok" or "...<TAB>refused<TAB>reason".
+//       per case and receiver: "dom|stax<TAB>name<TAB>ok", "...<TAB>differs<TAB>what" or
+//       "...<TAB>refused<TAB>reason" (the exception, then what WSS4J logged meanwhile).
 //       "ok" means the Body children equal the original's after exclusive C14N.
 //   serve KEYSTORE.p12 PASSWORD
 //       Publishes the CXF services of Services.java on 127.0.0.1, prints
@@ -37,7 +38,7 @@ public final class Harness {
         // WSS4J's own initialization (it registers its messages with Santuario's).
         org.apache.wss4j.dom.engine.WSSConfig.init();
         quietLogging();
-        if (args.length < 3) {
+        if (args.length < 3 || (args[0].equals("decrypt") && args.length < 4)) {
             System.err.println("usage: decrypt KEYSTORE PASSWORD MANIFEST | serve KEYSTORE PASSWORD");
             System.exit(2);
         }
@@ -53,7 +54,8 @@ public final class Harness {
         }
     }
 
-    /** CXF logs every refused message at WARNING; the test reports refusals itself. */
+    /** CXF logs every refused message (through java.util.logging unless it picks
+     *  slf4j); the test reports refusals itself. */
     private static final List<java.util.logging.Logger> QUIET = new ArrayList<>();
 
     private static void quietLogging() {
