@@ -19,7 +19,13 @@ use wssgate::wss::{
 };
 
 fn recipient() -> Recipient {
-    let (_, cert) = wssgate::demo::throwaway_receiver(1, "bench receiver").unwrap();
+    let cert = wssgate::receiver::KeyPair::generate(&wssgate::receiver::CertSpec {
+        serial: 1,
+        common_name: "bench receiver".into(),
+        ..Default::default()
+    })
+    .unwrap()
+    .cert;
     Recipient::new(cert).unwrap()
 }
 

@@ -123,7 +123,13 @@ impl Drop for Process {
 }
 
 fn write_cert(dir: &Path, name: &str, serial: u32) -> PathBuf {
-    let (_, cert) = wssgate::demo::throwaway_receiver(serial, "load receiver").unwrap();
+    let cert = wssgate::receiver::KeyPair::generate(&wssgate::receiver::CertSpec {
+        serial,
+        common_name: "load receiver".into(),
+        ..Default::default()
+    })
+    .unwrap()
+    .cert;
     let path = dir.join(name);
     std::fs::write(&path, cert.to_pem().unwrap()).unwrap();
     path

@@ -6,28 +6,20 @@
 //! message was decrypted and none was lost or duplicated.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::io::Write;
-use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use openssl::asn1::Asn1Time;
-use openssl::bn::BigNum;
-use openssl::hash::MessageDigest;
-use openssl::pkey::{PKey, Private};
-use openssl::rsa::Rsa;
-use openssl::x509::extension::{KeyUsage, SubjectKeyIdentifier};
-use openssl::x509::{X509, X509NameBuilder};
+use http_body_util::Full;
+use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 
 use crate::admin::client::AdminClient;
 use crate::daemon::Daemon;
-use crate::wss::keys::{KeyRing, PrivateKeyEntry};
+use crate::receiver::{self, Answering, CertSpec, KeyPair, Receiver};
+use crate::wss::keys::KeyRing;
 
 /// Why the demo could not run (not: why it found a problem — that is its report).
 #[derive(Debug, thiserror::Error)]
@@ -38,141 +30,20 @@ fn fail<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> DemoError + '_ {
     move |e| DemoError(format!("{what}: {e}"))
 }
 
-/// A throw-away receiver key pair.
-struct KeyPair {
-    key: PKey<Private>,
-    cert: X509,
-    serial: u32,
-}
-
 fn key_pair(serial: u32, name: &str) -> Result<KeyPair, DemoError> {
-    let (key, cert) = throwaway_receiver(serial, name).map_err(fail("key generation"))?;
-    Ok(KeyPair { key, cert, serial })
-}
-
-/// A throw-away RSA-2048 receiver key pair and its self-signed certificate (one
-/// year, SubjectKeyIdentifier, KeyUsage keyEncipherment), for the demo, the
-/// benches and the fuzz targets.
-pub fn throwaway_receiver(
-    serial: u32,
-    name: &str,
-) -> Result<(PKey<Private>, X509), openssl::error::ErrorStack> {
-    let key = PKey::from_rsa(Rsa::generate(2048)?)?;
-    let mut n = X509NameBuilder::new()?;
-    n.append_entry_by_text("O", "Demo Receiver")?;
-    n.append_entry_by_text("CN", name)?;
-    let n = n.build();
-    let mut b = X509::builder()?;
-    b.set_version(2)?;
-    let serial_number = BigNum::from_u32(serial)?.to_asn1_integer()?;
-    b.set_serial_number(&serial_number)?;
-    b.set_subject_name(&n)?;
-    b.set_issuer_name(&n)?;
-    b.set_pubkey(&key)?;
-    let (from, until) = (Asn1Time::days_from_now(0)?, Asn1Time::days_from_now(365)?);
-    b.set_not_before(&from)?;
-    b.set_not_after(&until)?;
-    let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None))?;
-    b.append_extension(ski)?;
-    b.append_extension(
-        KeyUsage::new()
-            .key_encipherment()
-            .digital_signature()
-            .build()?,
-    )?;
-    b.sign(&key, MessageDigest::sha256())?;
-    Ok((key, b.build()))
+    KeyPair::generate(&CertSpec {
+        common_name: name.into(),
+        organization: "Demo Receiver".into(),
+        country: None,
+        serial,
+        not_before_days: 0,
+        ..CertSpec::default()
+    })
+    .map_err(fail("key generation"))
 }
 
 fn ring(pairs: &[&KeyPair]) -> Result<KeyRing, DemoError> {
-    let mut ring = KeyRing::default();
-    for p in pairs {
-        let mut pem = p.key.private_key_to_pem_pkcs8().map_err(fail("key"))?;
-        pem.extend(p.cert.to_pem().map_err(fail("certificate"))?);
-        let entry: PrivateKeyEntry =
-            crate::wss::keys::from_pem(&pem, &format!("serial {}", p.serial))
-                .map_err(fail("key"))?;
-        ring.push(entry);
-    }
-    Ok(ring)
-}
-
-/// What the receiver recorded of one message.
-#[derive(Debug, Clone)]
-struct Delivery {
-    request_id: String,
-    /// Serial of the certificate whose key decrypted it, or the error.
-    decrypted_with: Result<String, String>,
-}
-
-/// A receiver that decrypts with the keys it holds right now.
-struct Receiver {
-    addr: SocketAddr,
-    keys: Arc<Mutex<KeyRing>>,
-    deliveries: Arc<Mutex<Vec<Delivery>>>,
-}
-
-const RESPONSE: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><ok xmlns="urn:demo"/></soap:Body></soap:Envelope>"#;
-
-async fn start_receiver(keys: KeyRing) -> Result<Receiver, DemoError> {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(fail("receiver"))?;
-    let addr = listener.local_addr().map_err(fail("receiver"))?;
-    let keys = Arc::new(Mutex::new(keys));
-    let deliveries = Arc::new(Mutex::new(Vec::new()));
-    let (k, d) = (keys.clone(), deliveries.clone());
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let (k, d) = (k.clone(), d.clone());
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| {
-                        let (k, d) = (k.clone(), d.clone());
-                        async move {
-                            let request_id = req
-                                .headers()
-                                .get("x-request-id")
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("")
-                                .to_string();
-                            let body = req
-                                .into_body()
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            let result = {
-                                let keys = k.lock().unwrap_or_else(|p| p.into_inner());
-                                crate::wss::decrypt::decrypt_document(&body, &keys)
-                                    .map(|(_, s)| s.key_sources.join(","))
-                                    .map_err(|e| e.to_string())
-                            };
-                            let status = if result.is_ok() { 200 } else { 500 };
-                            d.lock().unwrap_or_else(|p| p.into_inner()).push(Delivery {
-                                request_id,
-                                decrypted_with: result,
-                            });
-                            let mut resp = hyper::Response::new(Full::new(Bytes::from_static(
-                                RESPONSE.as_bytes(),
-                            )));
-                            *resp.status_mut() =
-                                hyper::StatusCode::from_u16(status).unwrap_or_default();
-                            Ok::<_, Infallible>(resp)
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    Ok(Receiver {
-        addr,
-        keys,
-        deliveries,
-    })
+    receiver::ring(pairs).map_err(fail("key"))
 }
 
 /// Counters of the demo's clients.
@@ -225,7 +96,14 @@ pub async fn run(out: &mut dyn Write) -> Result<DemoReport, DemoError> {
     let k2026 = key_pair(2026, "orders-receiver-2026")?;
     let k2027 = key_pair(2027, "orders-receiver-2027")?;
     let k2028 = key_pair(2028, "orders-receiver-2028")?;
-    let receiver = start_receiver(ring(&[&k2026])?).await?;
+    let receiver = Receiver::start_with(
+        ring(&[&k2026])?,
+        Answering {
+            refuse_undecryptable: true,
+        },
+    )
+    .await
+    .map_err(fail("receiver"))?;
     say(
         out,
         &format!(
@@ -328,10 +206,7 @@ hold_timeout = "30s"
             t.sent.load(Ordering::Relaxed),
             t.ok.load(Ordering::Relaxed),
             t.failed.load(Ordering::Relaxed),
-            r.deliveries
-                .lock()
-                .map(|d| d.iter().filter(|x| x.decrypted_with.is_ok()).count())
-                .unwrap_or(0)
+            r.received().iter().filter(|x| x.decrypted.is_ok()).count()
         )
     };
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -348,7 +223,7 @@ hold_timeout = "30s"
         out,
         "OVERLAP RENEWAL (the receiver can hold its old and new key for a while)",
     );
-    *receiver.keys.lock().map_err(fail("receiver"))? = ring(&[&k2026, &k2027])?;
+    receiver.hold(ring(&[&k2026, &k2027])?);
     say(
         out,
         "  1. receiver administrator: the receiver now accepts serial 2026 and serial 2027",
@@ -369,7 +244,7 @@ hold_timeout = "30s"
         ),
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
-    *receiver.keys.lock().map_err(fail("receiver"))? = ring(&[&k2027])?;
+    receiver.hold(ring(&[&k2027])?);
     say(
         out,
         "  3. receiver administrator: old key removed; the receiver holds serial 2027 only",
@@ -389,7 +264,7 @@ hold_timeout = "30s"
         .pause("orders", Some(Duration::from_secs(10)))
         .await
         .map_err(fail("pause"))?;
-    let at_pause = receiver.deliveries.lock().map(|d| d.len()).unwrap_or(0);
+    let at_pause = receiver.received().len();
     say(
         out,
         &format!(
@@ -412,9 +287,9 @@ hold_timeout = "30s"
         ),
     );
     tokio::time::sleep(Duration::from_millis(800)).await;
-    *receiver.keys.lock().map_err(fail("receiver"))? = ring(&[&k2028])?;
+    receiver.hold(ring(&[&k2028])?);
     let view = admin.route("orders").await.map_err(fail("route"))?;
-    let during_pause = receiver.deliveries.lock().map(|d| d.len()).unwrap_or(0) - at_pause;
+    let during_pause = receiver.received().len() - at_pause;
     say(
         out,
         &format!(
@@ -444,27 +319,20 @@ hold_timeout = "30s"
     let _ = daemon_task.await;
 
     // The receiver's records decide.
-    let deliveries = receiver
-        .deliveries
-        .lock()
-        .map_err(fail("receiver"))?
-        .clone();
+    let deliveries = receiver.received();
     let mut seen: BTreeMap<&str, u64> = BTreeMap::new();
     let mut per_certificate: BTreeMap<String, u64> = BTreeMap::new();
     for d in &deliveries {
         *seen.entry(d.request_id.as_str()).or_default() += 1;
-        if let Ok(key) = &d.decrypted_with {
-            *per_certificate.entry(key.clone()).or_default() += 1;
+        if d.decrypted.is_ok() {
+            *per_certificate.entry(d.key_sources.join(",")).or_default() += 1;
         }
     }
     let sent = traffic.sent.load(Ordering::Relaxed);
     let report = DemoReport {
         sent,
         delivered: seen.len() as u64,
-        decrypted: deliveries
-            .iter()
-            .filter(|d| d.decrypted_with.is_ok())
-            .count() as u64,
+        decrypted: deliveries.iter().filter(|d| d.decrypted.is_ok()).count() as u64,
         failed: traffic.failed.load(Ordering::Relaxed),
         lost: sent.saturating_sub(seen.len() as u64),
         duplicated: seen.values().filter(|n| **n > 1).count() as u64,

@@ -30,6 +30,8 @@
 //! The command line and the demo:
 //! - [`command`]: every `wssgate` command but `serve`, as library code that `main`
 //!   calls; [`demo`]: `wssgate demo`, both renewals live.
+//! - [`receiver`]: a decrypting SOAP receiver and throw-away key pairs — the one
+//!   kit of the demo, the tests and the benches.
 //!
 //! # One request
 //! ```text
@@ -59,6 +61,7 @@ pub mod daemon;
 pub mod demo;
 pub mod keystore;
 pub mod proxy;
+pub mod receiver;
 pub mod signal;
 pub mod state;
 pub mod telemetry;

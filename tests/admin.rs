@@ -79,7 +79,7 @@ async fn collect(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_role_method_and_host_are_enforced() {
     let rx = common::receiver();
-    let receiver = Receiver::start(rx.key_ring()).await;
+    let receiver = Receiver::start(rx.key_ring()).await.unwrap();
     let daemon = Daemon::start(
         &net::config(&format!("http://{}/s", receiver.addr), "", ""),
         &[("orders-receiver", rx.cert_pem())],
@@ -193,7 +193,7 @@ async fn auth_role_method_and_host_are_enforced() {
 async fn exclusive_renewal_under_load() {
     let old = cert(1);
     let new = cert(2);
-    let receiver = Arc::new(Receiver::start(ring(&[&old])).await);
+    let receiver = Arc::new(Receiver::start(ring(&[&old])).await.unwrap());
     let daemon = Arc::new(
         Daemon::start(
             &net::config(
@@ -277,7 +277,11 @@ async fn exclusive_renewal_under_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlap_renewal_under_load_with_repeated_exchanges() {
     let certs: Vec<TestReceiver> = (10..14).map(cert).collect();
-    let receiver = Arc::new(Receiver::start(ring(&certs.iter().collect::<Vec<_>>())).await);
+    let receiver = Arc::new(
+        Receiver::start(ring(&certs.iter().collect::<Vec<_>>()))
+            .await
+            .unwrap(),
+    );
     let daemon = Arc::new(
         Daemon::start(
             &net::config(&format!("http://{}/s", receiver.addr), "", ""),
@@ -339,7 +343,7 @@ async fn overlap_renewal_under_load_with_repeated_exchanges() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_during_a_pause_keeps_the_route_paused_and_reject_mode_answers_503() {
     let rx = common::receiver();
-    let receiver = Receiver::start(rx.key_ring()).await;
+    let receiver = Receiver::start(rx.key_ring()).await.unwrap();
     let config = net::config(
         &format!("http://{}/s", receiver.addr),
         "on_pause = \"reject\"\nhold_timeout = \"7s\"",
@@ -405,7 +409,7 @@ async fn restart_during_a_pause_keeps_the_route_paused_and_reject_mode_answers_5
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hold_limits_and_an_abandoned_client() {
     let rx = common::receiver();
-    let receiver = Receiver::start(rx.key_ring()).await;
+    let receiver = Receiver::start(rx.key_ring()).await.unwrap();
     let config = net::config(
         &format!("http://{}/s", receiver.addr),
         "hold_max = 2\nhold_timeout = \"1s\"",
@@ -450,7 +454,7 @@ async fn hold_limits_and_an_abandoned_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_through_the_api_answers_truthfully() {
     let rx = common::receiver();
-    let receiver = Receiver::start(rx.key_ring()).await;
+    let receiver = Receiver::start(rx.key_ring()).await.unwrap();
     let daemon = Daemon::start(
         &net::config(&format!("http://{}/s", receiver.addr), "", ""),
         &[("orders-receiver", rx.cert_pem())],
@@ -493,7 +497,7 @@ async fn reload_through_the_api_answers_truthfully() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staged_certificates_activate_on_resume_or_at_a_time_and_can_be_withdrawn() {
     let (old, new, later) = (cert(21), cert(22), cert(23));
-    let receiver = Arc::new(Receiver::start(ring(&[&old])).await);
+    let receiver = Arc::new(Receiver::start(ring(&[&old])).await.unwrap());
     let daemon = Arc::new(
         Daemon::start(
             &net::config(&format!("http://{}/s", receiver.addr), "", ""),
@@ -622,7 +626,7 @@ async fn staged_certificates_activate_on_resume_or_at_a_time_and_can_be_withdraw
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_prometheus_text_with_every_family() {
     let rx = common::receiver();
-    let receiver = Receiver::start(rx.key_ring()).await;
+    let receiver = Receiver::start(rx.key_ring()).await.unwrap();
     let config = format!(
         "{}\n[[route]]\nname = \"dead\"\npath = \"/dead\"\nupstream = \"http://127.0.0.1:9/x\"\nalias = \"orders-receiver\"\n",
         net::config(&format!("http://{}/s", receiver.addr), "", "")
@@ -760,7 +764,7 @@ async fn metrics_are_prometheus_text_with_every_family() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_routes_file_pauses_and_resumes_like_the_api() {
     let rx = common::receiver();
-    let receiver = Receiver::start(rx.key_ring()).await;
+    let receiver = Receiver::start(rx.key_ring()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let list = dir.path().join("paused-routes");
     let daemon = Arc::new(

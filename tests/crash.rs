@@ -204,7 +204,7 @@ fn a_keystore_exchange_killed_at_any_moment_leaves_old_or_new_and_can_be_repeate
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_killed_inside_a_pause_restarts_paused() {
     let (old, new) = two_receivers();
-    let receiver = Receiver::start(old.key_ring()).await;
+    let receiver = Receiver::start(old.key_ring()).await.unwrap();
     let s = setup(&format!("http://{}/s", receiver.addr), old, &new);
     let child = serve(&s);
     wait_ready(&s).await;
@@ -252,7 +252,7 @@ async fn a_daemon_killed_while_exchanging_under_load_restarts_and_serves() {
     let (old, new) = two_receivers();
     let mut keys = old.key_ring();
     keys.push(wssgate::wss::keys::from_pem(&new.key_and_cert_pem(), "new").unwrap());
-    let receiver = Receiver::start(keys).await;
+    let receiver = Receiver::start(keys).await.unwrap();
     let s = setup(&format!("http://{}/s", receiver.addr), old, &new);
     let certs = [old.cert_pem(), new.cert_pem()];
     let url = format!("http://127.0.0.1:{}/orders", s.proxy);

@@ -21,7 +21,7 @@ fn upstream(r: &Receiver) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_to_end_for_both_soap_versions_and_every_key_identifier() {
     let rx = common::receiver();
-    let receiver = Receiver::start(rx.key_ring()).await;
+    let receiver = Receiver::start(rx.key_ring()).await.unwrap();
     let client = net::client();
     for key_id in ["issuer-serial", "bst", "ski", "thumbprint"] {
         let daemon = Daemon::start(
@@ -85,7 +85,7 @@ async fn end_to_end_for_both_soap_versions_and_every_key_identifier() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn libxmlsec1_decrypts_what_the_daemon_sent() {
     let rx = common::receiver();
-    let receiver = Receiver::start(rx.key_ring()).await;
+    let receiver = Receiver::start(rx.key_ring()).await.unwrap();
     let daemon = Daemon::start(
         &net::config(&upstream(&receiver), "profile = \"modern\"", ""),
         &[("orders-receiver", rx.cert_pem())],
@@ -119,7 +119,7 @@ async fn libxmlsec1_decrypts_what_the_daemon_sent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_bodies_stream_chunked_and_decrypt() {
     let rx = common::receiver();
-    let receiver = Receiver::start(rx.key_ring()).await;
+    let receiver = Receiver::start(rx.key_ring()).await.unwrap();
     let daemon = Daemon::start(
         // A generous upstream timeout: debug builds on a loaded machine are slow.
         &net::config(
@@ -186,7 +186,7 @@ async fn large_bodies_stream_chunked_and_decrypt() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_of_the_design_table() {
     let rx = common::receiver();
-    let receiver = Receiver::start(rx.key_ring()).await;
+    let receiver = Receiver::start(rx.key_ring()).await.unwrap();
     let daemon = Daemon::start(
         &net::config(&upstream(&receiver), "", "max_body = \"64KiB\""),
         &[("orders-receiver", rx.cert_pem())],
@@ -255,7 +255,7 @@ async fn upstream_faults_down_tls_and_slow() {
 
     // TLS: the receiver speaks plain HTTP where TLS is expected, and then a TLS
     // server whose certificate is not trusted.
-    let receiver = Receiver::start(rx.key_ring()).await;
+    let receiver = Receiver::start(rx.key_ring()).await.unwrap();
     let tls_url = format!("https://{}/x", receiver.addr);
     let daemon = Daemon::start(
         &net::config(&tls_url, "", ""),
@@ -323,7 +323,7 @@ async fn certificate_swap_under_load_with_reload() {
     });
     let mut keys = old.key_ring();
     keys.push(wssgate::wss::keys::from_pem(&new.key_and_cert_pem(), "new").unwrap());
-    let receiver = Arc::new(Receiver::start(keys).await);
+    let receiver = Arc::new(Receiver::start(keys).await.unwrap());
     let daemon = Arc::new(
         Daemon::start(
             &net::config(&upstream(&receiver), "", ""),
@@ -409,7 +409,7 @@ async fn certificate_swap_under_load_with_reload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_reloads_leave_the_old_snapshot_serving() {
     let rx = common::receiver();
-    let receiver = Receiver::start(rx.key_ring()).await;
+    let receiver = Receiver::start(rx.key_ring()).await.unwrap();
     let config = net::config(&upstream(&receiver), "", "");
     let daemon = Daemon::start(&config, &[("orders-receiver", rx.cert_pem())]).await;
     let client = net::client();
@@ -463,7 +463,7 @@ async fn rejected_reloads_leave_the_old_snapshot_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_lets_in_flight_requests_finish() {
     let rx = common::receiver();
-    let receiver = Receiver::start(rx.key_ring()).await;
+    let receiver = Receiver::start(rx.key_ring()).await.unwrap();
     *receiver.delay.lock().unwrap() = Duration::from_millis(1500);
     let daemon = Daemon::start(
         &net::config(&upstream(&receiver), "", ""),
@@ -505,7 +505,7 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_request_body_is_cut_off() {
     let rx = common::receiver();
-    let receiver = Receiver::start(rx.key_ring()).await;
+    let receiver = Receiver::start(rx.key_ring()).await.unwrap();
     let daemon = Daemon::start(
         &net::config(&upstream(&receiver), "", "body_idle_timeout = \"300ms\""),
         &[("orders-receiver", rx.cert_pem())],
@@ -530,7 +530,7 @@ async fn a_stalled_request_body_is_cut_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pass_through_route_forwards_requests_unchanged_buffered_and_streamed() {
     let rx = common::receiver();
-    let receiver = Receiver::start(rx.key_ring()).await;
+    let receiver = Receiver::start(rx.key_ring()).await.unwrap();
     let client = net::client();
     let daemon = Daemon::start(
         &net::config(
@@ -558,7 +558,7 @@ async fn a_pass_through_route_forwards_requests_unchanged_buffered_and_streamed(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_under_load_fails_no_request_in_flight() {
     let rx = common::receiver();
-    let receiver = Receiver::start(rx.key_ring()).await;
+    let receiver = Receiver::start(rx.key_ring()).await.unwrap();
     *receiver.delay.lock().unwrap() = Duration::from_millis(40);
     let daemon = Daemon::start(
         &net::config(&upstream(&receiver), "", ""),

@@ -177,7 +177,7 @@ fn peak_rss_mb() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_hostile_input_gets_its_status_and_code_in_bounded_time() {
     let rx = common::receiver();
-    let receiver = Receiver::start(rx.key_ring()).await;
+    let receiver = Receiver::start(rx.key_ring()).await.unwrap();
     let daemon = Daemon::start(
         &net::config(
             &format!("http://{}/service", receiver.addr),
@@ -256,7 +256,7 @@ async fn every_hostile_input_gets_its_status_and_code_in_bounded_time() {
 async fn broken_requests_are_answered_or_dropped_and_nothing_reaches_the_receiver() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rx = common::receiver();
-    let receiver = Receiver::start(rx.key_ring()).await;
+    let receiver = Receiver::start(rx.key_ring()).await.unwrap();
     let daemon = Daemon::start(
         &net::config(
             &format!("http://{}/service", receiver.addr),

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::net::{self, Daemon, Receiver};
 use common::{CertSpec, TestReceiver};
+use wssgate::admin::contract::{RouteState, RouteView};
 
 const BODY: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><m:x xmlns:m="urn:m"/></soap:Body></soap:Envelope>"#;
 
@@ -59,7 +60,7 @@ async fn renew_exclusive_and_overlap_scripted() {
     for c in [&c1, &c2, &c3] {
         keys.push(wssgate::wss::keys::from_pem(&c.key_and_cert_pem(), "k").unwrap());
     }
-    let receiver = Receiver::start(keys).await;
+    let receiver = Receiver::start(keys).await.unwrap();
     let daemon = Arc::new(
         Daemon::start(
             &net::config(&format!("http://{}/s", receiver.addr), "", ""),
@@ -192,8 +193,8 @@ async fn renew_exclusive_and_overlap_scripted() {
         vec!["ctl".into(), "--json".into(), "routes".into()],
     )
     .await;
-    let routes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(routes[0]["state"], "paused");
+    let routes: Vec<RouteView> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(routes[0].state, RouteState::Paused);
     let out = run(
         &daemon,
         "reader",
@@ -213,7 +214,7 @@ async fn renew_exclusive_and_overlap_scripted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renew_stops_safely_when_the_exchange_is_refused() {
     let rx = common::receiver();
-    let receiver = Receiver::start(rx.key_ring()).await;
+    let receiver = Receiver::start(rx.key_ring()).await.unwrap();
     let config = net::config(&format!("http://{}/s", receiver.addr), "", "");
     let daemon = Arc::new(Daemon::start(&config, &[("orders-receiver", rx.cert_pem())]).await);
     let next = TestReceiver::new(&CertSpec {
@@ -246,15 +247,14 @@ async fn renew_stops_safely_when_the_exchange_is_refused() {
         err.contains("left paused") && err.contains("orders"),
         "{err}"
     );
-    let (_, view) = daemon
-        .admin_call("GET", "/v1/routes/orders", Some("read"), b"")
-        .await;
+    let view = daemon.client("read").route("orders").await.unwrap();
     assert_eq!(
-        view["state"], "paused",
+        view.state,
+        RouteState::Paused,
         "nothing is sent while the renewal is half done"
     );
     assert_eq!(
-        view["certificate"]["serial"], "4711",
+        view.certificate.serial, "4711",
         "the running certificate is unchanged"
     );
     assert!(receiver.received().is_empty());

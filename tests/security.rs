@@ -55,7 +55,7 @@ async fn refusals_and_no_secret_in_any_log_line_or_answer() {
         common_name: "receiver-next".into(),
         ..CertSpec::default()
     });
-    let receiver = Receiver::start(old.key_ring()).await;
+    let receiver = Receiver::start(old.key_ring()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     common::write_keystore(dir.path(), &[("orders-receiver", old.cert_pem())]);
     let mut token_lines = String::new();

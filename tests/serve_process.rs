@@ -32,7 +32,7 @@ async fn sighup_picks_up_an_exchanged_certificate_and_sigterm_stops() {
     });
     let mut keys = old.key_ring();
     keys.push(wssgate::wss::keys::from_pem(&new.key_and_cert_pem(), "new").unwrap());
-    let receiver = Receiver::start(keys).await;
+    let receiver = Receiver::start(keys).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     common::write_keystore(dir.path(), &[("orders-receiver", old.cert_pem())]);
     std::fs::write(dir.path().join("new.pem"), new.cert_pem()).unwrap();

@@ -75,7 +75,7 @@ async fn renewal_soak_loses_nothing_and_never_uses_a_wrong_certificate() {
     for c in &certs {
         ring.push(wssgate::wss::keys::from_pem(&c.key_and_cert_pem(), "k").unwrap());
     }
-    let receiver = Arc::new(Receiver::start(ring).await);
+    let receiver = Arc::new(Receiver::start(ring).await.unwrap());
     let daemon = Arc::new(
         Daemon::start(
             &net::config(

@@ -114,7 +114,7 @@ async fn post_status(url: &str) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_upstream_fault_has_its_code_and_leaks_nothing() {
     let rx = common::receiver();
-    let good = Receiver::start(rx.key_ring()).await;
+    let good = Receiver::start(rx.key_ring()).await.unwrap();
     let down = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()

@@ -23,7 +23,7 @@ async fn a_secret_style_swap_of_the_keystore_is_picked_up() {
     });
     let mut keys = old.key_ring();
     keys.push(wssgate::wss::keys::from_pem(&new.key_and_cert_pem(), "new").unwrap());
-    let receiver = Receiver::start(keys).await;
+    let receiver = Receiver::start(keys).await.unwrap();
 
     // The keystore as the kubelet mounts a Secret: a timestamped directory, `..data`
     // pointing at it, and each key a symlink through `..data`.

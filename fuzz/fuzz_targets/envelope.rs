@@ -12,12 +12,10 @@ use wssgate::wss::{self, EncryptOptions, Recipient, decrypt::decrypt_document};
 fn receiver() -> &'static (Recipient, KeyRing) {
     static R: OnceLock<(Recipient, KeyRing)> = OnceLock::new();
     R.get_or_init(|| {
-        let (key, cert) = wssgate::demo::throwaway_receiver(1, "fuzz").unwrap();
+        let pair = wssgate::receiver::KeyPair::generate(&Default::default()).unwrap();
         let mut ring = KeyRing::default();
-        let mut pem = key.private_key_to_pem_pkcs8().unwrap();
-        pem.extend(cert.to_pem().unwrap());
-        ring.push(keys::from_pem(&pem, "fuzz").unwrap());
-        (Recipient::new(cert).unwrap(), ring)
+        ring.push(pair.entry("fuzz").unwrap());
+        (Recipient::new(pair.cert).unwrap(), ring)
     })
 }
 

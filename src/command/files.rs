@@ -7,6 +7,7 @@ use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use clap::builder::TypedValueParser as _;
 
 use super::{Failure, read_file, read_password};
 use crate::wss::{
@@ -14,29 +15,37 @@ use crate::wss::{
     IssuerNameFormat, KeyIdentifier, KeyTransport, Limits, OaepDigest, Profile, Recipient,
 };
 
+/// A clap parser for one of the engine's named algorithms: its possible values
+/// are listed in `--help` and in the usage error, and parse into the typed value.
+macro_rules! one_of {
+    ($ty:ty) => {
+        clap::builder::PossibleValuesParser::new(<$ty>::ALL.iter().map(|v| v.name()))
+            .try_map(|s: String| s.parse::<$ty>())
+    };
+}
+
 #[derive(Debug, Args)]
 pub struct EncryptArgs {
     /// The receiver's X.509 certificate (PEM or DER).
     #[arg(long, value_name = "CERT.pem")]
     pub cert: PathBuf,
-    /// Named algorithm suite: default, basic256, basic256sha256, basic128, wcf-basic256,
-    /// wcf-basic128, modern.
-    #[arg(long, default_value = "default")]
+    /// Named algorithm suite.
+    #[arg(long, default_value = "default", value_parser = one_of!(Profile))]
     pub profile: Profile,
-    /// Key identifier: issuer-serial, bst, ski, thumbprint (overrides the profile).
-    #[arg(long = "key-id", value_name = "ID")]
+    /// Key identifier (overrides the profile).
+    #[arg(long = "key-id", value_name = "ID", value_parser = one_of!(KeyIdentifier))]
     pub key_id: Option<KeyIdentifier>,
-    /// How issuer-serial writes the issuer: rfc2253, wcf (overrides the profile).
-    #[arg(long = "issuer-name-format", value_name = "FORMAT")]
+    /// How issuer-serial writes the issuer (overrides the profile).
+    #[arg(long = "issuer-name-format", value_name = "FORMAT", value_parser = one_of!(IssuerNameFormat))]
     pub issuer_name_format: Option<IssuerNameFormat>,
-    /// Data encryption: aes128-cbc, aes256-cbc, aes128-gcm, aes256-gcm, tripledes-cbc.
-    #[arg(long = "enc", value_name = "ALG")]
+    /// Data encryption (overrides the profile).
+    #[arg(long = "enc", value_name = "ALG", value_parser = one_of!(DataEncryption))]
     pub enc: Option<DataEncryption>,
-    /// Key transport: rsa-oaep-mgf1p, rsa-oaep, rsa-1_5 (needs --allow-legacy).
-    #[arg(long = "key-transport", value_name = "ALG")]
+    /// Key transport (overrides the profile; rsa-1_5 needs --allow-legacy).
+    #[arg(long = "key-transport", value_name = "ALG", value_parser = one_of!(KeyTransport))]
     pub key_transport: Option<KeyTransport>,
-    /// OAEP digest: sha1, sha256, sha512 (rsa-oaep: also its MGF1; rsa-oaep-mgf1p: MGF1 stays SHA-1).
-    #[arg(long = "oaep-digest", value_name = "DIGEST")]
+    /// OAEP digest (rsa-oaep: also its MGF1; rsa-oaep-mgf1p: MGF1 stays SHA-1).
+    #[arg(long = "oaep-digest", value_name = "DIGEST", value_parser = one_of!(OaepDigest))]
     pub oaep_digest: Option<OaepDigest>,
     /// Permit rsa-1_5 key transport.
     #[arg(long)]

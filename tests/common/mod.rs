@@ -4,119 +4,41 @@
 
 use std::path::{Path, PathBuf};
 
-use openssl::asn1::{Asn1Integer, Asn1Time};
-use openssl::bn::BigNum;
-use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
-use openssl::rsa::Rsa;
-use openssl::x509::extension::{KeyUsage, SubjectKeyIdentifier};
-use openssl::x509::{X509, X509NameBuilder};
+pub use wssgate::receiver::CertSpec;
+use wssgate::receiver::KeyPair;
 
-/// A receiver key pair with its self-signed certificate.
-pub struct TestReceiver {
-    pub key: PKey<Private>,
-    pub cert: X509,
-}
+/// A receiver key pair with its self-signed certificate (the library's kit, with
+/// the conveniences tests want: no `Result` to unwrap at every call).
+pub struct TestReceiver(pub KeyPair);
 
-pub struct CertSpec {
-    pub bits: u32,
-    pub common_name: String,
-    pub serial: u32,
-    pub ski: bool,
-    /// KeyUsage: Some(true) = keyEncipherment, Some(false) = digitalSignature only.
-    pub key_encipherment: Option<bool>,
-    /// Days from now; negative for the past.
-    pub not_before_days: i64,
-    pub not_after_days: i64,
-}
-
-impl Default for CertSpec {
-    fn default() -> Self {
-        CertSpec {
-            bits: 2048,
-            common_name: "receiver".into(),
-            serial: 4711,
-            ski: true,
-            key_encipherment: Some(true),
-            not_before_days: -1,
-            not_after_days: 365,
-        }
+impl std::ops::Deref for TestReceiver {
+    type Target = KeyPair;
+    fn deref(&self) -> &KeyPair {
+        &self.0
     }
-}
-
-fn days_from_now(days: i64) -> Asn1Time {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    Asn1Time::from_unix(now + days * 86_400).unwrap()
 }
 
 impl TestReceiver {
     pub fn new(spec: &CertSpec) -> TestReceiver {
-        let key = PKey::from_rsa(Rsa::generate(spec.bits).unwrap()).unwrap();
-        TestReceiver::with_key(key, spec)
+        TestReceiver(KeyPair::generate(spec).unwrap())
     }
 
     pub fn with_key(key: PKey<Private>, spec: &CertSpec) -> TestReceiver {
-        let mut name = X509NameBuilder::new().unwrap();
-        name.append_entry_by_text("C", "DE").unwrap();
-        name.append_entry_by_text("O", "Example, Receivers Inc.")
-            .unwrap();
-        name.append_entry_by_text("CN", &spec.common_name).unwrap();
-        let name = name.build();
-        let mut b = X509::builder().unwrap();
-        b.set_version(2).unwrap();
-        let serial = Asn1Integer::from_bn(&BigNum::from_u32(spec.serial).unwrap()).unwrap();
-        b.set_serial_number(&serial).unwrap();
-        b.set_subject_name(&name).unwrap();
-        b.set_issuer_name(&name).unwrap();
-        b.set_pubkey(&key).unwrap();
-        b.set_not_before(&days_from_now(spec.not_before_days))
-            .unwrap();
-        b.set_not_after(&days_from_now(spec.not_after_days))
-            .unwrap();
-        if spec.ski {
-            let ski = SubjectKeyIdentifier::new()
-                .build(&b.x509v3_context(None, None))
-                .unwrap();
-            b.append_extension(ski).unwrap();
-        }
-        match spec.key_encipherment {
-            Some(true) => b
-                .append_extension(
-                    KeyUsage::new()
-                        .key_encipherment()
-                        .digital_signature()
-                        .build()
-                        .unwrap(),
-                )
-                .unwrap(),
-            Some(false) => b
-                .append_extension(KeyUsage::new().digital_signature().build().unwrap())
-                .unwrap(),
-            None => {}
-        }
-        b.sign(&key, MessageDigest::sha256()).unwrap();
-        TestReceiver {
-            key,
-            cert: b.build(),
-        }
+        TestReceiver(KeyPair::with_key(key, spec).unwrap())
     }
 
     pub fn cert_pem(&self) -> Vec<u8> {
-        self.cert.to_pem().unwrap()
+        self.0.cert_pem().unwrap()
     }
 
     pub fn key_pem(&self) -> Vec<u8> {
-        self.key.private_key_to_pem_pkcs8().unwrap()
+        self.0.key_pem().unwrap()
     }
 
     /// PEM with the private key followed by the certificate (what `decrypt --key` reads).
     pub fn key_and_cert_pem(&self) -> Vec<u8> {
-        let mut v = self.key_pem();
-        v.extend_from_slice(&self.cert_pem());
-        v
+        self.0.key_and_cert_pem().unwrap()
     }
 
     pub fn recipient(&self) -> wssgate::wss::Recipient {
@@ -125,7 +47,7 @@ impl TestReceiver {
 
     pub fn key_ring(&self) -> wssgate::wss::keys::KeyRing {
         let mut ring = wssgate::wss::keys::KeyRing::default();
-        ring.push(wssgate::wss::keys::from_pem(&self.key_and_cert_pem(), "test").unwrap());
+        ring.push(self.0.entry("test").unwrap());
         ring
     }
 
@@ -194,144 +116,21 @@ pub fn run_interop_script(script: &str, args: &[&str]) -> serde_json::Value {
 // ---- the daemon and a receiver that decrypts, on port 0 ------------------------
 
 pub mod net {
-    use std::convert::Infallible;
     use std::net::SocketAddr;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
     use std::time::Duration;
 
     use bytes::Bytes;
     use http_body_util::{BodyExt, Full};
-    use hyper::body::Incoming;
-    use hyper::{Request, Response};
-    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper::Request;
+    use hyper_util::rt::TokioExecutor;
     use tokio::net::TcpListener;
     use tokio::sync::mpsc;
     use wssgate::signal::Intent;
     use wssgate::state::Shared;
-    use wssgate::wss::keys::KeyRing;
 
-    /// What the receiver saw of one message.
-    #[derive(Debug, Clone)]
-    pub struct Received {
-        pub request_id: String,
-        pub content_type: String,
-        pub soap_action: Option<String>,
-        pub host: String,
-        pub forwarded_for: Option<String>,
-        pub path: String,
-        /// The encrypted message as it arrived.
-        pub raw: Vec<u8>,
-        /// Decrypted message, or the decryption error.
-        pub decrypted: Result<String, String>,
-        /// SHA-256 of the certificate whose key decrypted it.
-        pub certificate: Option<String>,
-        pub chunked: bool,
-        /// The whole body arrived (a request the sender aborted mid-body does not).
-        pub complete: bool,
-        /// When the request's head arrived.
-        pub at: std::time::Instant,
-    }
-
-    /// A SOAP receiver that decrypts every message with the keys it holds.
-    pub struct Receiver {
-        pub addr: SocketAddr,
-        pub received: Arc<Mutex<Vec<Received>>>,
-        pub keys: Arc<Mutex<KeyRing>>,
-        /// Delay before answering.
-        pub delay: Arc<Mutex<Duration>>,
-    }
-
-    pub const RESPONSE: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><r:ok xmlns:r="urn:receiver"/></soap:Body></soap:Envelope>"#;
-
-    impl Receiver {
-        pub async fn start(keys: KeyRing) -> Receiver {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            let received = Arc::new(Mutex::new(Vec::new()));
-            let keys = Arc::new(Mutex::new(keys));
-            let delay = Arc::new(Mutex::new(Duration::ZERO));
-            let (r, k, d) = (received.clone(), keys.clone(), delay.clone());
-            tokio::spawn(async move {
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        return;
-                    };
-                    let (r, k, d) = (r.clone(), k.clone(), d.clone());
-                    tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                            let (r, k, d) = (r.clone(), k.clone(), d.clone());
-                            async move {
-                                let header = |n: &str| {
-                                    req.headers()
-                                        .get(n)
-                                        .and_then(|v| v.to_str().ok())
-                                        .map(str::to_string)
-                                };
-                                let mut rec = Received {
-                                    request_id: header("x-request-id").unwrap_or_default(),
-                                    content_type: header("content-type").unwrap_or_default(),
-                                    soap_action: header("soapaction"),
-                                    host: header("host").unwrap_or_default(),
-                                    forwarded_for: header("x-forwarded-for"),
-                                    path: req.uri().to_string(),
-                                    raw: Vec::new(),
-                                    decrypted: Err("not yet".into()),
-                                    certificate: None,
-                                    chunked: header("transfer-encoding")
-                                        .is_some_and(|t| t.contains("chunked")),
-                                    complete: false,
-                                    at: std::time::Instant::now(),
-                                };
-                                let collected = req.into_body().collect().await;
-                                rec.complete = collected.is_ok();
-                                let body = collected.map(|b| b.to_bytes()).unwrap_or_default();
-                                rec.raw = body.to_vec();
-                                if !body.is_empty() {
-                                    let keys = k.lock().unwrap();
-                                    match wssgate::wss::decrypt::decrypt_document(&body, &keys) {
-                                        Ok((plain, summary)) => {
-                                            rec.decrypted =
-                                                Ok(String::from_utf8_lossy(&plain).into_owned());
-                                            rec.certificate = summary.certificates.first().cloned();
-                                        }
-                                        Err(e) => rec.decrypted = Err(e.to_string()),
-                                    }
-                                }
-                                r.lock().unwrap().push(rec);
-                                let delay = *d.lock().unwrap();
-                                if !delay.is_zero() {
-                                    tokio::time::sleep(delay).await;
-                                }
-                                let mut resp = Response::new(Full::new(Bytes::from_static(
-                                    RESPONSE.as_bytes(),
-                                )));
-                                resp.headers_mut().insert(
-                                    "content-type",
-                                    "text/xml; charset=utf-8".parse().unwrap(),
-                                );
-                                resp.headers_mut()
-                                    .insert("x-receiver", "yes".parse().unwrap());
-                                Ok::<_, Infallible>(resp)
-                            }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-            });
-            Receiver {
-                addr,
-                received,
-                keys,
-                delay,
-            }
-        }
-
-        pub fn received(&self) -> Vec<Received> {
-            self.received.lock().unwrap().clone()
-        }
-    }
+    #[allow(unused_imports)]
+    pub use wssgate::receiver::{RESPONSE, Received, Receiver};
 
     /// A running daemon with its state, on port 0.
     pub struct Daemon {
@@ -447,6 +246,12 @@ pub mod net {
         pub async fn exchange(&self, pem: &[u8]) -> (u16, serde_json::Value) {
             self.admin_call("PUT", "/v1/keystore/orders-receiver", Some("keys"), pem)
                 .await
+        }
+
+        /// The typed admin client with the token of `role`.
+        pub fn client(&self, role: &str) -> wssgate::admin::client::AdminClient {
+            let token = TOKENS.iter().find(|t| t.1 == role).unwrap().2;
+            wssgate::admin::client::AdminClient::with_token(&self.admin_url(""), token).unwrap()
         }
 
         /// Call the admin API with the token of `role` ("read", "operator", "keys", "admin").
