@@ -20,13 +20,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use openssl::asn1::{Asn1Integer, Asn1Time};
-use openssl::bn::BigNum;
-use openssl::hash::MessageDigest;
-use openssl::pkey::{PKey, Private};
-use openssl::rsa::Rsa;
-use openssl::x509::extension::{KeyUsage, SubjectKeyIdentifier};
-use openssl::x509::{X509, X509NameBuilder};
+use openssl::x509::X509;
+use wssgate::receiver::{CertSpec, KeyPair};
 use wssgate::wss::{
     self, Algorithms, DataEncryption, EncryptOptions, IssuerNameFormat, KeyIdentifier,
     KeyTransport, OaepDigest, Profile, Recipient,
@@ -121,66 +116,35 @@ impl Harness {
 
 // ---- the receiver's key ----------------------------------------------------------
 
-/// The service's key pair and certificate; the issuer's `O` holds a comma, so the
-/// RFC 2253 and WCF forms of issuer-serial differ.
-struct ServiceKey {
-    key: PKey<Private>,
-    cert: X509,
-}
+/// The service's key pair and certificate (the library's throw-away kind); the
+/// issuer's `O` holds a comma, so the RFC 2253 and WCF forms of issuer-serial differ.
+struct ServiceKey(KeyPair);
 
 impl ServiceKey {
     fn new() -> ServiceKey {
-        let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
-        let mut name = X509NameBuilder::new().unwrap();
-        name.append_entry_by_text("C", "DE").unwrap();
-        name.append_entry_by_text("O", "Example, Receivers Inc.")
-            .unwrap();
-        name.append_entry_by_text("CN", "orders-service").unwrap();
-        let name = name.build();
-        let mut b = X509::builder().unwrap();
-        b.set_version(2).unwrap();
-        b.set_serial_number(&Asn1Integer::from_bn(&BigNum::from_u32(271_828).unwrap()).unwrap())
-            .unwrap();
-        b.set_subject_name(&name).unwrap();
-        b.set_issuer_name(&name).unwrap();
-        b.set_pubkey(&key).unwrap();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        b.set_not_before(&Asn1Time::from_unix(now - 86_400).unwrap())
-            .unwrap();
-        b.set_not_after(&Asn1Time::from_unix(now + 30 * 86_400).unwrap())
-            .unwrap();
-        let ski = SubjectKeyIdentifier::new()
-            .build(&b.x509v3_context(None, None))
-            .unwrap();
-        b.append_extension(ski).unwrap();
-        b.append_extension(
-            KeyUsage::new()
-                .key_encipherment()
-                .digital_signature()
-                .build()
-                .unwrap(),
-        )
-        .unwrap();
-        b.sign(&key, MessageDigest::sha256()).unwrap();
-        ServiceKey {
-            key,
-            cert: b.build(),
-        }
+        let spec = CertSpec {
+            common_name: "orders-service".into(),
+            serial: 271_828,
+            ..CertSpec::default()
+        };
+        assert!(spec.organization.contains(','));
+        ServiceKey(KeyPair::generate(&spec).unwrap())
+    }
+
+    fn cert(&self) -> &X509 {
+        &self.0.cert
     }
 
     fn recipient(&self) -> Recipient {
-        Recipient::new(self.cert.clone()).unwrap()
+        Recipient::new(self.0.cert.clone()).unwrap()
     }
 
     /// A PKCS#12 keystore with the key under the alias "receiver".
     fn write_keystore(&self, dir: &Path) -> PathBuf {
         let p12 = openssl::pkcs12::Pkcs12::builder()
             .name("receiver")
-            .pkey(&self.key)
-            .cert(&self.cert)
+            .pkey(&self.0.key)
+            .cert(&self.0.cert)
             .build2(KEYSTORE_PASSWORD)
             .unwrap();
         let path = dir.join("receiver.p12");
@@ -308,7 +272,7 @@ fn wss4j3_dom_and_streaming_receivers_decrypt_every_combination() {
     }
     // Every profile through the command line, as an operator would try one.
     let cert_path = dir.path().join("service.pem");
-    std::fs::write(&cert_path, service.cert.to_pem().unwrap()).unwrap();
+    std::fs::write(&cert_path, service.cert().to_pem().unwrap()).unwrap();
     for (version, original) in &envelopes {
         for profile in Profile::ALL {
             let mut args: Vec<String> = vec!["--profile".into(), profile.to_string()];
@@ -732,7 +696,7 @@ fn cxf4_policy_services_through_wssgate_serve() {
     std::fs::create_dir_all(dir.path().join("keystore")).unwrap();
     std::fs::write(
         dir.path().join("keystore/orders-service.pem"),
-        service.cert.to_pem().unwrap(),
+        service.cert().to_pem().unwrap(),
     )
     .unwrap();
     let config_path = dir.path().join("wssgate.toml");
