@@ -174,6 +174,16 @@ fn algorithms(
 
 // ---- WSS4J 3: DOM and streaming receivers ------------------------------------------
 
+/// A SOAP 1.2 request whose Security header holds a Timestamp valid for ten minutes.
+fn envelope_with_timestamp() -> String {
+    let now = std::time::SystemTime::now();
+    format!(
+        r#"<env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope"><env:Header><wsse:Security xmlns:wsse="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd" xmlns:wsu="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd" env:mustUnderstand="true"><wsu:Timestamp wsu:Id="TS-1"><wsu:Created>{}</wsu:Created><wsu:Expires>{}</wsu:Expires></wsu:Timestamp></wsse:Security></env:Header><env:Body><ord:submit xmlns:ord="urn:orders"><ord:id>42</ord:id></ord:submit></env:Body></env:Envelope>"#,
+        humantime::format_rfc3339_seconds(now),
+        humantime::format_rfc3339_seconds(now + Duration::from_secs(600)),
+    )
+}
+
 /// One line of the harness's `decrypt` output.
 #[derive(Debug)]
 struct Outcome {
@@ -206,9 +216,14 @@ fn wss4j3_dom_and_streaming_receivers_decrypt_every_combination() {
     let service = ServiceKey::new();
     let keystore = service.write_keystore(dir.path());
     let recipient = service.recipient();
+    // The third message already has a Security header with a fresh Timestamp (WSS4J
+    // checks it): the key goes into that header, and both must be accepted.
+    let with_timestamp = dir.path().join("with-timestamp.xml");
+    std::fs::write(&with_timestamp, envelope_with_timestamp()).unwrap();
     let envelopes = [
         ("soap11", corpus("node-soap__multiCall_xsi_type.xml")),
         ("soap12", corpus("axiom__xsi-type.xml")),
+        ("soap12+timestamp", with_timestamp),
     ];
     // (name, encrypted, original, refusal expected)
     let mut cases: Vec<(String, PathBuf, PathBuf, Option<Refusal>)> = Vec::new();
