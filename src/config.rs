@@ -18,8 +18,32 @@ use crate::wss::{
     Limits, OaepDigest, Profile,
 };
 
-/// The configuration path used when `-c` is not given.
+/// The configuration path used when `-c` is not given, under the current directory.
 pub const DEFAULT_PATH: &str = "config/wssgate.toml";
+
+/// Where an installed daemon keeps its configuration.
+pub const INSTALLED_PATH: &str = "/etc/wssgate/wssgate.toml";
+
+/// The configuration file to use: `explicit` (`-c` or `WSSGATE_CONFIG`), else
+/// [`DEFAULT_PATH`] under the current directory when it exists, else
+/// [`INSTALLED_PATH`] when it exists, else [`DEFAULT_PATH`] (so the error names it).
+pub fn resolve_path(explicit: Option<&Path>) -> PathBuf {
+    resolve_path_among(
+        explicit,
+        &[Path::new(DEFAULT_PATH), Path::new(INSTALLED_PATH)],
+    )
+}
+
+fn resolve_path_among(explicit: Option<&Path>, candidates: &[&Path]) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_path_buf();
+    }
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .or(candidates.first())
+        .map_or_else(|| PathBuf::from(DEFAULT_PATH), |p| p.to_path_buf())
+}
 
 /// Archived certificates are kept at least this long.
 pub const MIN_RETENTION_DAYS: u32 = 90;
@@ -975,6 +999,21 @@ mod shipped_example {
         let config = Config::parse(&toml, Path::new("/etc/wssgate/config/wssgate.toml")).unwrap();
         assert!(config.keystore.watch);
         assert_eq!(config.keystore.dir, Path::new("/etc/wssgate/keystore"));
+    }
+
+    #[test]
+    fn the_configuration_is_found_where_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let (local, installed) = (dir.path().join("local.toml"), dir.path().join("etc.toml"));
+        let among = |explicit: Option<&Path>| {
+            resolve_path_among(explicit, &[local.as_path(), installed.as_path()])
+        };
+        assert_eq!(among(None), local, "neither exists: the first is named");
+        std::fs::write(&installed, "").unwrap();
+        assert_eq!(among(None), installed);
+        std::fs::write(&local, "").unwrap();
+        assert_eq!(among(None), local, "the current directory first");
+        assert_eq!(among(Some(Path::new("x.toml"))), Path::new("x.toml"));
     }
 
     #[test]

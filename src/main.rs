@@ -20,6 +20,8 @@ use wssgate::{daemon, signal, telemetry};
     about = "WS-Security encrypting SOAP proxy with zero-downtime certificate renewal"
 )]
 struct Cli {
+    #[command(flatten)]
+    config: ConfigArg,
     #[command(subcommand)]
     command: Command,
 }
@@ -33,7 +35,7 @@ enum Command {
     /// Decrypt a WS-Security encrypted message with the receiver's private key(s).
     Decrypt(files::DecryptArgs),
     /// Validate the configuration and keystore and print a summary.
-    Check(ConfigArg),
+    Check,
     /// Inspect and change the keystore: aliases, certificates, archive.
     Keystore(KeystoreArgs),
     /// Talk to a running daemon's admin API.
@@ -46,8 +48,6 @@ enum Command {
 
 #[derive(Args)]
 struct ServeArgs {
-    #[command(flatten)]
-    config: ConfigArg,
     /// Log format, overriding [log] format.
     #[arg(long, value_name = "FORMAT", value_enum)]
     log_format: Option<LogFormatArg>,
@@ -63,14 +63,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut stdout = io::stdout();
     let out: &mut dyn Write = &mut stdout;
+    let config = &cli.config;
     let result = match cli.command {
         Command::Encrypt(args) => files::encrypt(args, out),
         Command::Decrypt(args) => files::decrypt(args, out),
-        Command::Serve(args) => serve(args),
-        Command::Check(args) => check(args, out, &mut io::stderr()),
-        Command::Keystore(args) => command::keystore::keystore(args, out),
-        Command::Ctl(args) => ctl::ctl(args, out),
-        Command::Renew(args) => ctl::renew(args, out),
+        Command::Serve(args) => serve(config.path(), args),
+        Command::Check => check(config, out, &mut io::stderr()),
+        Command::Keystore(args) => command::keystore::keystore(config, args, out),
+        Command::Ctl(args) => ctl::ctl(config, args, out),
+        Command::Renew(args) => ctl::renew(config, args, out),
         Command::Demo => demo(out),
     };
     let result = result.and_then(|()| out.flush().map_err(Failure::from));
@@ -93,8 +94,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|e| Failure::runtime(format!("cannot start the runtime: {e}")))
 }
 
-fn serve(args: ServeArgs) -> Result<(), Failure> {
-    let path: PathBuf = args.config.config;
+fn serve(path: PathBuf, args: ServeArgs) -> Result<(), Failure> {
     // The log format is in the file: read it first, so that loading logs properly.
     let preview = wssgate::config::Config::load(&path).map_err(Failure::invalid)?;
     telemetry::init(match args.log_format {

@@ -378,3 +378,37 @@ async fn an_exchange_waits_for_the_keystore_lock() {
         "4712"
     );
 }
+
+#[tokio::test]
+async fn a_pem_body_is_read_whatever_its_content_type_says() {
+    let p = in_process("").await;
+    let next = common::TestReceiver::new(&common::CertSpec {
+        serial: 4713,
+        ..Default::default()
+    });
+    let pem = String::from_utf8(next.cert_pem()).unwrap();
+    let put = |content_type: &'static str, body: String| {
+        let (_, _, token) = common::net::TOKENS.iter().find(|t| t.1 == "keys").unwrap();
+        Request::put(paths::keystore_alias("orders-receiver"))
+            .header("host", ADMIN_ADDR)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", content_type)
+            .body(Full::new(Bytes::from(body)))
+            .unwrap()
+    };
+    // What `curl --data-binary @new.pem` sends.
+    let (status, body) = text(
+        p.admin
+            .handle(put("application/x-www-form-urlencoded", pem.clone()))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = text(
+        p.admin
+            .handle(put("application/json", "{\"certificate\": 1}".into()))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+}

@@ -19,7 +19,6 @@ use super::contract::{
     KeystoreEntry, PauseAnswer, PauseQuery, ReloadAnswer, ResumeAnswer, RouteView, StageAnswer,
     StatusAnswer, WithdrawAnswer, paths,
 };
-use crate::config::Config;
 
 /// Why an admin call failed.
 #[derive(Debug, thiserror::Error)]
@@ -63,36 +62,36 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
-    /// From explicit values, filling what is missing from the configuration: its
-    /// admin URL, and the first of its token files that can be read.
+    /// From explicit values, filling what is missing from the configuration file
+    /// at `config`: its admin URL, and the first of its token files that can be
+    /// read. Only the `[admin]` table is read, and leniently: an operator fixing a
+    /// broken configuration can still talk to the daemon that runs on the old one.
     pub fn resolve(
         url: Option<String>,
         token_file: Option<&Path>,
         ca_file: Option<PathBuf>,
-        config: impl FnOnce() -> Result<Config, String>,
+        config: &Path,
     ) -> Result<Credentials, CtlError> {
-        let config = match (&url, token_file) {
+        let from_config = match (&url, token_file) {
             (Some(_), Some(_)) => None,
-            _ => Some(config().map_err(CtlError::Credentials)?),
+            _ => Some(AdminSection::read(config)?),
         };
-        let url = match (url, &config) {
+        let url = match (url, &from_config) {
             (Some(u), _) => u,
-            (None, Some(c)) => c.admin.url.clone(),
+            (None, Some(c)) => c.url.clone(),
             (None, None) => unreachable!("the configuration is read when the URL is missing"),
         };
-        let token = match (token_file, &config) {
-            (Some(f), _) => std::fs::read_to_string(f).map_err(|e| {
-                CtlError::Credentials(format!("cannot read token file {}: {e}", f.display()))
-            })?,
+        let token = match (token_file, &from_config) {
+            (Some(f), _) => read_token(f)?,
             (None, Some(c)) => c
-                .admin
-                .tokens
+                .token_files
                 .iter()
-                .find_map(|t| std::fs::read_to_string(&t.file).ok())
+                .find_map(|f| read_token(f).ok())
                 .ok_or_else(|| {
-                    CtlError::Credentials(
-                        "no readable token file in the configuration; use --token-file".into(),
-                    )
+                    CtlError::Credentials(format!(
+                        "no readable token file in {}; use --token-file",
+                        config.display()
+                    ))
                 })?,
             (None, None) => unreachable!("the configuration is read when the token is missing"),
         };
@@ -101,6 +100,75 @@ impl Credentials {
             token,
             ca_file,
         })
+    }
+}
+
+fn read_token(file: &Path) -> Result<String, CtlError> {
+    // Not a FIFO or device: reading one could block for ever.
+    match std::fs::metadata(file) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => {
+            return Err(CtlError::Credentials(format!(
+                "token file {} is not a regular file",
+                file.display()
+            )));
+        }
+        Err(e) => {
+            return Err(CtlError::Credentials(format!(
+                "cannot read token file {}: {e}",
+                file.display()
+            )));
+        }
+    }
+    std::fs::read_to_string(file).map_err(|e| {
+        CtlError::Credentials(format!("cannot read token file {}: {e}", file.display()))
+    })
+}
+
+/// What the client needs of a configuration file's `[admin]` table.
+struct AdminSection {
+    url: String,
+    token_files: Vec<PathBuf>,
+}
+
+impl AdminSection {
+    fn read(path: &Path) -> Result<AdminSection, CtlError> {
+        let fail = |reason: String| {
+            CtlError::Credentials(format!(
+                "{}: {reason} (or give --admin and --token-file)",
+                path.display()
+            ))
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| fail(e.message().to_string()))?;
+        let admin = table.get("admin").and_then(|v| v.as_table());
+        let text_of = |key: &str| admin.and_then(|a| a.get(key)).and_then(|v| v.as_str());
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let url = match text_of("url") {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => {
+                let scheme = if text_of("tls_cert").is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!(
+                    "{scheme}://{}",
+                    text_of("listen").unwrap_or("127.0.0.1:9090")
+                )
+            }
+        };
+        let token_files = admin
+            .and_then(|a| a.get("tokens"))
+            .and_then(|t| t.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.get("file").and_then(|f| f.as_str()))
+            .map(|f| dir.join(f))
+            .collect();
+        Ok(AdminSection { url, token_files })
     }
 }
 

@@ -640,7 +640,8 @@ impl Admin {
     }
 }
 
-/// The PEM certificate in a request body: a PEM-ish content type, under 1 MiB.
+/// The certificate in a request body, under 1 MiB: PEM whatever the content type
+/// says (`curl --data-binary` sends a form type), or DER with a certificate type.
 async fn certificate_body<B>(request: Request<B>) -> Result<Bytes, ApiError>
 where
     B: Body<Data = Bytes>,
@@ -656,23 +657,9 @@ where
                 .unwrap_or("")
                 .trim()
                 .to_ascii_lowercase()
-        });
-    if let Some(ct) = &content_type
-        && !matches!(
-            ct.as_str(),
-            "application/x-pem-file"
-                | "application/pem-certificate-chain"
-                | "text/plain"
-                | "application/pkix-cert"
-                | ""
-        )
-    {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("content type {ct:?} is not a PEM certificate"),
-        ));
-    }
-    Ok(Limited::new(request.into_body(), MAX_CERTIFICATE_BYTES)
+        })
+        .unwrap_or_default();
+    let body = Limited::new(request.into_body(), MAX_CERTIFICATE_BYTES)
         .collect()
         .await
         .map_err(|_| {
@@ -681,7 +668,22 @@ where
                 "the certificate must be under 1 MiB",
             )
         })?
-        .to_bytes())
+        .to_bytes();
+    let certificate_type = matches!(
+        content_type.as_str(),
+        "application/x-pem-file"
+            | "application/pem-certificate-chain"
+            | "text/plain"
+            | "application/pkix-cert"
+            | ""
+    );
+    if !certificate_type && !body.trim_ascii_start().starts_with(b"-----BEGIN") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("content type {content_type:?} is not a certificate, and the body is not PEM"),
+        ));
+    }
+    Ok(body)
 }
 
 /// Serve the admin API on `listener` (with TLS when `tls` is given) until

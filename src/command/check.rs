@@ -12,11 +12,11 @@ use crate::state::Snapshot;
 /// warnings to `warnings`. Fails with [`Exit::Expiring`] when a certificate in use
 /// is within `min_days_left` of expiry.
 pub fn check(
-    args: ConfigArg,
+    args: &ConfigArg,
     out: &mut dyn Write,
     warnings: &mut dyn Write,
 ) -> Result<(), Failure> {
-    let config = Arc::new(load_config(&args.config)?);
+    let config = Arc::new(load_config(&args.path())?);
     let now = SystemTime::now();
     let snapshot = Snapshot::build(config.clone(), 1, now)
         .map_err(|e| Failure::invalid(format!("{}: {e}", config.path.display())))?;

@@ -9,10 +9,10 @@ use bytes::Bytes;
 use clap::{Args, Subcommand};
 
 use super::renew::{Confirmation, Procedure};
-use super::{Failure, block_on, load_config, print_json, read_file};
+use super::{ConfigArg, Failure, block_on, print_json, read_file};
 use crate::admin::client::{AdminClient, Credentials, CtlError};
-use crate::admin::contract::{ExchangeAnswer, RouteView};
-use crate::config;
+use crate::admin::contract::{Activation, ExchangeAnswer, RouteView};
+use crate::keystore;
 
 #[derive(Debug, Args)]
 pub struct AdminArgs {
@@ -26,9 +26,6 @@ pub struct AdminArgs {
     /// CA certificate to verify an https admin URL with.
     #[arg(long, value_name = "CA.pem")]
     pub admin_ca: Option<PathBuf>,
-    /// Configuration file (for the admin URL and token).
-    #[arg(short = 'c', long = "config", default_value = config::DEFAULT_PATH)]
-    pub config: PathBuf,
     /// Print JSON.
     #[arg(long, global = true)]
     pub json: bool,
@@ -60,6 +57,21 @@ pub enum CtlCommand {
     Reload,
     /// Exchange the certificate of an alias; returns once it is live.
     Exchange { alias: String, cert: PathBuf },
+    /// Stage a certificate for an alias: validated now, active when the paused
+    /// routes using the alias resume, or at an agreed time.
+    #[command(group(clap::ArgGroup::new("when").required(true).args(["on_resume", "at"])))]
+    Stage {
+        alias: String,
+        cert: PathBuf,
+        /// Active when the paused routes using the alias resume.
+        #[arg(long)]
+        on_resume: bool,
+        /// Active at this time (RFC 3339, UTC: 2027-01-15T08:00:00Z).
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        at: Option<std::time::SystemTime>,
+    },
+    /// Withdraw what is staged for an alias.
+    Withdraw { alias: String },
     /// An alias's live certificate and archived history.
     Keystore { alias: Option<String> },
 }
@@ -85,12 +97,16 @@ pub struct RenewArgs {
     pub wait: u64,
 }
 
-fn client(args: &AdminArgs) -> Result<AdminClient, Failure> {
+fn parse_time(text: &str) -> Result<std::time::SystemTime, String> {
+    crate::time::parse_rfc3339(text).map_err(|e| format!("not an RFC 3339 time in UTC: {e}"))
+}
+
+fn client(config: &ConfigArg, args: &AdminArgs) -> Result<AdminClient, Failure> {
     let credentials = Credentials::resolve(
         args.admin.clone(),
         args.token_file.as_deref(),
         args.admin_ca.clone(),
-        || load_config(&args.config).map_err(|f| f.message),
+        &config.path(),
     )
     .map_err(ctl_failure)?;
     AdminClient::new(&credentials).map_err(Failure::runtime)
@@ -136,8 +152,8 @@ fn previous_serial(answer: &ExchangeAnswer) -> &str {
         .map_or("(none)", |p| p.serial.as_str())
 }
 
-pub fn ctl(args: CtlArgs, out: &mut dyn Write) -> Result<(), Failure> {
-    let client = client(&args.admin)?;
+pub fn ctl(config: &ConfigArg, args: CtlArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    let client = client(config, &args.admin)?;
     let json = args.admin.json;
     block_on(run_ctl(&client, args.command, json, out))?
 }
@@ -233,6 +249,47 @@ async fn run_ctl(
                 answer.generation.unwrap_or_default()
             )?;
         }
+        CtlCommand::Stage {
+            alias,
+            cert,
+            on_resume: _,
+            at,
+        } => {
+            let pem = Bytes::from(read_file(&cert)?);
+            let activation = match at {
+                Some(at) => Activation::At(at),
+                None => Activation::OnResume,
+            };
+            let answer = client
+                .stage(&alias, pem, activation)
+                .await
+                .map_err(ctl_failure)?;
+            if json {
+                return print_json(out, &answer);
+            }
+            let when = match &answer.pending.activation {
+                keystore::Activation::OnResume => {
+                    "on resume of the paused routes using it".to_string()
+                }
+                keystore::Activation::At { at } => format!("at {}", crate::time::rfc3339(*at)),
+            };
+            writeln!(
+                out,
+                "alias {alias}: serial {} staged; active {when}",
+                answer.pending.certificate.serial
+            )?;
+        }
+        CtlCommand::Withdraw { alias } => {
+            let answer = client.withdraw(&alias).await.map_err(ctl_failure)?;
+            if json {
+                return print_json(out, &answer);
+            }
+            writeln!(
+                out,
+                "alias {alias}: staged serial {} withdrawn",
+                answer.withdrawn.certificate.serial
+            )?;
+        }
         CtlCommand::Keystore { alias } => match alias {
             Some(alias) => {
                 let answer = client.keystore_alias(&alias).await.map_err(ctl_failure)?;
@@ -247,8 +304,8 @@ async fn run_ctl(
     Ok(())
 }
 
-pub fn renew(args: RenewArgs, out: &mut dyn Write) -> Result<(), Failure> {
-    let client = client(&args.admin)?;
+pub fn renew(config: &ConfigArg, args: RenewArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    let client = client(config, &args.admin)?;
     let certificate = read_file(&args.cert)?;
     // Refuse a bad certificate before anything is paused.
     crate::wss::Recipient::from_bytes(&certificate)

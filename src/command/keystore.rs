@@ -16,8 +16,6 @@ use crate::keystore::{self as ks, Keystore};
 
 #[derive(Debug, Args)]
 pub struct KeystoreArgs {
-    #[command(flatten)]
-    pub config: ConfigArg,
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
@@ -120,8 +118,12 @@ fn keystore_failure(e: ks::KeystoreError) -> Failure {
     }
 }
 
-pub fn keystore(args: KeystoreArgs, out: &mut dyn Write) -> Result<(), Failure> {
-    let config = load_config(&args.config.config)?;
+pub fn keystore(
+    config: &ConfigArg,
+    args: KeystoreArgs,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let config = load_config(&config.path())?;
     let store = Keystore::new(config.keystore.clone());
     let now = SystemTime::now();
     match args.command {

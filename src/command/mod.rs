@@ -76,12 +76,25 @@ impl From<io::Error> for Failure {
     }
 }
 
-/// `-c/--config`.
-#[derive(Args, Debug, Clone)]
+/// `-c/--config`, accepted before and after every subcommand.
+#[derive(Args, Debug, Clone, Default)]
 pub struct ConfigArg {
-    /// Configuration file.
-    #[arg(short = 'c', long = "config", default_value = config::DEFAULT_PATH)]
-    pub config: PathBuf,
+    /// Configuration file [default: config/wssgate.toml, else /etc/wssgate/wssgate.toml].
+    #[arg(
+        short = 'c',
+        long = "config",
+        global = true,
+        env = "WSSGATE_CONFIG",
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    /// The file to read (see [`config::resolve_path`]).
+    pub fn path(&self) -> PathBuf {
+        config::resolve_path(self.config.as_deref())
+    }
 }
 
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, Failure> {

@@ -20,6 +20,8 @@ pub enum Fault {
     EmptyBody,
     AlreadyEncrypted,
     UnsupportedMediaType(String),
+    /// A `Content-Encoding` other than identity: the Body cannot be read.
+    UnsupportedEncoding(String),
     PayloadTooLarge(u64),
     /// The request body stalled for longer than `body_idle_timeout`.
     RequestTimeout,
@@ -53,7 +55,9 @@ impl Fault {
             Fault::MalformedEnvelope(_) => "malformed-envelope",
             Fault::EmptyBody => "empty-body",
             Fault::AlreadyEncrypted => "already-encrypted",
-            Fault::UnsupportedMediaType(_) => "unsupported-media-type",
+            Fault::UnsupportedMediaType(_) | Fault::UnsupportedEncoding(_) => {
+                "unsupported-media-type"
+            }
             Fault::PayloadTooLarge(_) => "payload-too-large",
             Fault::RequestTimeout => "request-timeout",
             Fault::NoRoute => "no-route",
@@ -71,7 +75,9 @@ impl Fault {
             Fault::MalformedEnvelope(_) | Fault::EmptyBody | Fault::AlreadyEncrypted => {
                 StatusCode::BAD_REQUEST
             }
-            Fault::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Fault::UnsupportedMediaType(_) | Fault::UnsupportedEncoding(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             Fault::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Fault::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Fault::NoRoute => StatusCode::NOT_FOUND,
@@ -90,6 +96,7 @@ impl Fault {
             | Fault::EmptyBody
             | Fault::AlreadyEncrypted
             | Fault::UnsupportedMediaType(_)
+            | Fault::UnsupportedEncoding(_)
             | Fault::PayloadTooLarge(_)
             | Fault::RequestTimeout
             | Fault::NoRoute
@@ -112,6 +119,11 @@ impl Fault {
             Fault::AlreadyEncrypted => "the SOAP Body is already encrypted".into(),
             Fault::UnsupportedMediaType(ct) => {
                 format!("content type {ct:?} is not text/xml or application/soap+xml")
+            }
+            Fault::UnsupportedEncoding(encoding) => {
+                format!(
+                    "content encoding {encoding:?} is not supported: send the envelope uncompressed"
+                )
             }
             Fault::PayloadTooLarge(limit) => format!("the request is larger than {limit} bytes"),
             Fault::RequestTimeout => "the request body stopped arriving".into(),

@@ -23,6 +23,7 @@ use super::access::Access;
 use super::fault::{Culprit, Fault};
 use super::gate::InFlight;
 use super::headers::{forward_headers, request_id, strip_hop_by_hop, version_from_content_type};
+use super::target::{normalize_path, upstream_uri};
 use super::{BoxError, Proxy, ProxyBody, RequestBody, full_body, stream};
 use crate::config::{AlreadyEncrypted, RouteMode};
 use crate::state::{Route, Snapshot};
@@ -123,11 +124,10 @@ async fn admit<B>(
     request: &Request<B>,
     exchange: &mut Exchange,
 ) -> Result<Admitted, Fault> {
+    // Matched and forwarded: the same normalized path.
+    let path = normalize_path(request.uri().path()).ok_or(Fault::NoRoute)?;
     let arrival = proxy.shared.load();
-    let entry = &arrival
-        .route_for(request.uri().path())
-        .ok_or(Fault::NoRoute)?
-        .config;
+    let entry = &arrival.route_for(&path).ok_or(Fault::NoRoute)?.config;
     let route_name = entry.name.clone();
     exchange.access.route = Some(route_name.clone());
     if request.method() != Method::POST && request.method() != Method::GET {
@@ -154,7 +154,7 @@ async fn admit<B>(
     // certificate cannot change under a request.
     let snapshot = proxy.shared.load();
     let route = snapshot.route(&route_name).ok_or(Fault::NoRoute)?.clone();
-    let target = upstream_uri(&route, request.uri())?;
+    let target = upstream_uri(&route, &path, request.uri().query())?;
     Ok(Admitted {
         snapshot,
         route,
@@ -219,6 +219,13 @@ where
         .to_ascii_lowercase();
     if media != "text/xml" && media != "application/soap+xml" {
         return Err(Fault::UnsupportedMediaType(content_type.to_string()));
+    }
+    // A compressed envelope cannot be read, so it cannot be encrypted.
+    if let Some(encoding) = parts.headers.get(header::CONTENT_ENCODING) {
+        let encoding = encoding.to_str().unwrap_or("?").trim();
+        if !encoding.eq_ignore_ascii_case("identity") {
+            return Err(Fault::UnsupportedEncoding(encoding.to_string()));
+        }
     }
     let proxy_config = &admitted.snapshot.config.proxy;
     let (max_body, threshold, idle) = (
@@ -433,6 +440,9 @@ async fn send(
         };
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    // The client speaks HTTP/1.1 with wssgate whatever the upstream spoke: an
+    // HTTP/1.0 answer goes out as HTTP/1.1, framed by hyper, keep-alive kept.
+    parts.version = http::Version::HTTP_11;
     Ok(Response::from_parts(
         parts,
         body.map_err(|e| Box::new(e) as BoxError).boxed(),
@@ -448,28 +458,4 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
-}
-
-/// The upstream URL: the route's upstream with the rest of the path and the query.
-fn upstream_uri(route: &Route, incoming: &Uri) -> Result<Uri, Fault> {
-    let base = &route.config.upstream;
-    let rest = incoming
-        .path()
-        .strip_prefix(route.config.path.trim_end_matches('/'))
-        .unwrap_or("");
-    let mut path = base.path().trim_end_matches('/').to_string();
-    path.push_str(rest);
-    if path.is_empty() {
-        path.push('/');
-    }
-    if let Some(q) = incoming.query() {
-        path.push('?');
-        path.push_str(q);
-    }
-    Uri::builder()
-        .scheme(base.scheme_str().unwrap_or("http"))
-        .authority(base.authority().map(|a| a.as_str()).unwrap_or(""))
-        .path_and_query(path)
-        .build()
-        .map_err(|e| Fault::Internal(format!("upstream URI for route {}: {e}", route.config.name)))
 }

@@ -80,7 +80,9 @@ pub(super) fn forward_headers(
 }
 
 /// Content type of the SOAP version actually sent. SOAP 1.2 carries the action
-/// as a parameter: taken from the client's content type or its SOAPAction.
+/// as a parameter: taken from the client's content type or its SOAPAction, and
+/// written as one quoted string whatever it holds (RFC 9110 §5.6.4), so nothing in
+/// it can add parameters of its own.
 fn content_type_for(incoming: &HeaderMap, version: SoapVersion) -> String {
     match version {
         SoapVersion::Soap11 => "text/xml; charset=utf-8".to_string(),
@@ -88,24 +90,94 @@ fn content_type_for(incoming: &HeaderMap, version: SoapVersion) -> String {
             let from_type = incoming
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|ct| {
-                    ct.split(';')
-                        .skip(1)
-                        .map(str::trim)
-                        .find(|p| p.to_ascii_lowercase().starts_with("action="))
-                        .map(str::to_string)
-                });
+                .and_then(|ct| media_parameter(ct, "action"));
             let from_header = incoming
                 .get("soapaction")
                 .and_then(|v| v.to_str().ok())
-                .map(|a| a.trim().trim_matches('"'))
-                .filter(|a| !a.is_empty())
-                .map(|a| format!("action=\"{a}\""));
-            match from_type.or(from_header) {
-                Some(action) => format!("application/soap+xml; charset=utf-8; {action}"),
+                .map(unquote);
+            match from_type.or(from_header).filter(|a| !a.is_empty()) {
+                Some(action) => format!(
+                    "application/soap+xml; charset=utf-8; action={}",
+                    quoted_string(&action)
+                ),
                 None => "application/soap+xml; charset=utf-8".to_string(),
             }
         }
+    }
+}
+
+/// A quoted string with `"` and `\` escaped; characters a header cannot carry
+/// (controls other than tab) are dropped.
+fn quoted_string(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() && c != '\t' => {}
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A header value as sent: a quoted string unquoted (escapes resolved), or the
+/// bare value trimmed.
+fn unquote(value: &str) -> String {
+    let value = value.trim();
+    let Some(inner) = value.strip_prefix('"') else {
+        return value.to_string();
+    };
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(next) = chars.next() {
+                    out.push(next);
+                }
+            }
+            '"' => break,
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The value of parameter `name` of a media type (`type/sub; a=1; name="v"`),
+/// with quoted strings read as one value (a `;` inside quotes ends nothing).
+fn media_parameter(media_type: &str, name: &str) -> Option<String> {
+    let mut rest = media_type.split_once(';')?.1;
+    loop {
+        let (key, after) = rest.split_once('=')?;
+        let after = after.trim_start();
+        // The value, and what follows the `;` after it (None: it was the last).
+        let (value, next) = if after.starts_with('"') {
+            // Find the closing quote, skipping escaped characters.
+            let bytes = after.as_bytes();
+            let mut i = 1;
+            while i < bytes.len() && bytes[i] != b'"' {
+                i += if bytes[i] == b'\\' { 2 } else { 1 };
+            }
+            let end = (i + 1).min(after.len());
+            (
+                unquote(&after[..end]),
+                after[end..].split_once(';').map(|(_, n)| n),
+            )
+        } else {
+            match after.split_once(';') {
+                Some((v, n)) => (v.trim().to_string(), Some(n)),
+                None => (after.trim().to_string(), None),
+            }
+        };
+        if key.trim().eq_ignore_ascii_case(name) {
+            return Some(value);
+        }
+        rest = next?;
     }
 }
 
@@ -164,6 +236,33 @@ mod tests {
         assert_eq!(
             content_type_for(&h, SoapVersion::Soap11),
             "text/xml; charset=utf-8"
+        );
+    }
+
+    #[test]
+    fn an_action_cannot_add_parameters() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+        h.insert(
+            "soapaction",
+            HeaderValue::from_static("x\"; charset=iso-8859-1"),
+        );
+        assert_eq!(
+            content_type_for(&h, SoapVersion::Soap12),
+            r#"application/soap+xml; charset=utf-8; action="x\"; charset=iso-8859-1""#
+        );
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(r#"application/soap+xml; action="urn:a;b\"c"; charset=utf-8"#),
+        );
+        assert_eq!(
+            content_type_for(&h, SoapVersion::Soap12),
+            r#"application/soap+xml; charset=utf-8; action="urn:a;b\"c""#
+        );
+        assert_eq!(media_parameter("text/xml", "action"), None);
+        assert_eq!(
+            media_parameter("a/b; charset=utf-8; ACTION=urn:x", "action").as_deref(),
+            Some("urn:x")
         );
     }
 

@@ -14,6 +14,7 @@ mod forward;
 pub mod gate;
 mod headers;
 pub mod stream;
+mod target;
 pub mod upstream;
 
 use std::convert::Infallible;
