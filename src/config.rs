@@ -14,8 +14,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::wss::{
-    AlgorithmOverrides, Algorithms, DataEncryption, KeyIdentifier, KeyTransport, Limits,
-    OaepDigest, Profile,
+    AlgorithmOverrides, Algorithms, DataEncryption, IssuerNameFormat, KeyIdentifier, KeyTransport,
+    Limits, OaepDigest, Profile,
 };
 
 /// The configuration path used when `-c` is not given, under the current directory.
@@ -129,6 +129,7 @@ struct RawRoute {
     alias: Spanned<String>,
     profile: Option<Spanned<String>>,
     key_identifier: Option<Spanned<String>>,
+    issuer_name_format: Option<Spanned<String>>,
     data_encryption: Option<Spanned<String>>,
     key_transport: Option<Spanned<String>>,
     oaep_digest: Option<Spanned<String>>,
@@ -753,6 +754,8 @@ fn route(ctx: &Ctx<'_>, r: &RawRoute, earlier: &[RouteConfig]) -> Result<RouteCo
         .unwrap_or(Profile::Default);
     let overrides = AlgorithmOverrides {
         key_identifier: ctx.named::<KeyIdentifier>(&r.key_identifier, &key("key_identifier"))?,
+        issuer_name_format: ctx
+            .named::<IssuerNameFormat>(&r.issuer_name_format, &key("issuer_name_format"))?,
         data_encryption: ctx
             .named::<DataEncryption>(&r.data_encryption, &key("data_encryption"))?,
         key_transport: ctx.named::<KeyTransport>(&r.key_transport, &key("key_transport"))?,
@@ -883,6 +886,37 @@ alias = "orders-receiver"
         let r = &parse(&text).unwrap().routes[0];
         assert_eq!(r.algorithms.key_identifier, KeyIdentifier::Thumbprint);
         assert_eq!(r.algorithms.data_encryption, DataEncryption::Aes128Gcm);
+    }
+
+    #[test]
+    fn issuer_name_format_policy_profiles_and_mgf1p_digest() {
+        let r = &parse(&format!("{ROUTE}issuer_name_format = \"wcf\"\n"))
+            .unwrap()
+            .routes[0];
+        assert_eq!(r.algorithms.issuer_name_format, IssuerNameFormat::Wcf);
+        assert_eq!(r.algorithms.key_identifier, KeyIdentifier::IssuerSerial);
+        let text =
+            format!("{ROUTE}profile = \"wcf-basic128\"\nkey_identifier = \"issuer-serial\"\n");
+        let r = &parse(&text).unwrap().routes[0];
+        assert_eq!(r.algorithms.issuer_name_format, IssuerNameFormat::Wcf);
+        let text = format!("{ROUTE}profile = \"wcf-basic128\"\nissuer_name_format = \"rfc2253\"\n");
+        let r = &parse(&text).unwrap().routes[0];
+        assert_eq!(r.algorithms.issuer_name_format, IssuerNameFormat::Rfc2253);
+
+        let text = format!("{ROUTE}profile = \"basic256sha256\"\noaep_digest = \"sha256\"\n");
+        let r = &parse(&text).unwrap().routes[0];
+        assert_eq!(r.algorithms.key_transport, KeyTransport::RsaOaepMgf1p);
+        assert_eq!(r.algorithms.oaep_digest, OaepDigest::Sha256);
+        let r = &parse(&format!("{ROUTE}profile = \"basic128\"\n"))
+            .unwrap()
+            .routes[0];
+        assert_eq!(r.algorithms.data_encryption, DataEncryption::Aes128Cbc);
+
+        let e = parse(&format!("{ROUTE}issuer_name_format = \"rfc1779\"\n")).unwrap_err();
+        assert_eq!(e.key, "route.orders.issuer_name_format");
+        assert!(e.message.contains("wcf"), "{e}");
+        let e = parse(&format!("{ROUTE}profile = \"basic192\"\n")).unwrap_err();
+        assert!(e.message.contains("basic256sha256"), "{e}");
     }
 
     #[test]

@@ -37,7 +37,7 @@ fn one_line_error(out: &Output) -> String {
 fn encrypt_then_decrypt_through_pipes() {
     let dir = tempfile::tempdir().unwrap();
     let (_, cert, both) = common::receiver().write_to(dir.path(), "rx");
-    for profile in ["default", "wcf-basic256", "wcf-basic128", "modern"] {
+    for profile in wssgate::wss::Profile::ALL.iter().map(|p| p.name()) {
         let enc = wssgate(
             &[
                 "encrypt",
@@ -62,6 +62,77 @@ fn encrypt_then_decrypt_through_pipes() {
         );
         assert!(String::from_utf8_lossy(&dec.stdout).contains(">hello</m:ping>"));
     }
+}
+
+#[test]
+fn wcf_issuer_form_and_an_mgf1p_digest_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, cert, both) = common::receiver().write_to(dir.path(), "rx");
+    let cases: [(&[&str], &[&str], &[&str]); 3] = [
+        (
+            &["--profile", "wcf-basic256", "--key-id", "issuer-serial"],
+            // The quotes as XML text: `&quot;` is what the shared escaper writes.
+            &["<ds:X509IssuerName>CN=receiver, O=&quot;Example, Receivers Inc.&quot;, C=DE<"],
+            &[],
+        ),
+        (
+            &[
+                "--key-id",
+                "issuer-serial",
+                "--issuer-name-format",
+                "rfc2253",
+            ],
+            &[r#"<ds:X509IssuerName>CN=receiver,O=Example\, Receivers Inc.,C=DE<"#],
+            &[],
+        ),
+        (
+            &["--profile", "basic256sha256", "--oaep-digest", "sha256"],
+            &[
+                "xmlenc#rsa-oaep-mgf1p\"><ds:DigestMethod",
+                "Algorithm=\"http://www.w3.org/2001/04/xmlenc#sha256\"",
+            ],
+            &["MGF"],
+        ),
+    ];
+    for (args, present, absent) in cases {
+        let mut all = vec!["encrypt", "--cert", cert.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let enc = wssgate(&all, ENVELOPE.as_bytes());
+        assert!(
+            enc.status.success(),
+            "{}",
+            String::from_utf8_lossy(&enc.stderr)
+        );
+        let text = String::from_utf8_lossy(&enc.stdout);
+        for p in present {
+            assert!(text.contains(p), "{args:?}: {p} missing in {text}");
+        }
+        for a in absent {
+            assert!(!text.contains(a), "{args:?}: {a} in {text}");
+        }
+        let dec = wssgate(&["decrypt", "--key", both.to_str().unwrap()], &enc.stdout);
+        assert!(
+            dec.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&dec.stderr)
+        );
+        assert!(String::from_utf8_lossy(&dec.stdout).contains(">hello</m:ping>"));
+    }
+    let refused = wssgate(
+        &[
+            "encrypt",
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key-transport",
+            "rsa-1_5",
+            "--allow-legacy",
+            "--oaep-digest",
+            "sha256",
+        ],
+        ENVELOPE.as_bytes(),
+    );
+    assert_eq!(refused.status.code(), Some(64));
+    assert!(one_line_error(&refused).contains("no OAEP digest"));
 }
 
 #[test]

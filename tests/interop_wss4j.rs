@@ -3,7 +3,9 @@
 //! Security header of wssgate's output and must find the original Body.
 //!
 //! WSS4J 1.6 predates XML Encryption 1.1's `rsa-oaep`; that transport is checked by
-//! libxmlsec1 (tests/interop_xmlsec.rs), the others by both.
+//! libxmlsec1 (tests/interop_xmlsec.rs) and WSS4J 3 (tests/interop_java.rs), the others
+//! by all three. `rsa-oaep-mgf1p` with a SHA-256 DigestMethod and the WCF form of the
+//! issuer are read by WSS4J 1.6 as well.
 
 mod common;
 
@@ -11,7 +13,8 @@ use std::path::Path;
 use std::process::Command;
 
 use wssgate::wss::{
-    self, Algorithms, DataEncryption, EncryptOptions, KeyIdentifier, KeyTransport, OaepDigest,
+    self, Algorithms, DataEncryption, EncryptOptions, IssuerNameFormat, KeyIdentifier,
+    KeyTransport, OaepDigest,
 };
 
 const CLASSPATH: [&str; 5] = [
@@ -21,6 +24,16 @@ const CLASSPATH: [&str; 5] = [
     "/usr/share/java/slf4j-api.jar",
     "/usr/share/java/slf4j-nop.jar",
 ];
+
+/// Every key identifier, and issuer-serial in the WCF form too (WSS4J reads quoted values).
+fn key_identifiers() -> Vec<(KeyIdentifier, IssuerNameFormat)> {
+    let mut v: Vec<_> = KeyIdentifier::ALL
+        .iter()
+        .map(|k| (*k, IssuerNameFormat::Rfc2253))
+        .collect();
+    v.push((KeyIdentifier::IssuerSerial, IssuerNameFormat::Wcf));
+    v
+}
 
 #[test]
 fn wss4j_decrypts_every_supported_combination() {
@@ -77,14 +90,19 @@ fn wss4j_decrypts_every_supported_combination() {
     let mut n = 0;
     for original in &originals {
         let input = std::fs::read(original).unwrap();
-        for key_identifier in KeyIdentifier::ALL {
+        for (key_identifier, issuer_name_format) in key_identifiers() {
             for data_encryption in DataEncryption::ALL {
-                for key_transport in [KeyTransport::RsaOaepMgf1p, KeyTransport::Rsa15] {
+                for (key_transport, oaep_digest) in [
+                    (KeyTransport::RsaOaepMgf1p, OaepDigest::Sha1),
+                    (KeyTransport::RsaOaepMgf1p, OaepDigest::Sha256),
+                    (KeyTransport::Rsa15, OaepDigest::Sha1),
+                ] {
                     let algorithms = Algorithms {
-                        key_identifier: *key_identifier,
+                        key_identifier,
                         data_encryption: *data_encryption,
                         key_transport,
-                        oaep_digest: OaepDigest::Sha1,
+                        issuer_name_format,
+                        oaep_digest,
                     };
                     let options = EncryptOptions {
                         algorithms,

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 use wssgate::wss::{
-    self, Algorithms, DataEncryption, EncryptOptions, KeyIdentifier, KeyTransport, OaepDigest,
-    Profile,
+    self, Algorithms, DataEncryption, EncryptOptions, IssuerNameFormat, KeyIdentifier,
+    KeyTransport, OaepDigest, Profile,
 };
 
 fn assert_all_ok(results: &Value, expected: usize) {
@@ -29,6 +29,7 @@ fn assert_all_ok(results: &Value, expected: usize) {
 fn transports() -> Vec<(KeyTransport, OaepDigest)> {
     vec![
         (KeyTransport::RsaOaepMgf1p, OaepDigest::Sha1),
+        (KeyTransport::RsaOaepMgf1p, OaepDigest::Sha256),
         (KeyTransport::RsaOaep, OaepDigest::Sha1),
         (KeyTransport::RsaOaep, OaepDigest::Sha256),
         (KeyTransport::RsaOaep, OaepDigest::Sha512),
@@ -62,6 +63,7 @@ fn libxmlsec1_decrypts_every_combination() {
                         key_identifier: *key_identifier,
                         data_encryption: *data_encryption,
                         key_transport,
+                        issuer_name_format: IssuerNameFormat::Rfc2253,
                         oaep_digest,
                     };
                     let options = EncryptOptions {
@@ -85,7 +87,7 @@ fn libxmlsec1_decrypts_every_combination() {
     let manifest = dir.path().join("manifest.json");
     std::fs::write(&manifest, serde_json::to_vec(&cases).unwrap()).unwrap();
     let n = cases.len();
-    assert_eq!(n, 2 * 4 * 5 * 5);
+    assert_eq!(n, 2 * 4 * 5 * 6);
     let results = common::run_interop_script(
         "xmlsec_interop.py",
         &["decrypt", manifest.to_str().unwrap()],
@@ -112,7 +114,7 @@ fn libxmlsec1_decrypts_the_real_world_corpus() {
     for (i, original) in common::corpus_files().iter().enumerate() {
         let name = original.file_name().unwrap().to_str().unwrap().to_string();
         let input = std::fs::read(original).unwrap();
-        for profile in [Profile::Default, Profile::Modern] {
+        for profile in [Profile::Default, Profile::Basic128, Profile::Modern] {
             let options = EncryptOptions {
                 algorithms: profile.algorithms(),
                 ..EncryptOptions::default()

@@ -8,7 +8,8 @@ mod common;
 use proptest::prelude::*;
 use roxmltree::{Document, Node};
 use wssgate::wss::{
-    self, Algorithms, DataEncryption, EncryptOptions, KeyIdentifier, KeyTransport, OaepDigest,
+    self, Algorithms, DataEncryption, EncryptOptions, IssuerNameFormat, KeyIdentifier,
+    KeyTransport, OaepDigest,
 };
 
 const WSSE: &str =
@@ -120,17 +121,25 @@ fn dedup(mut attrs: Vec<(String, String)>) -> Vec<(String, String)> {
 fn algorithms() -> impl Strategy<Value = Algorithms> {
     (
         proptest::sample::select(KeyIdentifier::ALL.to_vec()),
+        proptest::sample::select(IssuerNameFormat::ALL.to_vec()),
         proptest::sample::select(DataEncryption::ALL.to_vec()),
         proptest::sample::select(vec![
             (KeyTransport::RsaOaepMgf1p, OaepDigest::Sha1),
+            (KeyTransport::RsaOaepMgf1p, OaepDigest::Sha256),
             (KeyTransport::RsaOaep, OaepDigest::Sha256),
             (KeyTransport::RsaOaep, OaepDigest::Sha512),
             (KeyTransport::Rsa15, OaepDigest::Sha1),
         ]),
     )
         .prop_map(
-            |(key_identifier, data_encryption, (key_transport, oaep_digest))| Algorithms {
+            |(
                 key_identifier,
+                issuer_name_format,
+                data_encryption,
+                (key_transport, oaep_digest),
+            )| Algorithms {
+                key_identifier,
+                issuer_name_format,
                 data_encryption,
                 key_transport,
                 oaep_digest,

@@ -12,7 +12,7 @@ use clap::builder::TypedValueParser as _;
 use super::{Failure, read_file, read_password};
 use crate::wss::{
     self, AlgorithmOverrides, Algorithms, CertificatePolicy, DataEncryption, EncryptOptions,
-    KeyIdentifier, KeyTransport, Limits, OaepDigest, Profile, Recipient,
+    IssuerNameFormat, KeyIdentifier, KeyTransport, Limits, OaepDigest, Profile, Recipient,
 };
 
 /// A clap parser for one of the engine's named algorithms: its possible values
@@ -35,13 +35,16 @@ pub struct EncryptArgs {
     /// Key identifier (overrides the profile).
     #[arg(long = "key-id", value_name = "ID", value_parser = one_of!(KeyIdentifier))]
     pub key_id: Option<KeyIdentifier>,
+    /// How issuer-serial writes the issuer (overrides the profile).
+    #[arg(long = "issuer-name-format", value_name = "FORMAT", value_parser = one_of!(IssuerNameFormat))]
+    pub issuer_name_format: Option<IssuerNameFormat>,
     /// Data encryption (overrides the profile).
     #[arg(long = "enc", value_name = "ALG", value_parser = one_of!(DataEncryption))]
     pub enc: Option<DataEncryption>,
     /// Key transport (overrides the profile; rsa-1_5 needs --allow-legacy).
     #[arg(long = "key-transport", value_name = "ALG", value_parser = one_of!(KeyTransport))]
     pub key_transport: Option<KeyTransport>,
-    /// Digest of rsa-oaep (and its MGF1).
+    /// OAEP digest (rsa-oaep: also its MGF1; rsa-oaep-mgf1p: MGF1 stays SHA-1).
     #[arg(long = "oaep-digest", value_name = "DIGEST", value_parser = one_of!(OaepDigest))]
     pub oaep_digest: Option<OaepDigest>,
     /// Permit rsa-1_5 key transport.
@@ -150,6 +153,7 @@ impl PendingOutput {
 pub fn encrypt(args: EncryptArgs, stdout: &mut dyn Write) -> Result<(), Failure> {
     let overrides = AlgorithmOverrides {
         key_identifier: args.key_id,
+        issuer_name_format: args.issuer_name_format,
         data_encryption: args.enc,
         key_transport: args.key_transport,
         oaep_digest: args.oaep_digest,

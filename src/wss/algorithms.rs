@@ -1,6 +1,6 @@
 //! The algorithm vocabulary of XML Encryption and WS-Security as wssgate speaks it:
-//! key identifiers, data encryption, key transport, OAEP digests and the named
-//! profiles that bundle them. Each name maps to exactly one URI, in one place, so
+//! key identifiers, the issuer name form, data encryption, key transport, OAEP
+//! digests and the named profiles that bundle them. Each name maps to exactly one URI, in one place, so
 //! the encryptor, the decryptor and the configuration cannot disagree.
 //!
 //! It owns names and URIs only; how the algorithms run lives in `cipher`.
@@ -99,6 +99,17 @@ named_enum!(
 );
 
 named_enum!(
+    /// How `issuer-serial` writes the issuer's distinguished name.
+    IssuerNameFormat, "issuer name format", {
+        /// RFC 2253: `CN=a,O=Example\, Inc.,C=DE` (Java's `X500Principal`, WSS4J, libxmlsec1).
+        Rfc2253 = "rfc2253",
+        /// What .NET's `X500DistinguishedName.Name` prints and WCF matches:
+        /// `CN=a, O="Example, Inc.", C=DE` (", " between RDNs, special values quoted).
+        Wcf = "wcf",
+    }
+);
+
+named_enum!(
     /// The symmetric cipher that encrypts the Body content.
     DataEncryption, "data encryption", {
         Aes128Cbc = "aes128-cbc",
@@ -123,7 +134,9 @@ named_enum!(
 );
 
 named_enum!(
-    /// The digest of RSA-OAEP (xmlenc11 `rsa-oaep`); MGF1 uses the same hash.
+    /// The digest of RSA-OAEP. With xmlenc11 `rsa-oaep` MGF1 uses the same hash; with
+    /// `rsa-oaep-mgf1p` MGF1 stays SHA-1 and a digest other than SHA-1 is written as
+    /// its DigestMethod.
     OaepDigest, "OAEP digest", {
         Sha1 = "sha1",
         Sha256 = "sha256",
@@ -135,8 +148,17 @@ named_enum!(
     /// A named suite of common receivers.
     Profile, "profile", {
         Default = "default",
+        /// WS-SecurityPolicy `Basic256`: what a CXF/WSS4J policy receiver accepts.
+        Basic256 = "basic256",
+        /// WS-SecurityPolicy `Basic256Sha256` (its SHA-256 is the signature digest;
+        /// encryption is the same as `Basic256`).
+        Basic256Sha256 = "basic256sha256",
+        /// WS-SecurityPolicy `Basic128`.
+        Basic128 = "basic128",
         WcfBasic256 = "wcf-basic256",
         WcfBasic128 = "wcf-basic128",
+        /// XML Encryption 1.1 (`rsa-oaep` + GCM): refused by every standard
+        /// WS-SecurityPolicy suite and by WSS4J before 2.1.3.
         Modern = "modern",
     }
 );
@@ -266,42 +288,70 @@ pub(crate) fn mgf_from_uri(uri: &str) -> Option<openssl::hash::MessageDigest> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Algorithms {
     pub key_identifier: KeyIdentifier,
+    /// How the issuer is written when `key_identifier` is `issuer-serial`.
+    pub issuer_name_format: IssuerNameFormat,
     pub data_encryption: DataEncryption,
     pub key_transport: KeyTransport,
-    /// Used only by `rsa-oaep`; `rsa-oaep-mgf1p` is SHA-1 by definition.
+    /// The OAEP digest: `rsa-oaep` uses it for MGF1 too; `rsa-oaep-mgf1p` keeps
+    /// MGF1-SHA-1 whatever it is; `rsa-1_5` has none (always SHA-1 here).
     pub oaep_digest: OaepDigest,
+}
+
+impl Default for Algorithms {
+    /// The `default` profile.
+    fn default() -> Self {
+        Profile::Default.algorithms()
+    }
 }
 
 impl Profile {
     pub fn algorithms(self) -> Algorithms {
-        let (key_identifier, key_transport, data_encryption, oaep_digest) = match self {
-            Profile::Default => (
-                KeyIdentifier::IssuerSerial,
-                KeyTransport::RsaOaepMgf1p,
-                DataEncryption::Aes256Cbc,
-                OaepDigest::Sha1,
-            ),
-            Profile::WcfBasic256 => (
-                KeyIdentifier::Thumbprint,
-                KeyTransport::RsaOaepMgf1p,
-                DataEncryption::Aes256Cbc,
-                OaepDigest::Sha1,
-            ),
-            Profile::WcfBasic128 => (
-                KeyIdentifier::Thumbprint,
-                KeyTransport::RsaOaepMgf1p,
-                DataEncryption::Aes128Cbc,
-                OaepDigest::Sha1,
-            ),
-            Profile::Modern => (
-                KeyIdentifier::IssuerSerial,
-                KeyTransport::RsaOaep,
-                DataEncryption::Aes256Gcm,
-                OaepDigest::Sha256,
-            ),
-        };
+        use DataEncryption::{Aes128Cbc, Aes256Cbc, Aes256Gcm};
+        use KeyIdentifier::{IssuerSerial, Thumbprint};
+        use KeyTransport::{RsaOaep, RsaOaepMgf1p};
+        let (key_identifier, issuer_name_format, key_transport, data_encryption, oaep_digest) =
+            match self {
+                Profile::Default | Profile::Basic256 | Profile::Basic256Sha256 => (
+                    IssuerSerial,
+                    IssuerNameFormat::Rfc2253,
+                    RsaOaepMgf1p,
+                    Aes256Cbc,
+                    OaepDigest::Sha1,
+                ),
+                Profile::Basic128 => (
+                    IssuerSerial,
+                    IssuerNameFormat::Rfc2253,
+                    RsaOaepMgf1p,
+                    Aes128Cbc,
+                    OaepDigest::Sha1,
+                ),
+                // WCF matches a thumbprint reliably; should a route choose
+                // issuer-serial instead, the issuer is written the way WCF reads it.
+                Profile::WcfBasic256 => (
+                    Thumbprint,
+                    IssuerNameFormat::Wcf,
+                    RsaOaepMgf1p,
+                    Aes256Cbc,
+                    OaepDigest::Sha1,
+                ),
+                Profile::WcfBasic128 => (
+                    Thumbprint,
+                    IssuerNameFormat::Wcf,
+                    RsaOaepMgf1p,
+                    Aes128Cbc,
+                    OaepDigest::Sha1,
+                ),
+                Profile::Modern => (
+                    IssuerSerial,
+                    IssuerNameFormat::Rfc2253,
+                    RsaOaep,
+                    Aes256Gcm,
+                    OaepDigest::Sha256,
+                ),
+            };
         Algorithms {
             key_identifier,
+            issuer_name_format,
             data_encryption,
             key_transport,
             oaep_digest,
@@ -313,6 +363,7 @@ impl Profile {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AlgorithmOverrides {
     pub key_identifier: Option<KeyIdentifier>,
+    pub issuer_name_format: Option<IssuerNameFormat>,
     pub data_encryption: Option<DataEncryption>,
     pub key_transport: Option<KeyTransport>,
     pub oaep_digest: Option<OaepDigest>,
@@ -323,13 +374,14 @@ pub struct AlgorithmOverrides {
 pub enum AlgorithmError {
     #[error("key transport rsa-1_5 is refused unless allow_legacy = true")]
     LegacyNotAllowed,
-    #[error("rsa-oaep-mgf1p always uses SHA-1; choose key transport rsa-oaep for {0}")]
-    Mgf1pDigest(OaepDigest),
+    #[error("key transport rsa-1_5 takes no OAEP digest ({0} was given)")]
+    Rsa15Digest(OaepDigest),
 }
 
 impl Algorithms {
-    /// The profile's suite with the explicit choices applied. When `rsa-oaep` is
-    /// chosen explicitly without a digest, SHA-256 is used.
+    /// The profile's suite with the explicit choices applied. A key transport
+    /// chosen explicitly brings its own default digest (SHA-256 for `rsa-oaep`,
+    /// SHA-1 otherwise) unless a digest is chosen too.
     pub fn resolve(
         profile: Profile,
         overrides: AlgorithmOverrides,
@@ -339,23 +391,26 @@ impl Algorithms {
         if let Some(k) = overrides.key_identifier {
             algs.key_identifier = k;
         }
+        if let Some(f) = overrides.issuer_name_format {
+            algs.issuer_name_format = f;
+        }
         if let Some(d) = overrides.data_encryption {
             algs.data_encryption = d;
         }
         if let Some(t) = overrides.key_transport {
-            if t == KeyTransport::RsaOaep && algs.key_transport != KeyTransport::RsaOaep {
-                algs.oaep_digest = OaepDigest::Sha256;
+            if t != algs.key_transport {
+                algs.oaep_digest = match t {
+                    KeyTransport::RsaOaep => OaepDigest::Sha256,
+                    KeyTransport::RsaOaepMgf1p | KeyTransport::Rsa15 => OaepDigest::Sha1,
+                };
             }
             algs.key_transport = t;
         }
         if let Some(d) = overrides.oaep_digest {
-            if algs.key_transport == KeyTransport::RsaOaepMgf1p && d != OaepDigest::Sha1 {
-                return Err(AlgorithmError::Mgf1pDigest(d));
+            if algs.key_transport == KeyTransport::Rsa15 && d != OaepDigest::Sha1 {
+                return Err(AlgorithmError::Rsa15Digest(d));
             }
             algs.oaep_digest = d;
-        }
-        if algs.key_transport != KeyTransport::RsaOaep {
-            algs.oaep_digest = OaepDigest::Sha1;
         }
         if algs.key_transport == KeyTransport::Rsa15 && !allow_legacy {
             return Err(AlgorithmError::LegacyNotAllowed);
@@ -366,10 +421,19 @@ impl Algorithms {
 
 impl fmt::Display for Algorithms {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} + {}", self.key_identifier, self.data_encryption)?;
-        match self.key_transport {
-            KeyTransport::RsaOaep => write!(f, " + rsa-oaep({})", self.oaep_digest),
-            t => write!(f, " + {t}"),
+        write!(f, "{}", self.key_identifier)?;
+        if self.key_identifier == KeyIdentifier::IssuerSerial
+            && self.issuer_name_format != IssuerNameFormat::Rfc2253
+        {
+            write!(f, "({})", self.issuer_name_format)?;
+        }
+        write!(f, " + {}", self.data_encryption)?;
+        match (self.key_transport, self.oaep_digest) {
+            (KeyTransport::RsaOaep, d) => write!(f, " + rsa-oaep({d})"),
+            (KeyTransport::RsaOaepMgf1p, d) if d != OaepDigest::Sha1 => {
+                write!(f, " + rsa-oaep-mgf1p({d})")
+            }
+            (t, _) => write!(f, " + {t}"),
         }
     }
 }
@@ -419,13 +483,73 @@ mod tests {
             Err(AlgorithmError::LegacyNotAllowed)
         );
         assert!(Algorithms::resolve(Profile::Default, o, true).is_ok());
+    }
+
+    #[test]
+    fn mgf1p_takes_a_digest_and_keeps_it() {
         let o = AlgorithmOverrides {
-            oaep_digest: Some(OaepDigest::Sha512),
+            oaep_digest: Some(OaepDigest::Sha256),
+            ..Default::default()
+        };
+        let a = Algorithms::resolve(Profile::Default, o, false).unwrap();
+        assert_eq!(a.key_transport, KeyTransport::RsaOaepMgf1p);
+        assert_eq!(a.oaep_digest, OaepDigest::Sha256);
+        assert_eq!(
+            a.to_string(),
+            "issuer-serial + aes256-cbc + rsa-oaep-mgf1p(sha256)"
+        );
+        // Switching a modern route to mgf1p without a digest means SHA-1.
+        let o = AlgorithmOverrides {
+            key_transport: Some(KeyTransport::RsaOaepMgf1p),
+            ..Default::default()
+        };
+        let a = Algorithms::resolve(Profile::Modern, o, false).unwrap();
+        assert_eq!(a.oaep_digest, OaepDigest::Sha1);
+        let o = AlgorithmOverrides {
+            key_transport: Some(KeyTransport::Rsa15),
+            oaep_digest: Some(OaepDigest::Sha256),
             ..Default::default()
         };
         assert_eq!(
-            Algorithms::resolve(Profile::Default, o, false),
-            Err(AlgorithmError::Mgf1pDigest(OaepDigest::Sha512))
+            Algorithms::resolve(Profile::Default, o, true),
+            Err(AlgorithmError::Rsa15Digest(OaepDigest::Sha256))
         );
+    }
+
+    #[test]
+    fn policy_suite_profiles() {
+        for p in [Profile::Basic256, Profile::Basic256Sha256] {
+            let a = p.algorithms();
+            assert_eq!(a.key_transport, KeyTransport::RsaOaepMgf1p);
+            assert_eq!(a.oaep_digest, OaepDigest::Sha1);
+            assert_eq!(a.data_encryption, DataEncryption::Aes256Cbc);
+        }
+        assert_eq!(
+            Profile::Basic128.algorithms().data_encryption,
+            DataEncryption::Aes128Cbc
+        );
+        assert_eq!("basic256sha256".parse(), Ok(Profile::Basic256Sha256));
+    }
+
+    #[test]
+    fn wcf_profiles_write_the_issuer_as_wcf_reads_it() {
+        let o = AlgorithmOverrides {
+            key_identifier: Some(KeyIdentifier::IssuerSerial),
+            ..Default::default()
+        };
+        let a = Algorithms::resolve(Profile::WcfBasic256, o, false).unwrap();
+        assert_eq!(a.issuer_name_format, IssuerNameFormat::Wcf);
+        assert_eq!(
+            a.to_string(),
+            "issuer-serial(wcf) + aes256-cbc + rsa-oaep-mgf1p"
+        );
+        let o = AlgorithmOverrides {
+            issuer_name_format: Some(IssuerNameFormat::Wcf),
+            ..Default::default()
+        };
+        let a = Algorithms::resolve(Profile::Default, o, false).unwrap();
+        assert_eq!(a.issuer_name_format, IssuerNameFormat::Wcf);
+        assert_eq!("wcf".parse(), Ok(IssuerNameFormat::Wcf));
+        assert!("rfc1779".parse::<IssuerNameFormat>().is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! Receiver certificates: parsing, the checks every certificate must pass before a
 //! message is encrypted for it, and the facts about it that the wire format and the
-//! operators need (RFC 2253 issuer, decimal serial, fingerprints, SKI, validity).
+//! operators need (RFC 2253 issuer, its WCF form, decimal serial, fingerprints, SKI,
+//! validity), and the comparison of issuer names a receiver reads back.
 //!
 //! The keystore uses the same checks on load and on every exchange, so a certificate
 //! that `wssgate encrypt` refuses is refused by the daemon too, with the same words.
@@ -252,6 +253,190 @@ pub fn rfc2253(name: &X509NameRef) -> String {
     out
 }
 
+/// A distinguished name as .NET's `X500DistinguishedName.Name` prints it, which is
+/// the string WCF compares an `X509IssuerName` with: most specific RDN first, `", "`
+/// between RDNs, CryptoAPI's keywords (`S` for the state, `E` for the e-mail address,
+/// `OID.` before a dotted one), and a value holding a special character or edge
+/// whitespace in double quotes with inner quotes doubled. WCF's fallback parser does
+/// not read RFC 2253's backslash escapes, so `O=Example\, Inc.` never matches there.
+pub fn wcf_name(name: &X509NameRef) -> String {
+    let entries: Vec<_> = name.entries().collect();
+    let mut out = String::new();
+    for (i, entry) in entries.iter().rev().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let object = entry.object();
+        let keyword = match object.nid() {
+            Nid::COMMONNAME => "CN".to_string(),
+            Nid::COUNTRYNAME => "C".to_string(),
+            Nid::LOCALITYNAME => "L".to_string(),
+            Nid::STATEORPROVINCENAME => "S".to_string(),
+            Nid::ORGANIZATIONNAME => "O".to_string(),
+            Nid::ORGANIZATIONALUNITNAME => "OU".to_string(),
+            Nid::STREETADDRESS => "STREET".to_string(),
+            Nid::DOMAINCOMPONENT => "DC".to_string(),
+            Nid::PKCS9_EMAILADDRESS => "E".to_string(),
+            Nid::TITLE => "T".to_string(),
+            Nid::GIVENNAME => "G".to_string(),
+            Nid::INITIALS => "I".to_string(),
+            Nid::SURNAME => "SN".to_string(),
+            Nid::SERIALNUMBER => "SERIALNUMBER".to_string(),
+            _ => format!("OID.{}", object.to_string_oid()),
+        };
+        out.push_str(&keyword);
+        out.push('=');
+        let value = entry
+            .data()
+            .to_string()
+            .unwrap_or_else(|_| String::from_utf8_lossy(entry.data().as_slice()).into_owned());
+        quote_wcf_value(&value, &mut out);
+    }
+    out
+}
+
+/// Quote as .NET does: an empty value, one that starts or ends with a space or an
+/// ASCII control space (tab to carriage return), or one holding `, + = " < > # ;`
+/// or a line feed (not a carriage return: Windows does not either).
+fn quote_wcf_value(value: &str, out: &mut String) {
+    let edge = |c: char| c == ' ' || ('\u{9}'..='\u{d}').contains(&c);
+    let needs = value.is_empty()
+        || value.starts_with(edge)
+        || value.ends_with(edge)
+        || value.contains([',', '+', '=', '"', '\n', '<', '>', '#', ';']);
+    if !needs {
+        out.push_str(value);
+        return;
+    }
+    out.push('"');
+    for c in value.chars() {
+        if c == '"' {
+            out.push('"');
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
+/// Whether two distinguished names in string form name the same issuer. Both the
+/// RFC 2253 form (backslash escapes, `,`) and the WCF/RFC 1779 one (quoted values,
+/// `", "` or `;`) are read; keywords match by their common spellings (`S` and `ST`,
+/// `E` and `EMAILADDRESS`, `OID.2.5.4.3` and `CN`), values regardless of case and
+/// repeated spaces. A name that does not parse matches nothing.
+pub fn same_distinguished_name(a: &str, b: &str) -> bool {
+    match (parse_dn(a), parse_dn(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// `(keyword, value)` pairs in the order written, normalized for comparison.
+fn parse_dn(text: &str) -> Option<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            break;
+        }
+        let mut keyword = String::new();
+        for c in chars.by_ref() {
+            if c == '=' {
+                break;
+            }
+            keyword.push(c);
+        }
+        let keyword = canonical_keyword(keyword.trim())?;
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = Vec::<u8>::new();
+        if chars.next_if_eq(&'"').is_some() {
+            loop {
+                match chars.next()? {
+                    '"' if chars.next_if_eq(&'"').is_some() => value.push(b'"'),
+                    '"' => break,
+                    '\\' => push_char(&mut value, chars.next()?),
+                    c => push_char(&mut value, c),
+                }
+            }
+            while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        } else {
+            // Trailing spaces are insignificant unless escaped.
+            let mut significant = 0;
+            while let Some(&c) = chars.peek() {
+                if matches!(c, ',' | ';' | '+') {
+                    break;
+                }
+                chars.next();
+                if c == '\\' {
+                    let first = chars.next()?;
+                    let second = chars.peek().copied();
+                    match (first.to_digit(16), second.and_then(|c| c.to_digit(16))) {
+                        (Some(h), Some(l)) => {
+                            chars.next();
+                            value.push((h * 16 + l) as u8);
+                        }
+                        _ => push_char(&mut value, first),
+                    }
+                    significant = value.len();
+                } else {
+                    push_char(&mut value, c);
+                    if !c.is_whitespace() {
+                        significant = value.len();
+                    }
+                }
+            }
+            value.truncate(significant);
+        }
+        match chars.next() {
+            None | Some(',' | ';' | '+') => {}
+            Some(_) => return None,
+        }
+        let value = String::from_utf8(value).ok()?;
+        let value = value
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase();
+        out.push((keyword, value));
+    }
+    Some(out)
+}
+
+fn push_char(out: &mut Vec<u8>, c: char) {
+    let mut buf = [0u8; 4];
+    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+}
+
+/// One spelling per attribute type.
+fn canonical_keyword(keyword: &str) -> Option<String> {
+    if keyword.is_empty() {
+        return None;
+    }
+    let upper = keyword.to_ascii_uppercase();
+    let bare = upper.strip_prefix("OID.").unwrap_or(&upper);
+    Some(
+        match bare {
+            "CN" | "2.5.4.3" => "CN",
+            "C" | "2.5.4.6" => "C",
+            "L" | "2.5.4.7" => "L",
+            "ST" | "S" | "2.5.4.8" => "ST",
+            "O" | "2.5.4.10" => "O",
+            "OU" | "2.5.4.11" => "OU",
+            "STREET" | "2.5.4.9" => "STREET",
+            "DC" | "0.9.2342.19200300.100.1.25" => "DC",
+            "UID" | "0.9.2342.19200300.100.1.1" => "UID",
+            "E" | "EMAIL" | "EMAILADDRESS" | "1.2.840.113549.1.9.1" => "E",
+            "T" | "TITLE" | "2.5.4.12" => "T",
+            "G" | "GIVENNAME" | "2.5.4.42" => "G",
+            "I" | "INITIALS" | "2.5.4.43" => "I",
+            "SN" | "SURNAME" | "2.5.4.4" => "SN",
+            "SERIALNUMBER" | "2.5.4.5" => "SERIALNUMBER",
+            other => other,
+        }
+        .to_string(),
+    )
+}
+
 trait OidString {
     fn to_string_oid(&self) -> String;
 }
@@ -298,6 +483,65 @@ mod tests {
         let mut s = String::new();
         escape_rdn_value(" a,b+c ", &mut s);
         assert_eq!(s, "\\ a\\,b\\+c\\ ");
+    }
+
+    fn name(entries: &[(&str, &str)]) -> openssl::x509::X509Name {
+        let mut b = openssl::x509::X509NameBuilder::new().unwrap();
+        for (k, v) in entries {
+            b.append_entry_by_text(k, v).unwrap();
+        }
+        b.build()
+    }
+
+    #[test]
+    fn wcf_form_quotes_instead_of_escaping() {
+        let n = name(&[
+            ("C", "US"),
+            ("ST", "New York"),
+            ("O", "Entrust, Inc."),
+            ("OU", "Say \"hi\""),
+            ("CN", "Entrust Root"),
+        ]);
+        assert_eq!(
+            wcf_name(&n),
+            r#"CN=Entrust Root, OU="Say ""hi""", O="Entrust, Inc.", S=New York, C=US"#
+        );
+        assert_eq!(
+            rfc2253(&n),
+            r#"CN=Entrust Root,OU=Say \"hi\",O=Entrust\, Inc.,ST=New York,C=US"#
+        );
+        let mut s = String::new();
+        quote_wcf_value(" lead", &mut s);
+        quote_wcf_value("a\rb", &mut s);
+        quote_wcf_value("", &mut s);
+        assert_eq!(s, "\" lead\"a\rb\"\"");
+    }
+
+    #[test]
+    fn both_forms_name_the_same_issuer() {
+        let n = name(&[("C", "DE"), ("O", "Example, Receivers Inc."), ("CN", "rx")]);
+        assert!(same_distinguished_name(&rfc2253(&n), &wcf_name(&n)));
+        assert!(same_distinguished_name(
+            "CN=rx,O=Example\\, Receivers Inc.,C=DE",
+            "cn=RX; O=\"Example,  Receivers Inc.\"; C=DE"
+        ));
+        assert!(same_distinguished_name(
+            "E=a@b.example,ST=Bayern",
+            "EMAILADDRESS=a@b.example, S=Bayern"
+        ));
+        assert!(same_distinguished_name("CN=a\\2cb", "CN=\"a,b\""));
+        assert!(same_distinguished_name("OID.2.5.4.3=x", "CN=x"));
+        // Order matters; so does every RDN.
+        assert!(!same_distinguished_name("CN=a,O=b", "O=b,CN=a"));
+        assert!(!same_distinguished_name("CN=a,O=b", "CN=a"));
+        assert!(!same_distinguished_name(
+            "CN=a,O=Example\\, Inc.",
+            "CN=a,O=Example, Inc."
+        ));
+        assert!(!same_distinguished_name(
+            "CN=\"unterminated",
+            "CN=unterminated"
+        ));
     }
 
     #[test]

@@ -67,15 +67,17 @@ pub fn wrap_key(
             .set_rsa_padding(Padding::PKCS1)
             .map_err(CipherError::openssl("key transport"))?,
         KeyTransport::RsaOaepMgf1p | KeyTransport::RsaOaep => {
-            let md = if transport == KeyTransport::RsaOaep {
+            // rsa-oaep-mgf1p names MGF1 with SHA-1 whatever its DigestMethod says;
+            // xmlenc11 rsa-oaep writes its MGF, and wssgate writes the same hash.
+            let mgf1 = if transport == KeyTransport::RsaOaep {
                 digest.md()
             } else {
                 MessageDigest::sha1()
             };
             let op = || CipherError::openssl("key transport");
             enc.set_rsa_padding(Padding::PKCS1_OAEP).map_err(op())?;
-            enc.set_rsa_oaep_md(md).map_err(op())?;
-            enc.set_rsa_mgf1_md(md).map_err(op())?;
+            enc.set_rsa_oaep_md(digest.md()).map_err(op())?;
+            enc.set_rsa_mgf1_md(mgf1).map_err(op())?;
         }
     }
     let len = enc

@@ -18,7 +18,7 @@ use openssl::hash::MessageDigest;
 use roxmltree::{Document, Node, ParsingOptions};
 
 use super::algorithms::{DataEncryption, KeyTransport, digest_from_uri, mgf_from_uri, ns, uri};
-use super::certificate::{CertificateInfo, parse_certificate};
+use super::certificate::{CertificateInfo, parse_certificate, same_distinguished_name};
 use super::cipher::{self, CipherError, UnwrapParams};
 use super::input;
 use super::keys::{KeyRing, PrivateKeyEntry};
@@ -118,7 +118,7 @@ impl KeyReference {
         };
         match self {
             KeyReference::IssuerSerial { issuer, serial } => {
-                serial.trim() == info.serial && same_dn(issuer, &info.issuer)
+                serial.trim() == info.serial && same_distinguished_name(issuer, &info.issuer)
             }
             KeyReference::Certificate { .. } => false,
             KeyReference::Ski(s) => info.ski.as_deref() == Some(s.as_slice()),
@@ -126,25 +126,6 @@ impl KeyReference {
             KeyReference::Unnamed => true,
         }
     }
-}
-
-/// Compare two RFC 2253 names loosely: case, spaces around separators and
-/// common keyword spellings do not matter.
-fn same_dn(a: &str, b: &str) -> bool {
-    fn norm(s: &str) -> Vec<String> {
-        s.split(',')
-            .map(|rdn| {
-                let (k, v) = rdn.split_once('=').unwrap_or(("", rdn));
-                let k = match k.trim().to_ascii_uppercase().as_str() {
-                    "EMAILADDRESS" | "E" | "EMAIL" => "1.2.840.113549.1.9.1".to_string(),
-                    "S" => "ST".to_string(),
-                    other => other.to_string(),
-                };
-                format!("{k}={}", v.trim().to_lowercase())
-            })
-            .collect()
-    }
-    norm(a) == norm(b)
 }
 
 fn is(node: &Node<'_, '_>, namespace: &str, local: &str) -> bool {

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use super::algorithms::{KeyIdentifier, KeyTransport, ns, uri};
+use super::algorithms::{KeyIdentifier, KeyTransport, OaepDigest, ns, uri};
 use super::{Algorithms, Recipient};
 
 /// Identifiers of one message's security elements; fresh random values per message.
@@ -62,7 +62,7 @@ pub fn binary_security_token(recipient: &Recipient, ids: &MessageIds, out: &mut 
 /// The SecurityTokenReference that names the receiver's certificate.
 fn token_reference(
     recipient: &Recipient,
-    key_identifier: KeyIdentifier,
+    algorithms: &Algorithms,
     ids: &MessageIds,
     out: &mut String,
 ) {
@@ -72,13 +72,13 @@ fn token_reference(
         ns::WSSE
     );
     let info = recipient.info();
-    match key_identifier {
+    match algorithms.key_identifier {
         KeyIdentifier::IssuerSerial => {
             let _ = write!(
                 out,
                 r#"<ds:X509Data><ds:X509IssuerSerial><ds:X509IssuerName>"#
             );
-            escape(&info.issuer, out);
+            escape(recipient.issuer_name(algorithms.issuer_name_format), out);
             let _ = write!(
                 out,
                 "</ds:X509IssuerName><ds:X509SerialNumber>{}</ds:X509SerialNumber></ds:X509IssuerSerial></ds:X509Data>",
@@ -143,6 +143,17 @@ pub fn encrypted_key(
                 algorithms.oaep_digest.mgf_uri()
             );
         }
+        // MGF1 stays SHA-1: only the digest is written, and only when it is not
+        // the SHA-1 that its absence means.
+        KeyTransport::RsaOaepMgf1p if algorithms.oaep_digest != OaepDigest::Sha1 => {
+            let _ = write!(
+                out,
+                r#"<xenc:EncryptionMethod Algorithm="{}"><ds:DigestMethod xmlns:ds="{}" Algorithm="{}"/></xenc:EncryptionMethod>"#,
+                KeyTransport::RsaOaepMgf1p.uri(),
+                ns::DS,
+                algorithms.oaep_digest.uri(),
+            );
+        }
         other => {
             let _ = write!(
                 out,
@@ -152,7 +163,7 @@ pub fn encrypted_key(
         }
     }
     let _ = write!(out, r#"<ds:KeyInfo xmlns:ds="{}">"#, ns::DS);
-    token_reference(recipient, algorithms.key_identifier, ids, out);
+    token_reference(recipient, algorithms, ids, out);
     let _ = write!(
         out,
         r##"</ds:KeyInfo><xenc:CipherData><xenc:CipherValue>{}</xenc:CipherValue></xenc:CipherData><xenc:ReferenceList><xenc:DataReference URI="#{}"/></xenc:ReferenceList></xenc:EncryptedKey>"##,

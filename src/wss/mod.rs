@@ -25,8 +25,8 @@ use openssl::pkey::{PKey, Public};
 use openssl::x509::X509;
 
 pub use algorithms::{
-    AlgorithmOverrides, Algorithms, DataEncryption, KeyIdentifier, KeyTransport, OaepDigest,
-    Profile,
+    AlgorithmOverrides, Algorithms, DataEncryption, IssuerNameFormat, KeyIdentifier, KeyTransport,
+    OaepDigest, Profile,
 };
 pub use certificate::{CertificateError, CertificateInfo, CertificatePolicy};
 pub use envelope::{EncryptError, EncryptSummary, encrypt_envelope, encrypt_to_vec, sniff_version};
@@ -80,6 +80,8 @@ pub struct Recipient {
     info: CertificateInfo,
     public_key: PKey<Public>,
     der_base64: String,
+    /// The issuer as WCF reads it (`info.issuer` is the RFC 2253 form).
+    issuer_wcf: String,
 }
 
 impl std::fmt::Debug for Recipient {
@@ -108,6 +110,7 @@ impl Recipient {
             .map_err(|e| CertificateError::Parse(certificate::first_reason(&e)))?;
         Ok(Recipient {
             der_base64: B64.encode(der),
+            issuer_wcf: certificate::wcf_name(certificate.issuer_name()),
             certificate,
             info,
             public_key,
@@ -127,6 +130,14 @@ impl Recipient {
 
     pub fn info(&self) -> &CertificateInfo {
         &self.info
+    }
+
+    /// The issuer's distinguished name in the form `issuer-serial` writes.
+    pub fn issuer_name(&self, format: IssuerNameFormat) -> &str {
+        match format {
+            IssuerNameFormat::Rfc2253 => &self.info.issuer,
+            IssuerNameFormat::Wcf => &self.issuer_wcf,
+        }
     }
 
     pub fn certificate(&self) -> &X509 {

@@ -67,8 +67,8 @@ MGFS = {
 
 def unwrap_xmlenc11_oaep(ek, method, key_path):
     """libxmlsec1 1.2 predates XML Encryption 1.1's rsa-oaep: read its DigestMethod and
-    MGF as the specification defines them (SHA-1 when absent) and unwrap with the
-    cryptography package."""
+    MGF as the specification defines them (SHA-1 when absent; rsa-oaep-mgf1p has no
+    MGF element, so MGF1-SHA-1) and unwrap with the cryptography package."""
     import base64
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import padding
@@ -91,7 +91,11 @@ def run_case(case):
     if len(eks) != 1:
         raise ValueError("expected one EncryptedKey, found %d" % len(eks))
     method = eks[0].find("{%s}EncryptionMethod" % XENC)
-    if method.get("Algorithm") == XENC11 + "rsa-oaep":
+    # libxmlsec1 1.2 also reads rsa-oaep-mgf1p with SHA-1 only; a DigestMethod other
+    # than SHA-1 (MGF1 staying SHA-1) is unwrapped the same way as xmlenc11's rsa-oaep.
+    digest = method.find("{%s}DigestMethod" % DSIG)
+    other_digest = digest is not None and digest.get("Algorithm") != DSIG + "sha1"
+    if method.get("Algorithm") == XENC11 + "rsa-oaep" or other_digest:
         content_key = unwrap_xmlenc11_oaep(eks[0], method, case["key"])
     else:
         manager = xmlsec.KeysManager()
