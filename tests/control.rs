@@ -239,3 +239,37 @@ async fn a_certificate_replaced_on_disk_is_archived_and_audited_once() {
     assert_eq!(store.archived("shared").unwrap().len(), 2);
     assert_eq!(store.history("shared").unwrap().len(), 3);
 }
+
+#[tokio::test]
+async fn a_staged_certificate_is_live_before_the_first_route_releases() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = daemon(dir.path()).await;
+    let next = common::TestReceiver::new(&common::CertSpec {
+        serial: 7000,
+        ..Default::default()
+    });
+    for route in ["a", "b"] {
+        daemon
+            .control
+            .pause(route, Actor("ops"), None)
+            .await
+            .unwrap();
+    }
+    daemon
+        .control
+        .stage(
+            "shared",
+            Bytes::from(next.cert_pem()),
+            Activation::OnResume,
+            Actor("keys"),
+        )
+        .await
+        .unwrap();
+    // What route a holds was sent for the receiver's new key: it must go out
+    // under the new certificate although route b is still paused.
+    let resumed = daemon.control.resume("a", Actor("ops")).await.unwrap();
+    assert_eq!(resumed.activated.unwrap().serial, "7000");
+    assert_eq!(daemon.shared.load().aliases["shared"].info().serial, "7000");
+    let resumed = daemon.control.resume("b", Actor("ops")).await.unwrap();
+    assert!(resumed.activated.is_none());
+}

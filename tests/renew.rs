@@ -2,7 +2,9 @@
 
 mod common;
 
-use std::process::Command;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -114,10 +116,10 @@ async fn renew_exclusive_and_overlap_scripted() {
         String::from_utf8_lossy(&out.stderr)
     );
     for step in [
-        "1.  operator: pausing route orders",
-        "2.  keystore administrator",
+        "1.  keystore administrator: staging",
+        "2.  operator: pausing route orders",
         "3.  receiver administrator: swap",
-        "4.  operator: resumed route orders",
+        "4.  operator: resumed route orders; serial 2 is live",
         "done",
     ] {
         assert!(text.contains(step), "{step} missing in:\n{text}");
@@ -211,51 +213,135 @@ async fn renew_exclusive_and_overlap_scripted() {
     assert!(out.status.success());
 }
 
+/// `renew exclusive` with `args` added, the operator answering `answer` when asked.
+async fn renew_exclusive(
+    daemon: &Arc<Daemon>,
+    cert: &Path,
+    extra: &[&str],
+    answer: &str,
+) -> Output {
+    let (daemon, cert) = (daemon.clone(), cert.to_path_buf());
+    let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    let answer = answer.to_string();
+    tokio::task::spawn_blocking(move || {
+        let token = daemon.dir.path().join("root.token");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wssgate"))
+            .args(["renew", "--admin", &daemon.admin_url(""), "--token-file"])
+            .arg(&token)
+            .args(["exclusive", "--alias", "orders-receiver", "--cert"])
+            .arg(&cert)
+            .args(&extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let _ = child.stdin.take().unwrap().write_all(answer.as_bytes());
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn renew_stops_safely_when_the_exchange_is_refused() {
+async fn renew_exclusive_validates_before_it_pauses() {
     let rx = common::receiver();
     let receiver = Receiver::start(rx.key_ring()).await.unwrap();
-    let config = net::config(&format!("http://{}/s", receiver.addr), "", "");
+    // Routes identify the key by SKI: a certificate without one cannot be used.
+    let config = net::config(
+        &format!("http://{}/s", receiver.addr),
+        "key_identifier = \"ski\"",
+        "",
+    );
     let daemon = Arc::new(Daemon::start(&config, &[("orders-receiver", rx.cert_pem())]).await);
+    let no_ski = TestReceiver::new(&CertSpec {
+        serial: 9,
+        ski: false,
+        ..CertSpec::default()
+    });
+    let (same, unusable) = (
+        daemon.dir.path().join("same.pem"),
+        daemon.dir.path().join("no-ski.pem"),
+    );
+    std::fs::write(&same, rx.cert_pem()).unwrap();
+    std::fs::write(&unusable, no_ski.cert_pem()).unwrap();
+    for (cert, why) in [
+        (&same, "already the certificate in use"),
+        (&unusable, "refused"),
+    ] {
+        let out = renew_exclusive(&daemon, cert, &["--receiver-ready"], "").await;
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(why) && err.contains("nothing was changed"),
+            "{err}"
+        );
+        let view = daemon.client("read").route("orders").await.unwrap();
+        assert_eq!(
+            view.state,
+            RouteState::Active,
+            "{}: not paused",
+            cert.display()
+        );
+        let staged = daemon
+            .client("read")
+            .keystore_alias("orders-receiver")
+            .await
+            .unwrap();
+        assert!(staged.pending.is_none());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renew_stopped_after_the_pause_says_what_is_left_and_how_to_go_on() {
+    let rx = common::receiver();
     let next = TestReceiver::new(&CertSpec {
         serial: 9,
         ..CertSpec::default()
     });
+    let mut keys = rx.key_ring();
+    keys.push(wssgate::wss::keys::from_pem(&next.key_and_cert_pem(), "next").unwrap());
+    let receiver = Receiver::start(keys).await.unwrap();
+    let config = net::config(&format!("http://{}/s", receiver.addr), "", "");
+    let daemon = Arc::new(Daemon::start(&config, &[("orders-receiver", rx.cert_pem())]).await);
     let new = daemon.dir.path().join("new.pem");
     std::fs::write(&new, next.cert_pem()).unwrap();
-    // The keystore no longer holds the alias on disk (someone removed the file):
-    // the daemon refuses the exchange after the route was paused.
-    std::fs::remove_file(daemon.dir.path().join("keystore/orders-receiver.pem")).unwrap();
-    let args = [
-        "renew",
-        "exclusive",
-        "--alias",
-        "orders-receiver",
-        "--cert",
-        new.to_str().unwrap(),
-        "--receiver-ready",
-    ];
-    let out = run(
-        &daemon,
-        "root",
-        args.iter().map(|s| s.to_string()).collect(),
-    )
-    .await;
+    // The receiver administrator is not ready: the operator answers no.
+    let out = renew_exclusive(&daemon, &new, &[], "no\n").await;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
+    let resume = format!(
+        "wssgate ctl --admin {} --token-file {} resume orders",
+        daemon.admin_url(""),
+        daemon.dir.path().join("root.token").display()
+    );
     assert!(
-        err.contains("left paused") && err.contains("orders"),
+        err.contains("left paused") && err.contains("serial 9") && err.contains(&resume),
         "{err}"
     );
     let view = daemon.client("read").route("orders").await.unwrap();
-    assert_eq!(
-        view.state,
-        RouteState::Paused,
-        "nothing is sent while the renewal is half done"
-    );
+    assert_eq!(view.state, RouteState::Paused, "nothing is sent meanwhile");
     assert_eq!(
         view.certificate.serial, "4711",
         "the running certificate is unchanged"
     );
     assert!(receiver.received().is_empty());
+    // The command it names finishes the renewal: the staged certificate first.
+    let words: Vec<String> = resume.split(' ').skip(1).map(str::to_string).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_wssgate"))
+            .args(&words)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let view = daemon.client("read").route("orders").await.unwrap();
+    assert_eq!(view.state, RouteState::Active);
+    assert_eq!(view.certificate.serial, "9");
 }

@@ -112,6 +112,29 @@ fn client(config: &ConfigArg, args: &AdminArgs) -> Result<AdminClient, Failure> 
     AdminClient::new(&credentials).map_err(Failure::runtime)
 }
 
+/// The `wssgate ctl` command line that reaches the same daemon as this one.
+fn ctl_command(config: &ConfigArg, args: &AdminArgs) -> String {
+    let mut line = String::from("wssgate ctl");
+    match (&args.admin, &args.token_file) {
+        (Some(url), Some(token)) => {
+            line.push_str(&format!(" --admin {url} --token-file {}", token.display()));
+        }
+        (url, token) => {
+            line.push_str(&format!(" -c {}", config.path().display()));
+            if let Some(url) = url {
+                line.push_str(&format!(" --admin {url}"));
+            }
+            if let Some(token) = token {
+                line.push_str(&format!(" --token-file {}", token.display()));
+            }
+        }
+    }
+    if let Some(ca) = &args.admin_ca {
+        line.push_str(&format!(" --admin-ca {}", ca.display()));
+    }
+    line
+}
+
 fn ctl_failure(e: CtlError) -> Failure {
     if e.is_invalid_input() {
         Failure::invalid(e)
@@ -319,6 +342,7 @@ pub fn renew(config: &ConfigArg, args: RenewArgs, out: &mut dyn Write) -> Result
     } else {
         Confirmation::Prompt
     };
+    let ctl = ctl_command(config, &args.admin);
     block_on(super::renew::renew(
         &client,
         args.procedure,
@@ -326,6 +350,7 @@ pub fn renew(config: &ConfigArg, args: RenewArgs, out: &mut dyn Write) -> Result
         Bytes::from(certificate),
         Duration::from_secs(args.wait),
         confirmation,
+        &ctl,
         out,
     ))?
     .map_err(ctl_failure)

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::admin::client::{AdminClient, CtlError};
+use crate::admin::contract::Activation;
 
 /// Which renewal procedure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -50,6 +51,9 @@ fn confirm(how: &Confirmation, question: &str, out: &mut dyn Write) -> Result<()
 }
 
 /// Walk a renewal procedure against the running daemon, printing each step.
+/// `ctl` is how the operator reaches this daemon from a shell (`wssgate ctl -c
+/// FILE`): failures name the exact commands that finish or undo what was done.
+#[allow(clippy::too_many_arguments)]
 pub async fn renew(
     admin: &AdminClient,
     procedure: Procedure,
@@ -57,14 +61,14 @@ pub async fn renew(
     certificate: Bytes,
     wait: Duration,
     confirmation: Confirmation,
+    ctl: &str,
     out: &mut dyn Write,
 ) -> Result<(), CtlError> {
-    let using: Vec<String> = admin
-        .routes()
-        .await?
-        .into_iter()
+    let routes = admin.routes().await?;
+    let using: Vec<String> = routes
+        .iter()
         .filter(|r| r.alias == alias)
-        .map(|r| r.name)
+        .map(|r| r.name.clone())
         .collect();
     let _ = writeln!(
         out,
@@ -80,6 +84,19 @@ pub async fn renew(
             using.join(", ")
         }
     );
+    // Nothing changes for a certificate that is already the one in use.
+    let new_sha256 = crate::wss::Recipient::from_bytes(&certificate)
+        .map(|r| r.info().sha256.clone())
+        .map_err(|e| CtlError::Stopped(format!("the new certificate: {e}; nothing was changed")))?;
+    if let Some(r) = routes
+        .iter()
+        .find(|r| r.alias == alias && r.certificate.sha256 == new_sha256)
+    {
+        return Err(CtlError::Stopped(format!(
+            "serial {} is already the certificate in use for {alias}; nothing was changed",
+            r.certificate.serial
+        )));
+    }
     match procedure {
         Procedure::Overlap => {
             let _ = writeln!(
@@ -109,20 +126,45 @@ pub async fn renew(
             );
         }
         Procedure::Exclusive => {
+            // Validated by the daemon itself (its policy for this alias) before
+            // anything is paused; it becomes live at the resume, before any held
+            // request is released.
+            let _ = writeln!(
+                out,
+                "1.  keystore administrator: staging the new certificate under {alias}"
+            );
+            let staged = admin
+                .stage(alias, certificate, Activation::OnResume)
+                .await
+                .map_err(|e| {
+                    CtlError::Stopped(format!(
+                        "the daemon refused the certificate: {e}; nothing was changed"
+                    ))
+                })?;
+            let serial = staged.pending.certificate.serial;
+            let _ = writeln!(
+                out,
+                "    validated and staged: serial {serial} becomes live when the route resumes"
+            );
+            let left = Left {
+                ctl,
+                alias,
+                serial: &serial,
+            };
             let mut paused = Vec::new();
             for route in &using {
                 let _ = writeln!(
                     out,
-                    "1.  operator: pausing route {route} (waiting up to {}s for in-flight requests)",
+                    "2.  operator: pausing route {route} (waiting up to {}s for in-flight requests)",
                     wait.as_secs()
                 );
                 let answer = admin
                     .pause(route, Some(wait))
                     .await
-                    .map_err(|e| stopped(&paused, &format!("pausing {route} failed: {e}")))?;
+                    .map_err(|e| left.stopped(&paused, &format!("pausing {route} failed: {e}")))?;
                 paused.push(route.clone());
                 if !answer.drained {
-                    return Err(stopped(
+                    return Err(left.stopped(
                         &paused,
                         &format!(
                             "route {route} still has {} requests in flight after {}s",
@@ -139,34 +181,18 @@ pub async fn renew(
             }
             let _ = writeln!(
                 out,
-                "2.  keystore administrator: exchanging the certificate under {alias}"
-            );
-            let result = admin.exchange(alias, certificate).await.map_err(|e| {
-                stopped(
-                    &paused,
-                    &format!("the exchange failed, the old certificate stays: {e}"),
-                )
-            })?;
-            let _ = writeln!(
-                out,
-                "    exchanged: serial {} replaces serial {}",
-                result.current.serial,
-                previous_serial(&result),
-            );
-            let _ = writeln!(
-                out,
                 "3.  receiver administrator: swap the receiver's key pair now"
             );
             confirm(&confirmation, "Does the receiver hold the new key?", out)
-                .map_err(|e| stopped(&paused, &e.to_string()))?;
+                .map_err(|e| left.stopped(&paused, &e.to_string()))?;
             for route in &paused {
                 let answer = admin
                     .resume(route)
                     .await
-                    .map_err(|e| stopped(&paused, &format!("resuming {route} failed: {e}")))?;
+                    .map_err(|e| left.stopped(&paused, &format!("resuming {route} failed: {e}")))?;
                 let _ = writeln!(
                     out,
-                    "4.  operator: resumed route {route}; {} held requests released in arrival order under the new certificate",
+                    "4.  operator: resumed route {route}; serial {serial} is live; {} held requests released in arrival order under it",
                     answer.released
                 );
             }
@@ -176,14 +202,33 @@ pub async fn renew(
     Ok(())
 }
 
-fn stopped(paused: &[String], why: &str) -> CtlError {
-    if paused.is_empty() {
-        return CtlError::Stopped(format!("{why}; nothing was changed"));
+/// What an exclusive renewal leaves when it stops, and how to go on from there.
+struct Left<'a> {
+    ctl: &'a str,
+    alias: &'a str,
+    serial: &'a str,
+}
+
+impl Left<'_> {
+    fn stopped(&self, paused: &[String], why: &str) -> CtlError {
+        let (ctl, alias, serial) = (self.ctl, self.alias, self.serial);
+        let resume: Vec<String> = paused.iter().map(|r| format!("{ctl} resume {r}")).collect();
+        if paused.is_empty() {
+            return CtlError::Stopped(format!(
+                "{why}; stopped safely: no route is paused; serial {serial} is staged for {alias} \
+                 (withdraw it with: {ctl} withdraw {alias})"
+            ));
+        }
+        CtlError::Stopped(format!(
+            "{why}; stopped safely: routes {} are left paused (nothing is sent) and serial {serial} \
+             is staged for {alias}. Once the receiver holds the new key, resume with: {} \
+             (serial {serial} becomes live first). To keep the old certificate instead: \
+             {ctl} withdraw {alias}, then {}",
+            paused.join(", "),
+            resume.join("; "),
+            resume.join("; "),
+        ))
     }
-    CtlError::Stopped(format!(
-        "{why}; stopped safely: routes {} are left paused (resume with: wssgate ctl resume ROUTE)",
-        paused.join(", ")
-    ))
 }
 
 fn previous_serial(answer: &crate::admin::contract::ExchangeAnswer) -> &str {

@@ -264,8 +264,9 @@ impl Control {
     }
 
     /// Let `route` send again: a certificate staged to activate on resume becomes
-    /// live first (once no other route using the alias is still paused), then the
-    /// held requests are released in arrival order.
+    /// live first — at the first resume of a route using the alias, since what that
+    /// route releases is meant for the receiver's new key — then the held requests
+    /// are released in arrival order.
     pub async fn resume(&self, route: &str, actor: Actor<'_>) -> Result<Resumed, ControlError> {
         let mut changes = self.changes.lock().await;
         let snapshot = self.known_route(route)?;
@@ -277,12 +278,8 @@ impl Control {
             .route(route)
             .map(|r| r.config.alias.clone())
             .unwrap_or_default();
-        let others_paused = snapshot
-            .config
-            .routes_for_alias(&alias)
-            .any(|r| r.name != route && self.gates.get(&r.name).is_paused());
         let mut activated = None;
-        if !others_paused && self.staged_on_resume(&snapshot, &alias).await {
+        if self.staged_on_resume(&snapshot, &alias).await {
             match self.activate(&alias, actor.0).await {
                 Ok(live) => {
                     changes.schedule.remove(&alias);
