@@ -307,6 +307,18 @@ impl Shared {
                     .map_err(ReloadError::from)
             });
         match result {
+            // A file event that changed nothing (an editor's save of the same
+            // text, a touch) is no new generation: nothing to publish or count.
+            Ok(new) if trigger == ReloadTrigger::FileChange && same_content(&old, &new) => {
+                tracing::debug!(
+                    generation = old.generation,
+                    "files changed on disk but the configuration did not"
+                );
+                Ok(ReloadOutcome {
+                    generation: old.generation,
+                    changed: Vec::new(),
+                })
+            }
             Ok(new) => {
                 let changed = changes(&old, &new);
                 let generation = new.generation;
@@ -338,6 +350,24 @@ impl Shared {
             }
         }
     }
+}
+
+/// Whether two snapshots would serve alike: the same configuration, the same
+/// certificate per alias, the same admin tokens.
+fn same_content(old: &Snapshot, new: &Snapshot) -> bool {
+    old.config == new.config
+        && old.aliases.len() == new.aliases.len()
+        && old.aliases.iter().all(|(alias, cert)| {
+            new.aliases
+                .get(alias)
+                .is_some_and(|n| n.info().sha256 == cert.info().sha256)
+        })
+        && old.admin_tokens.len() == new.admin_tokens.len()
+        && old
+            .admin_tokens
+            .iter()
+            .zip(&new.admin_tokens)
+            .all(|(a, b)| a.name == b.name && a.role == b.role && a.digest == b.digest)
 }
 
 /// What differs between two snapshots, in words.

@@ -130,3 +130,37 @@ async fn a_secret_style_swap_of_the_keystore_is_picked_up() {
     .await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_beside_the_configuration_and_unchanged_saves_do_not_reload() {
+    let rx = common::receiver();
+    let receiver = Receiver::start(rx.key_ring()).await.unwrap();
+    let config = net::config(&format!("http://{}/s", receiver.addr), "", "")
+        .replace("[keystore]", "[keystore]\nwatch = true");
+    let daemon = Daemon::start(&config, &[("orders-receiver", rx.cert_pem())]).await;
+    let dir = daemon.dir.path().to_path_buf();
+    // The daemon's own log (or anything else) written beside the configuration.
+    for i in 0..20 {
+        std::fs::write(dir.join("wssgate.log"), format!("line {i}\n")).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A save of the same text.
+    let path = dir.join("wssgate.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, &text).unwrap();
+    tokio::time::sleep(wssgate::watch::DEBOUNCE * 4).await;
+    assert_eq!(daemon.shared.load().generation, 1, "nothing changed");
+    assert_eq!(daemon.shared.reload_counts(), (0, 0));
+    // A real change is picked up.
+    std::fs::write(
+        &path,
+        text.replace("shutdown_grace = \"5s\"", "shutdown_grace = \"6s\""),
+    )
+    .unwrap();
+    common::eventually(Duration::from_secs(10), async || {
+        daemon.shared.load().generation == 2
+    })
+    .await;
+    assert_eq!(daemon.shared.load().generation, 2);
+    assert_eq!(daemon.shared.reload_counts(), (1, 0));
+}
