@@ -79,6 +79,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // `wssgate … | head`: the reader has what it wanted.
         Err(f) if f.closed_output => ExitCode::SUCCESS,
+        Err(f) if f.logged => ExitCode::from(f.exit as u8),
         Err(f) => {
             let line = f.message.replace('\n', " ");
             let _ = writeln!(io::stderr(), "wssgate: error: {line}");
@@ -96,27 +97,41 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 
 fn serve(path: PathBuf, args: ServeArgs) -> Result<(), Failure> {
     // The log format is in the file: read it first, so that loading logs properly.
-    let preview = wssgate::config::Config::load(&path).map_err(Failure::invalid)?;
-    telemetry::init(match args.log_format {
+    let preview = wssgate::config::Config::load(&path);
+    let format = match args.log_format {
         Some(LogFormatArg::Text) => LogFormat::Text,
         Some(LogFormatArg::Json) => LogFormat::Json,
-        None => preview.log_format,
+        None => preview.as_ref().map_or(LogFormat::Text, |c| c.log_format),
+    };
+    telemetry::init(format);
+    let result = preview.map_err(Failure::invalid).and_then(|_| {
+        runtime()?.block_on(async move {
+            let daemon = daemon::Daemon::load(&path)
+                .await
+                .map_err(Failure::invalid)?;
+            daemon.log_startup();
+            let (proxy_listener, admin_listener) = daemon.bind().await.map_err(Failure::runtime)?;
+            let intents = signal::intents()
+                .map_err(|e| Failure::runtime(format!("cannot install signal handlers: {e}")))?;
+            daemon
+                .run(proxy_listener, admin_listener, intents)
+                .await
+                .map_err(Failure::runtime)
+        })
     });
-    runtime()?.block_on(async move {
-        let daemon = daemon::Daemon::load(&path)
-            .await
-            .map_err(Failure::invalid)?;
-        daemon.log_startup();
-        let (proxy_listener, admin_listener) = daemon.bind().await.map_err(Failure::runtime)?;
-        let intents = signal::intents()
-            .map_err(|e| Failure::runtime(format!("cannot install signal handlers: {e}")))?;
-        daemon
-            .run(proxy_listener, admin_listener, intents)
-            .await
-            .map_err(Failure::runtime)
-    })?;
-    tracing::info!("stopped");
-    Ok(())
+    match result {
+        Ok(()) => {
+            tracing::info!("stopped");
+            Ok(())
+        }
+        // A JSON log stays JSON to its last line.
+        Err(mut f) if format == LogFormat::Json => {
+            tracing::error!(error = %f.message, exit = f.exit as u8, "wssgate serve failed");
+            f.logged = true;
+            Err(f)
+        }
+        Err(f) => Err(f),
+    }
 }
 
 fn demo(out: &mut dyn Write) -> Result<(), Failure> {

@@ -1,5 +1,8 @@
 //! Logging: structured `tracing` events, written as text or JSON lines to stderr.
-//! The level comes from `RUST_LOG` (default `info`).
+//! The level comes from `RUST_LOG` (default `info`). Text is coloured only when
+//! stderr is a terminal: a journal or a log file gets plain lines.
+
+use std::io::IsTerminal;
 
 use crate::config::LogFormat;
 
@@ -10,6 +13,7 @@ pub fn init(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

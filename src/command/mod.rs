@@ -42,6 +42,8 @@ pub struct Failure {
     pub message: String,
     /// Standard output was closed (`wssgate … | head`): end quietly.
     pub closed_output: bool,
+    /// Already written to the log (as JSON where the log is JSON): not again.
+    pub logged: bool,
 }
 
 impl Failure {
@@ -62,6 +64,7 @@ impl Failure {
             exit,
             message: message.to_string(),
             closed_output: false,
+            logged: false,
         }
     }
 }
@@ -118,12 +121,27 @@ pub(crate) fn read_password(path: Option<&Path>) -> Result<Option<String>, Failu
     }
 }
 
-/// Who the audit log names for a change made from the command line.
+/// Who the audit log names for a change made from the command line: the user the
+/// process runs as (by its uid, not by an environment variable it could be handed),
+/// and who ran sudo, if anyone did.
 pub fn cli_actor() -> String {
-    let user = std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".to_string());
-    format!("cli:{user}")
+    let uid = rustix::process::getuid().as_raw();
+    let user = user_name(uid).unwrap_or_else(|| format!("uid {uid}"));
+    match std::env::var("SUDO_USER") {
+        Ok(by) if !by.is_empty() && by != user => format!("cli:{user} (sudo by {by})"),
+        _ => format!("cli:{user}"),
+    }
+}
+
+/// The name of `uid` in the passwd database (`/etc/passwd`).
+fn user_name(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id = fields.nth(1)?;
+        (id.parse::<u32>().ok()? == uid).then(|| name.to_string())
+    })
 }
 
 pub(crate) fn print_json<T: serde::Serialize>(

@@ -334,7 +334,10 @@ impl Control {
                 SystemTime::now(),
             )
         })
-        .await??;
+        .await?
+        .inspect_err(|e| {
+            tracing::warn!(alias = %alias, by = %actor.0, error = %e, "certificate exchange refused; the current certificate stays");
+        })?;
         let live = self.make_live(outcome).await?;
         tracing::info!(alias = %alias, by = %actor.0, serial = %live.outcome.current.serial, sha256 = %live.outcome.current.sha256, generation = live.generation, "certificate exchanged and live");
         Ok(live)
@@ -362,7 +365,10 @@ impl Control {
                 SystemTime::now(),
             )
         })
-        .await??;
+        .await?
+        .inspect_err(|e| {
+            tracing::warn!(alias = %alias, by = %actor.0, error = %e, "certificate staging refused");
+        })?;
         match staged.activation {
             Activation::At { at } => changes.schedule.insert(
                 staged.alias.clone(),
