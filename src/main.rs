@@ -401,6 +401,7 @@ fn encrypt(args: EncryptArgs) -> Result<(), Failure> {
         limits: Limits {
             max_depth: args.max_depth,
             max_bytes: None,
+            ..Limits::default()
         },
     };
     let input = open_input(args.input.as_deref())?;

@@ -224,7 +224,7 @@ async fn serve(
     if media != "text/xml" && media != "application/soap+xml" {
         return Err((Fault::UnsupportedMediaType(content_type), None));
     }
-    let limits = snapshot.config.proxy.limits();
+    let limits = route.config.xml_limits;
     let max_body = snapshot.config.proxy.max_body;
     let threshold = snapshot.config.proxy.stream_threshold;
     if request.body().size_hint().lower() > max_body {
