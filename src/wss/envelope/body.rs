@@ -115,7 +115,7 @@ const RUN_BUFFER: usize = 64 * 1024;
 /// A top-level element of the Body is held back up to this size (or twice the
 /// declarations in scope, if more) to redeclare only the namespaces it uses.
 const HOLD_BACK: usize = 64 * 1024;
-/// Redeclared namespaces may add this much to the Body, plus half its size.
+/// Redeclared namespaces may add this much to the Body, plus half the input.
 const REDECLARATION_ALLOWANCE: u64 = 8 * 1024;
 /// Prefixes remembered as declared (see `Scanner::known`).
 const KNOWN_PREFIXES: usize = 8;
@@ -1081,9 +1081,11 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
         } else {
             r.used.iter().for_each(|&i| add(&self.context[i]));
         }
+        // Half of the input so far, and a little: with base64 (4/3) the output
+        // stays within twice the input, plus the security header.
         let written = self.redeclare.written + declarations.len() as u64;
-        let body_so_far = self.offset + self.pos as u64;
-        if written > REDECLARATION_ALLOWANCE + body_so_far / 2 {
+        let input_so_far = self.position_of(self.pos);
+        if written > REDECLARATION_ALLOWANCE + input_so_far / 2 {
             return Err(self.over(XmlLimit::NamespaceRedeclaration, written, self.pos));
         }
         self.redeclare.written = written;
