@@ -221,7 +221,7 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
             } else {
                 by_prefix.insert(b.prefix.as_bytes().into(), i);
             }
-            bytes += declaration(b).len();
+            bytes += declaration_len(b);
         }
         let redeclare = Redeclaration {
             by_prefix,
@@ -1115,6 +1115,13 @@ fn declaration(b: &Binding) -> String {
     }
 }
 
+/// The length of [`declaration`]`(b)`, without writing it.
+fn declaration_len(b: &Binding) -> usize {
+    let quotes = b.raw.bytes().filter(|&c| c == b'"').count();
+    let colon = usize::from(!b.prefix.is_empty());
+    " xmlns=\"\"".len() + colon + b.prefix.len() + b.raw.len() + 5 * quotes
+}
+
 /// Bytes that may be part of a reference's or a prefix's name: ASCII name
 /// bytes except `:`, `#` and every byte of a non-ASCII character.
 fn is_reference_byte(b: u8) -> bool {
@@ -1651,6 +1658,18 @@ mod tests {
                 assert!(!same(&a[..n], &b), "length {n}, byte {k}");
             }
             assert!(!same(&a[..n], &a[..n + 1]));
+        }
+    }
+
+    #[test]
+    fn declaration_length_is_computed_right() {
+        for (prefix, raw) in [("", "urn:x"), ("p", "urn:x"), ("pp", "a\"b\"c"), ("", "")] {
+            let b = Binding {
+                prefix: prefix.into(),
+                raw: raw.into(),
+                uri: raw.into(),
+            };
+            assert_eq!(declaration_len(&b), declaration(&b).len(), "{prefix} {raw}");
         }
     }
 
