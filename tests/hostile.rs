@@ -641,7 +641,9 @@ fn namespace_work_of(input: &[u8]) -> (u64, Vec<u8>, Duration) {
 #[test]
 fn namespace_handling_is_linear() {
     let _serial = SERIAL.blocking_lock();
-    let shapes: [(&str, fn(usize) -> Vec<u8>); 4] = [
+    /// A named input made for a number of declarations or prefixes.
+    type Shape = (&'static str, fn(usize) -> Vec<u8>);
+    let shapes: [Shape; 4] = [
         ("declarations on the Envelope", |n| {
             on_envelope(&declarations(n, "n"), "<a/>")
         }),

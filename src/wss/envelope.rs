@@ -492,6 +492,9 @@ fn namespace_binding(key: &str, raw: &str, value: String) -> Result<Binding, Str
     })
 }
 
+/// A prefixed attribute name split at its colon: (prefix, local part).
+type QualifiedName<'a> = (&'a str, &'a str);
+
 /// An element name split into prefix and local part.
 fn split_qname(name: &str) -> (&str, &str) {
     match name.split_once(':') {
@@ -692,7 +695,7 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
     fn attributes<'e>(
         &self,
         e: &'e BytesStart<'_>,
-    ) -> Result<(Vec<Binding>, Vec<(&'e str, &'e str)>), EncryptError> {
+    ) -> Result<(Vec<Binding>, Vec<QualifiedName<'e>>), EncryptError> {
         if e.attributes_raw().trim_ascii().is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
