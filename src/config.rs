@@ -1036,6 +1036,58 @@ alias = "orders-receiver"
         assert!(is_valid_alias("orders-receiver.v2"));
         assert!(!is_valid_alias(".hidden") && !is_valid_alias("a/b") && !is_valid_alias(""));
     }
+    #[test]
+    fn xml_limits_have_their_defaults_and_routes_override_them() {
+        let c = parse(ROUTE).unwrap();
+        let defaults = Limits {
+            max_bytes: Some(16 << 20),
+            ..Limits::default()
+        };
+        assert_eq!(c.proxy.xml_limits, defaults);
+        assert_eq!(c.routes[0].xml_limits, defaults);
+        assert_eq!(defaults.max_attributes_per_element, 256);
+        assert_eq!(defaults.max_name_length, 1024);
+        assert_eq!(defaults.max_namespace_declarations, 1024);
+        assert_eq!(defaults.max_text_length, None);
+        assert_eq!(defaults.max_elements, None);
+
+        let text = format!(
+            "[proxy]\nmax_depth = 100\n[proxy.xml_limits]\nmax_name_length = 64\nmax_text_length = \"1KiB\"\n{ROUTE}xml_limits = {{ max_elements = 10, max_text_length = 512, max_depth = 50 }}\n"
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.proxy.xml_limits.max_depth, 100);
+        assert_eq!(c.proxy.xml_limits.max_name_length, 64);
+        assert_eq!(c.proxy.xml_limits.max_text_length, Some(1024));
+        let r = c.routes[0].xml_limits;
+        assert_eq!(
+            (
+                r.max_depth,
+                r.max_name_length,
+                r.max_text_length,
+                r.max_elements
+            ),
+            (50, 64, Some(512), Some(10))
+        );
+    }
+
+    #[test]
+    fn xml_limits_refuse_unknown_keys_and_bad_values() {
+        let e = parse(&format!("[proxy.xml_limits]\nmax_entities = 1\n{ROUTE}")).unwrap_err();
+        assert!(e.message.contains("max_entities"), "{e}");
+        let e = parse(&format!(
+            "{ROUTE}xml_limits = {{ max_attributes_per_element = 0 }}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e.key, "route.orders.xml_limits.max_attributes_per_element",
+            "{e}"
+        );
+        let e = parse(&format!(
+            "[proxy.xml_limits]\nmax_text_length = \"lots\"\n{ROUTE}"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "proxy.xml_limits.max_text_length", "{e}");
+    }
 }
 
 #[cfg(test)]
