@@ -145,6 +145,8 @@ fn attack_cases() -> Vec<Case> {
         post("one expanded attribute name twice deep in the Body", body(&format!("<a><b><c{}/></b></a>", dup(""))), m, mc),
         post("element named xmlns:foo in the Body", body(r#"<xmlns:foo xmlns:foo="urn:x"/>"#), m, mc),
         post("element named xmlns:foo in the Header", env(r#"<soap:Header><xmlns:foo/></soap:Header>"#, "<a/>"), m, mc),
+        post("element named xml:foo in the Body (fuzzer)", body("<a><xml:foo/></a>"), m, mc),
+        post("element named xml:foo in the Header (fuzzer)", env("<soap:Header><xml:foo/></soap:Header>", "<a/>"), m, mc),
         post("&#x1; in an attribute value in the Header", env(r#"<soap:Header><h a="&#x1;"/></soap:Header>"#, "<a/>"), m, mc),
         post("&#xFFFF; in an attribute value on the Envelope", on_envelope(r#" a="&#xFFFF;""#, "<a/>"), m, mc),
         post("&#0; in an attribute value on the Body tag", format!(r#"<soap:Envelope xmlns:soap="{S11}"><soap:Body a="&#0;"><a/></soap:Body></soap:Envelope>"#).into_bytes(), m, mc),

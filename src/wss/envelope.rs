@@ -796,8 +796,12 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
         let raw: &str = &e;
         let name = e.name().0;
         let (element_prefix, element_local) = split_qname(name);
-        if element_prefix == "xmlns" {
-            return Err(self.malformed(format!("element name {name:?} has the prefix xmlns")));
+        // `xmlns` is never an element's prefix (Namespaces in XML §3); the XML
+        // namespace names no element, and parsers (roxmltree) refuse `xml:` on one.
+        if element_prefix == "xmlns" || element_prefix == "xml" {
+            return Err(self.malformed(format!(
+                "element name {name:?} has the reserved prefix {element_prefix}"
+            )));
         }
         // How the envelope namespace is written where a Header would be inserted
         // in front of this element (before its own declarations are in scope);

@@ -913,8 +913,8 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
     /// expanded name (Namespaces in XML §6.3).
     fn check_prefixes(&mut self, tag: usize, name: Name) -> Result<(), Fault> {
         if let Some(colon) = name.colon {
-            if &self.buf[tag + 1..colon] == b"xmlns" {
-                return Err(self.malformed_at(tag, "an element name with the prefix xmlns"));
+            if matches!(&self.buf[tag + 1..colon], b"xmlns" | b"xml") {
+                return Err(self.malformed_at(tag, "an element name with a reserved prefix"));
             }
             self.check_prefix(tag, tag + 1..colon)?;
         }
