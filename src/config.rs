@@ -86,6 +86,27 @@ struct RawProxy {
     shutdown_grace: Option<Spanned<String>>,
     body_idle_timeout: Option<Spanned<String>>,
     max_depth: Option<Spanned<i64>>,
+    xml_limits: Option<RawXmlLimits>,
+}
+
+/// `[proxy.xml_limits]`, or a route's `xml_limits = { ... }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawXmlLimits {
+    max_depth: Option<Spanned<i64>>,
+    max_attributes_per_element: Option<Spanned<i64>>,
+    max_name_length: Option<Spanned<i64>>,
+    max_namespace_declarations: Option<Spanned<i64>>,
+    max_text_length: Option<Spanned<RawSize>>,
+    max_elements: Option<Spanned<i64>>,
+}
+
+/// A byte size written as a number of bytes or as text (`"64KiB"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawSize {
+    Bytes(i64),
+    Text(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,6 +161,7 @@ struct RawRoute {
     hold_max: Option<Spanned<i64>>,
     already_encrypted: Option<Spanned<String>>,
     mode: Option<Spanned<String>>,
+    xml_limits: Option<RawXmlLimits>,
     ca_file: Option<Spanned<String>>,
     client_cert: Option<Spanned<String>>,
     client_key: Option<Spanned<String>>,
@@ -178,16 +200,18 @@ pub struct ProxyConfig {
     pub shutdown_grace: Duration,
     /// Longest wait for the next piece of a request body (slow-drip clients).
     pub body_idle_timeout: Duration,
-    /// Deepest element nesting accepted (the Envelope is depth 1).
+    /// Deepest element nesting accepted (the Envelope is depth 1); the same
+    /// as `xml_limits.max_depth`.
     pub max_depth: usize,
+    /// `[proxy.xml_limits]` with its defaults, `max_bytes` = `max_body`; each
+    /// route has its own copy with its overrides (`RouteConfig::xml_limits`).
+    pub xml_limits: Limits,
 }
 
 impl ProxyConfig {
+    /// The global XML limits (a route's own are in `RouteConfig::xml_limits`).
     pub fn limits(&self) -> Limits {
-        Limits {
-            max_depth: self.max_depth,
-            max_bytes: Some(self.max_body),
-        }
+        self.xml_limits
     }
 }
 
@@ -315,6 +339,8 @@ pub struct RouteConfig {
     pub already_encrypted: AlreadyEncrypted,
     pub mode: RouteMode,
     pub tls: UpstreamTls,
+    /// The global `[proxy.xml_limits]` with this route's `xml_limits` over them.
+    pub xml_limits: Limits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -530,7 +556,16 @@ impl Config {
                 parse_duration,
             )?,
             max_depth: ctx.number(&p.max_depth, "proxy.max_depth", 256, 4, 100_000)? as usize,
+            xml_limits: Limits::default(),
         };
+        let mut proxy = proxy;
+        let defaults = Limits {
+            max_depth: proxy.max_depth,
+            max_bytes: Some(proxy.max_body),
+            ..Limits::default()
+        };
+        proxy.xml_limits = xml_limits(&ctx, p.xml_limits.as_ref(), "proxy.xml_limits", defaults)?;
+        proxy.max_depth = proxy.xml_limits.max_depth;
         if proxy.max_body == 0 {
             return ctx.err(
                 p.max_body.as_ref().map(|v| v.span()),
@@ -644,7 +679,7 @@ impl Config {
 
         let mut routes: Vec<RouteConfig> = Vec::new();
         for r in &raw.routes {
-            routes.push(route(&ctx, r, &routes)?);
+            routes.push(route(&ctx, r, &routes, proxy.xml_limits)?);
         }
 
         let log_format = match raw
@@ -691,7 +726,81 @@ impl Config {
     }
 }
 
-fn route(ctx: &Ctx<'_>, r: &RawRoute, earlier: &[RouteConfig]) -> Result<RouteConfig, ConfigError> {
+/// Limits from `raw` over `base`, checked; `key` is where they are in the file.
+fn xml_limits(
+    ctx: &Ctx<'_>,
+    raw: Option<&RawXmlLimits>,
+    key: &str,
+    base: Limits,
+) -> Result<Limits, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(base);
+    };
+    let key = |k: &str| format!("{key}.{k}");
+    let count = |value: &Option<Spanned<i64>>, k: &str, default: usize, min: i64, max: i64| {
+        ctx.number(value, &key(k), default as i64, min, max)
+            .map(|n| n as usize)
+    };
+    let max_text_length = match &raw.max_text_length {
+        None => base.max_text_length,
+        Some(v) => {
+            let bytes = match v.get_ref() {
+                RawSize::Bytes(n) => u64::try_from(*n).map_err(|_| format!("{n} is negative")),
+                RawSize::Text(t) => parse_size(t),
+            };
+            match bytes {
+                Ok(0) => {
+                    return ctx.err(
+                        Some(v.span()),
+                        &key("max_text_length"),
+                        "must be more than 0",
+                    );
+                }
+                Ok(n) => Some(n),
+                Err(m) => return ctx.err(Some(v.span()), &key("max_text_length"), m),
+            }
+        }
+    };
+    Ok(Limits {
+        max_depth: count(&raw.max_depth, "max_depth", base.max_depth, 4, 100_000)?,
+        max_bytes: base.max_bytes,
+        max_attributes_per_element: count(
+            &raw.max_attributes_per_element,
+            "max_attributes_per_element",
+            base.max_attributes_per_element,
+            1,
+            10_000_000,
+        )?,
+        max_name_length: count(
+            &raw.max_name_length,
+            "max_name_length",
+            base.max_name_length,
+            1,
+            1 << 30,
+        )?,
+        max_namespace_declarations: count(
+            &raw.max_namespace_declarations,
+            "max_namespace_declarations",
+            base.max_namespace_declarations,
+            1,
+            10_000_000,
+        )?,
+        max_text_length,
+        max_elements: match &raw.max_elements {
+            None => base.max_elements,
+            Some(_) => {
+                Some(ctx.number(&raw.max_elements, &key("max_elements"), 1, 1, i64::MAX)? as u64)
+            }
+        },
+    })
+}
+
+fn route(
+    ctx: &Ctx<'_>,
+    r: &RawRoute,
+    earlier: &[RouteConfig],
+    global_limits: Limits,
+) -> Result<RouteConfig, ConfigError> {
     let name = r.name.get_ref().trim().to_string();
     if name.is_empty()
         || !name
@@ -843,6 +952,12 @@ fn route(ctx: &Ctx<'_>, r: &RawRoute, earlier: &[RouteConfig]) -> Result<RouteCo
             ca_file: r.ca_file.as_ref().map(|v| ctx.path(v.get_ref())),
             client_identity,
         },
+        xml_limits: xml_limits(
+            ctx,
+            r.xml_limits.as_ref(),
+            &key("xml_limits"),
+            global_limits,
+        )?,
         path,
         name,
     })
@@ -976,6 +1091,58 @@ alias = "orders-receiver"
         assert!(!Role::Read.allows(Role::Operator));
         assert!(is_valid_alias("orders-receiver.v2"));
         assert!(!is_valid_alias(".hidden") && !is_valid_alias("a/b") && !is_valid_alias(""));
+    }
+    #[test]
+    fn xml_limits_have_their_defaults_and_routes_override_them() {
+        let c = parse(ROUTE).unwrap();
+        let defaults = Limits {
+            max_bytes: Some(16 << 20),
+            ..Limits::default()
+        };
+        assert_eq!(c.proxy.xml_limits, defaults);
+        assert_eq!(c.routes[0].xml_limits, defaults);
+        assert_eq!(defaults.max_attributes_per_element, 256);
+        assert_eq!(defaults.max_name_length, 1024);
+        assert_eq!(defaults.max_namespace_declarations, 1024);
+        assert_eq!(defaults.max_text_length, None);
+        assert_eq!(defaults.max_elements, None);
+
+        let text = format!(
+            "[proxy]\nmax_depth = 100\n[proxy.xml_limits]\nmax_name_length = 64\nmax_text_length = \"1KiB\"\n{ROUTE}xml_limits = {{ max_elements = 10, max_text_length = 512, max_depth = 50 }}\n"
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.proxy.xml_limits.max_depth, 100);
+        assert_eq!(c.proxy.xml_limits.max_name_length, 64);
+        assert_eq!(c.proxy.xml_limits.max_text_length, Some(1024));
+        let r = c.routes[0].xml_limits;
+        assert_eq!(
+            (
+                r.max_depth,
+                r.max_name_length,
+                r.max_text_length,
+                r.max_elements
+            ),
+            (50, 64, Some(512), Some(10))
+        );
+    }
+
+    #[test]
+    fn xml_limits_refuse_unknown_keys_and_bad_values() {
+        let e = parse(&format!("[proxy.xml_limits]\nmax_entities = 1\n{ROUTE}")).unwrap_err();
+        assert!(e.message.contains("max_entities"), "{e}");
+        let e = parse(&format!(
+            "{ROUTE}xml_limits = {{ max_attributes_per_element = 0 }}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e.key, "route.orders.xml_limits.max_attributes_per_element",
+            "{e}"
+        );
+        let e = parse(&format!(
+            "[proxy.xml_limits]\nmax_text_length = \"lots\"\n{ROUTE}"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "proxy.xml_limits.max_text_length", "{e}");
     }
 }
 

@@ -103,6 +103,7 @@ fn depth_limit_counts_the_envelope_as_one() {
         limits: Limits {
             max_depth: 4,
             max_bytes: None,
+            ..Limits::default()
         },
         ..EncryptOptions::default()
     };
@@ -122,6 +123,7 @@ fn size_limit() {
         limits: Limits {
             max_depth: 256,
             max_bytes: Some(5_000),
+            ..Limits::default()
         },
         ..EncryptOptions::default()
     };
@@ -131,6 +133,7 @@ fn size_limit() {
         limits: Limits {
             max_depth: 256,
             max_bytes: Some(input.len() as u64),
+            ..Limits::default()
         },
         ..EncryptOptions::default()
     };
@@ -370,13 +373,15 @@ fn body_content_of_every_kind_round_trips() {
     ] {
         assert!(plain.contains(piece), "{piece} missing from {plain}");
     }
-    // The top-level children carry the namespaces in scope at the Body, so
-    // xsi:type's QName still resolves once the content stands alone.
+    // The top-level children carry the namespaces in scope at the Body that
+    // they use, so xsi:type's QName still resolves once the content stands
+    // alone; the envelope's own namespace, unused, is not repeated.
     let first = &plain[plain.find("<m:op").unwrap()..];
     let first_tag = &first[..first.find('>').unwrap()];
-    for decl in ["xmlns:xsi=", "xmlns:t=\"urn:types\"", "xmlns:soap="] {
+    for decl in ["xmlns:xsi=", "xmlns:t=\"urn:types\""] {
         assert!(first_tag.contains(decl), "{decl} not on {first_tag}");
     }
+    assert!(!first_tag.contains("xmlns:soap="), "{first_tag}");
     assert_eq!(
         first_tag.matches("xmlns:m=").count(),
         1,
@@ -469,7 +474,7 @@ fn every_key_identifier_decrypts_with_the_right_key_only() {
             ..EncryptOptions::default()
         };
         let out = encrypt_with(&soap11("", "<a>secret</a>"), &opts).unwrap();
-        assert!(decrypt(&out).contains("<a xmlns:soap="), "{key_identifier}");
+        assert!(decrypt(&out).contains("<a>secret</a>"), "{key_identifier}");
         let err = decrypt_document(out.as_bytes(), &other.key_ring()).unwrap_err();
         let msg = err.to_string();
         assert!(
@@ -737,4 +742,108 @@ fn a_repeated_tag_is_judged_where_it_stands() {
     );
     let plain = decrypt(&encrypt(&soap11("", &varied)).unwrap());
     assert!(plain.contains(r#"<p:record kind="b &amp; c" >2</p:record><p:record kind="d"/>"#));
+}
+
+/// Each XML limit holds at its value and refuses one over it, in the Header
+/// (the event parser) and in the Body (the scanner), with the limit's name.
+#[test]
+fn each_xml_limit_is_enforced_in_the_header_and_the_body() {
+    let limits = Limits {
+        max_attributes_per_element: 4,
+        max_name_length: 16,
+        max_namespace_declarations: 6,
+        max_text_length: Some(64),
+        max_elements: Some(12),
+        ..Limits::default()
+    };
+    let opts = EncryptOptions {
+        limits,
+        ..EncryptOptions::default()
+    };
+    let attributes = |n: usize| (0..n).map(|i| format!(" a{i}=\"1\"")).collect::<String>();
+    let declarations = |n: usize| {
+        (0..n)
+            .map(|i| format!(" xmlns:p{i}=\"urn:{i}\""))
+            .collect::<String>()
+    };
+    // (limit, what fits, what is one over), each put in the Header and in the Body.
+    let cases: Vec<(&str, String, String)> = vec![
+        (
+            "max_attributes_per_element",
+            format!("<e{}/>", attributes(4)),
+            format!("<e{}/>", attributes(5)),
+        ),
+        (
+            "max_name_length",
+            format!("<{}/>", "n".repeat(16)),
+            format!("<{}/>", "n".repeat(17)),
+        ),
+        (
+            "max_name_length",
+            format!("<e {}=\"1\"/>", "n".repeat(16)),
+            format!("<e {}=\"1\"/>", "n".repeat(17)),
+        ),
+        (
+            "max_name_length",
+            format!("<e>&#x{}41;</e>", "0".repeat(12)),
+            format!("<e>&#x{}41;</e>", "0".repeat(13)),
+        ),
+        (
+            "max_name_length",
+            format!("<e a=\"&#x{}41;\"/>", "0".repeat(12)),
+            format!("<e a=\"&#x{}41;\"/>", "0".repeat(13)),
+        ),
+        (
+            "max_namespace_declarations",
+            format!("<e{}><f{}/></e>", declarations(2), declarations(3)),
+            format!("<e{}><f{}/></e>", declarations(2), declarations(4)),
+        ),
+        (
+            "max_text_length",
+            format!("<e>{}</e>", "t".repeat(64)),
+            format!("<e>{}</e>", "t".repeat(65)),
+        ),
+        (
+            "max_text_length",
+            format!("<e>{}&amp;{}</e>", "t".repeat(30), "t".repeat(29)),
+            format!("<e>{}&amp;{}</e>", "t".repeat(30), "t".repeat(30)),
+        ),
+        (
+            "max_text_length",
+            format!("<e a=\"{}\"/>", "v".repeat(64)),
+            format!("<e a=\"{}\"/>", "v".repeat(65)),
+        ),
+        (
+            "max_text_length",
+            format!("<e><![CDATA[{}]]></e>", "c".repeat(64)),
+            format!("<e><![CDATA[{}]]></e>", "c".repeat(65)),
+        ),
+        ("max_elements", "<e/>".repeat(7), "<e/>".repeat(8)),
+    ];
+    for (limit, fits, over) in cases {
+        // Envelope, Header, Body, one Body element and the Header's `h` make 5
+        // elements; the Body element `b` holds what the Body case puts in.
+        let in_header = |x: &str| soap11(&format!("<soap:Header><h>{x}</h></soap:Header>"), "<b/>");
+        let in_body = |x: &str| soap11("<soap:Header><h/></soap:Header>", &format!("<b>{x}</b>"));
+        for (place, wrap) in [
+            ("Header", &in_header as &dyn Fn(&str) -> String),
+            ("Body", &in_body),
+        ] {
+            let fitting = wrap(&fits);
+            if let Err(e) = encrypt_with(&fitting, &opts) {
+                panic!("{limit} in the {place}: {fits} refused: {e}");
+            }
+            let err = encrypt_with(&wrap(&over), &opts).unwrap_err();
+            assert_eq!(
+                code_of(&err),
+                "xml-limit-exceeded",
+                "{limit} in the {place}: {err}"
+            );
+            assert_eq!(
+                err.xml_limit().map(|l| l.name()),
+                Some(limit),
+                "{limit} in the {place}: {err}"
+            );
+        }
+    }
 }

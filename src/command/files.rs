@@ -176,6 +176,7 @@ pub fn encrypt(args: EncryptArgs, stdout: &mut dyn Write) -> Result<(), Failure>
         limits: Limits {
             max_depth: args.max_depth,
             max_bytes: None,
+            ..Limits::default()
         },
     };
     let input = open_input(args.input.as_deref())?;

@@ -1,7 +1,6 @@
 //! The audit log: one JSON object per line in `state_dir/audit.log`, appended and
 //! flushed to disk before the change it records is reported as done.
 
-use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::path::Path;
 use std::time::SystemTime;
@@ -53,7 +52,7 @@ pub fn append(state_dir: &Path, record: &AuditRecord) -> io::Result<()> {
     let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
     line.push(b'\n');
     let path = state_dir.join("audit.log");
-    let mut f = OpenOptions::new().create(true).append(true).open(path)?;
+    let mut f = super::files::open_append(&path)?;
     f.write_all(&line)?;
     f.sync_data()
 }

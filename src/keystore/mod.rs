@@ -320,12 +320,7 @@ impl Keystore {
         let state = &self.config.state_dir;
         files::create_dir_all(state).map_err(KeystoreError::io(state))?;
         let path = state.join("keystore.lock");
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(KeystoreError::io(&path))?;
+        let f = files::open_write(&path).map_err(KeystoreError::io(&path))?;
         f.lock().map_err(KeystoreError::io(&path))?;
         Ok(f)
     }
@@ -578,7 +573,8 @@ impl Keystore {
     ) -> Result<(), KeystoreError> {
         let path = self.active_record_path(alias);
         let dir = path.parent().unwrap_or(Path::new("."));
-        files::create_dir_all(dir).map_err(KeystoreError::io(dir))?;
+        files::create_dir_all_within(&self.config.state_dir, dir)
+            .map_err(KeystoreError::io(dir))?;
         let record = ActiveRecord {
             sha256: sha256.to_string(),
             active_from: crate::time::rfc3339_millis(now),
@@ -629,7 +625,8 @@ impl Keystore {
         now: SystemTime,
     ) -> Result<(), KeystoreError> {
         let dir = self.archive_dir(alias);
-        files::create_dir_all(&dir).map_err(KeystoreError::io(&dir))?;
+        files::create_dir_all_within(&self.config.state_dir, &dir)
+            .map_err(KeystoreError::io(&dir))?;
         let retain_until =
             now + Duration::from_secs(u64::from(self.config.retention_days) * 86_400);
         let stamp = crate::time::rfc3339_millis(now).replace(':', "");

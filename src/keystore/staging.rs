@@ -82,7 +82,8 @@ impl Keystore {
             staged_at: rfc3339(now),
         };
         let dir = pem_path.parent().unwrap_or(Path::new("."));
-        files::create_dir_all(dir).map_err(KeystoreError::io(dir))?;
+        files::create_dir_all_within(&self.config.state_dir, dir)
+            .map_err(KeystoreError::io(dir))?;
         let pem = recipient
             .certificate()
             .to_pem()

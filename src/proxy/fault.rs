@@ -19,6 +19,11 @@ pub enum Fault {
     MalformedEnvelope(String),
     EmptyBody,
     AlreadyEncrypted,
+    /// Over one of the XML limits (`xml_limits`): its name and value.
+    XmlLimitExceeded {
+        limit: &'static str,
+        value: u64,
+    },
     UnsupportedMediaType(String),
     /// A `Content-Encoding` other than identity: the Body cannot be read.
     UnsupportedEncoding(String),
@@ -55,6 +60,7 @@ impl Fault {
             Fault::MalformedEnvelope(_) => "malformed-envelope",
             Fault::EmptyBody => "empty-body",
             Fault::AlreadyEncrypted => "already-encrypted",
+            Fault::XmlLimitExceeded { .. } => "xml-limit-exceeded",
             Fault::UnsupportedMediaType(_) | Fault::UnsupportedEncoding(_) => {
                 "unsupported-media-type"
             }
@@ -72,9 +78,10 @@ impl Fault {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Fault::MalformedEnvelope(_) | Fault::EmptyBody | Fault::AlreadyEncrypted => {
-                StatusCode::BAD_REQUEST
-            }
+            Fault::MalformedEnvelope(_)
+            | Fault::EmptyBody
+            | Fault::AlreadyEncrypted
+            | Fault::XmlLimitExceeded { .. } => StatusCode::BAD_REQUEST,
             Fault::UnsupportedMediaType(_) | Fault::UnsupportedEncoding(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
@@ -95,6 +102,7 @@ impl Fault {
             Fault::MalformedEnvelope(_)
             | Fault::EmptyBody
             | Fault::AlreadyEncrypted
+            | Fault::XmlLimitExceeded { .. }
             | Fault::UnsupportedMediaType(_)
             | Fault::UnsupportedEncoding(_)
             | Fault::PayloadTooLarge(_)
@@ -117,6 +125,9 @@ impl Fault {
             }
             Fault::EmptyBody => "the SOAP Body has no element to encrypt".into(),
             Fault::AlreadyEncrypted => "the SOAP Body is already encrypted".into(),
+            Fault::XmlLimitExceeded { limit, value } => {
+                format!("the request exceeds the XML limit {limit} ({value})")
+            }
             Fault::UnsupportedMediaType(ct) => {
                 format!("content type {ct:?} is not text/xml or application/soap+xml")
             }
@@ -155,6 +166,14 @@ impl Fault {
             EncryptError::EmptyBody => Fault::EmptyBody,
             EncryptError::AlreadyEncrypted => Fault::AlreadyEncrypted,
             EncryptError::TooLarge(t) => Fault::PayloadTooLarge(t.limit),
+            EncryptError::TooDeep { limit } => Fault::XmlLimitExceeded {
+                limit: "max_depth",
+                value: *limit as u64,
+            },
+            EncryptError::LimitExceeded { limit, value, .. } => Fault::XmlLimitExceeded {
+                limit: limit.name(),
+                value: *value,
+            },
             EncryptError::Certificate(_) | EncryptError::Cipher(_) | EncryptError::Write(_) => {
                 Fault::EncryptionFailed
             }
@@ -171,12 +190,17 @@ impl Fault {
 
     /// The SOAP Fault response.
     pub fn response(&self, version: SoapVersion, request_id: &str) -> Response<ProxyBody> {
-        let body = fault_envelope(
+        let limit = match self {
+            Fault::XmlLimitExceeded { limit, .. } => Some(*limit),
+            _ => None,
+        };
+        let body = fault_envelope_naming(
             version,
             self.culprit() == Culprit::Caller,
             self.code(),
             &self.message(),
             request_id,
+            limit,
         );
         let mut response = Response::new(super::full_body(Bytes::from(body)));
         *response.status_mut() = self.status();
@@ -215,8 +239,24 @@ pub fn fault_envelope(
     message: &str,
     request_id: &str,
 ) -> String {
+    fault_envelope_naming(version, caller, code, message, request_id, None)
+}
+
+/// [`fault_envelope`], with `<wssgate:limit>` in the detail for
+/// `xml-limit-exceeded`.
+fn fault_envelope_naming(
+    version: SoapVersion,
+    caller: bool,
+    code: &str,
+    message: &str,
+    request_id: &str,
+    limit: Option<&str>,
+) -> String {
+    let limit = limit
+        .map(|l| format!("<wssgate:limit>{}</wssgate:limit>", escape(l)))
+        .unwrap_or_default();
     let detail = format!(
-        r#"<wssgate:error xmlns:wssgate="{FAULT_NAMESPACE}"><wssgate:code>{code}</wssgate:code><wssgate:request-id>{}</wssgate:request-id></wssgate:error>"#,
+        r#"<wssgate:error xmlns:wssgate="{FAULT_NAMESPACE}"><wssgate:code>{code}</wssgate:code>{limit}<wssgate:request-id>{}</wssgate:request-id></wssgate:error>"#,
         escape(request_id)
     );
     let message = escape(message);

@@ -245,7 +245,7 @@ where
     let options = EncryptOptions {
         algorithms: route.config.algorithms,
         must_understand: route.config.must_understand,
-        limits: proxy_config.limits(),
+        limits: route.config.xml_limits,
     };
     let (head, rest) = read_head(body, threshold, max_body, idle).await?;
     exchange.access.bytes_in = head.len() as u64;

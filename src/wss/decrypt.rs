@@ -315,6 +315,9 @@ pub fn decrypt_document(
     let (mut reader, info) = input::utf8_reader(document).map_err(|e| match e {
         input::InputError::Io(io) => DecryptError::Read(io),
         input::InputError::Unsupported(u) => DecryptError::Encoding(u),
+        contradictory @ input::InputError::Contradictory(_) => {
+            DecryptError::Parse(contradictory.to_string())
+        }
     })?;
     let mut text = String::new();
     std::io::Read::read_to_string(&mut reader, &mut text)

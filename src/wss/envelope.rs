@@ -14,6 +14,8 @@
 
 mod body;
 
+use std::cell::Cell;
+use std::collections::HashMap;
 use std::io::{self, BufWriter, Read, Write};
 
 use quick_xml::events::{BytesStart, Event};
@@ -23,7 +25,7 @@ use super::algorithms::{KeyIdentifier, ns};
 use super::cipher::{self, CipherError, EncryptingWriter};
 use super::header::{self, MessageIds};
 use super::input::{self, InputTooLarge, UnsupportedEncoding};
-use super::{CertificateError, EncryptOptions, Recipient, SoapVersion};
+use super::{CertificateError, EncryptOptions, Limits, Recipient, SoapVersion, XmlLimit};
 
 const XMLNS_NAMESPACE: &str = "http://www.w3.org/2000/xmlns/";
 
@@ -46,8 +48,14 @@ pub enum EncryptError {
     EmptyBody,
     #[error("the Body already holds an EncryptedData")]
     AlreadyEncrypted,
-    #[error("elements nest deeper than the limit of {limit}")]
+    #[error("elements nest deeper than the limit of {limit} (max_depth)")]
     TooDeep { limit: usize },
+    #[error("over the XML limit {limit} ({value}) at byte {position}")]
+    LimitExceeded {
+        limit: XmlLimit,
+        value: u64,
+        position: u64,
+    },
     #[error("{0}")]
     TooLarge(InputTooLarge),
     #[error("{0}")]
@@ -72,6 +80,15 @@ impl EncryptError {
                 | EncryptError::Read(_)
                 | EncryptError::Write(_)
         )
+    }
+
+    /// The limit an input went over, for `xml-limit-exceeded`.
+    pub fn xml_limit(&self) -> Option<XmlLimit> {
+        match self {
+            EncryptError::TooDeep { .. } => Some(XmlLimit::MaxDepth),
+            EncryptError::LimitExceeded { limit, .. } => Some(*limit),
+            _ => None,
+        }
     }
 
     pub(crate) fn from_read(e: io::Error) -> EncryptError {
@@ -155,6 +172,10 @@ pub fn encrypt_envelope<R: Read, W: Write>(
     let (reader, info) = input::utf8_reader(limited).map_err(|e| match e {
         input::InputError::Io(io) => EncryptError::from_read(io),
         input::InputError::Unsupported(u) => EncryptError::UnsupportedEncoding(u),
+        contradictory @ input::InputError::Contradictory(_) => EncryptError::Malformed {
+            position: 0,
+            reason: contradictory.to_string(),
+        },
     })?;
 
     let content_key = cipher::random_bytes(algorithms.data_encryption.key_len())?;
@@ -196,6 +217,8 @@ pub fn encrypt_envelope<R: Read, W: Write>(
         frame: Vec::with_capacity(1024),
         scan_pending: false,
         scanned: 0,
+        elements: 0,
+        text_run: 0,
     };
     let config = rewriter.reader.config_mut();
     config.check_end_names = true;
@@ -273,12 +296,37 @@ struct Binding {
 }
 
 /// Namespace declarations of the open elements, innermost last.
+///
+/// Every operation costs constant work per binding it adds, removes or
+/// returns: a prefix resolves through a map to the stack of its bindings, so
+/// that neither many declarations nor many distinct prefixes make the parse
+/// quadratic.
 #[derive(Debug, Default)]
 struct NamespaceScopes {
     bindings: Vec<Binding>,
     marks: Vec<usize>,
+    /// For each prefix, the indices in `bindings` that bind it, innermost last.
+    by_prefix: HashMap<String, Vec<usize>>,
     /// Changes whenever a binding is added or removed.
     generation: u64,
+}
+
+thread_local! {
+    /// Units of namespace work done on this thread (bindings visited, lookups):
+    /// lets a test show the work grows linearly with the declarations.
+    static NAMESPACE_WORK: Cell<u64> = const { Cell::new(0) };
+}
+
+#[inline]
+fn count_work(units: usize) {
+    NAMESPACE_WORK.with(|w| w.set(w.get() + units as u64));
+}
+
+/// Units of namespace work done so far on the calling thread (see the tests
+/// of linearity); encryption in [`encrypt_envelope`] runs on the caller's thread.
+#[doc(hidden)]
+pub fn namespace_work() -> u64 {
+    NAMESPACE_WORK.with(Cell::get)
 }
 
 impl NamespaceScopes {
@@ -286,8 +334,18 @@ impl NamespaceScopes {
     fn push(&mut self, declared: Vec<Binding>) {
         self.marks.push(self.bindings.len());
         if !declared.is_empty() {
+            count_work(declared.len());
             self.generation += 1;
-            self.bindings.extend(declared);
+            for b in declared {
+                let index = self.bindings.len();
+                match self.by_prefix.get_mut(b.prefix.as_str()) {
+                    Some(stack) => stack.push(index),
+                    None => {
+                        self.by_prefix.insert(b.prefix.clone(), vec![index]);
+                    }
+                }
+                self.bindings.push(b);
+            }
         }
     }
 
@@ -302,24 +360,36 @@ impl NamespaceScopes {
         if let Some(mark) = self.marks.pop()
             && mark < self.bindings.len()
         {
+            count_work(self.bindings.len() - mark);
             self.generation += 1;
-            self.bindings.truncate(mark);
+            for b in self.bindings.drain(mark..).rev() {
+                if let Some(stack) = self.by_prefix.get_mut(b.prefix.as_str()) {
+                    stack.pop();
+                    if stack.is_empty() {
+                        self.by_prefix.remove(b.prefix.as_str());
+                    }
+                }
+            }
         }
+    }
+
+    /// Namespace declarations in scope (shadowed ones included).
+    fn declarations(&self) -> usize {
+        self.bindings.len()
     }
 
     fn resolve(&self, prefix: &str) -> Option<&str> {
         if prefix == "xml" {
             return Some(ns::XML);
         }
-        self.bindings
-            .iter()
-            .rev()
-            .find(|b| b.prefix == prefix)
-            .map(|b| b.uri.as_str())
+        count_work(1);
+        let index = *self.by_prefix.get(prefix)?.last()?;
+        Some(self.bindings[index].uri.as_str())
     }
 
-    /// A non-default prefix currently bound to `uri`, if any.
+    /// A non-default prefix currently bound to `uri`, if any (innermost first).
     fn prefix_for(&self, uri: &str) -> Option<&str> {
+        count_work(self.bindings.len());
         self.bindings
             .iter()
             .rev()
@@ -333,21 +403,23 @@ impl NamespaceScopes {
         self.resolve("") == Some(uri)
     }
 
-    /// The effective bindings in scope, one per prefix, undeclarations dropped.
+    /// The effective bindings in scope, one per prefix, undeclarations dropped,
+    /// in declaration order.
     fn in_scope(&self) -> Vec<Binding> {
-        let mut seen: Vec<&str> = Vec::new();
-        let mut out = Vec::new();
-        for b in self.bindings.iter().rev() {
-            if seen.contains(&b.prefix.as_str()) {
-                continue;
-            }
-            seen.push(&b.prefix);
-            if !b.uri.is_empty() {
-                out.push(b.clone());
-            }
-        }
-        out.reverse();
-        out
+        count_work(self.bindings.len());
+        self.bindings
+            .iter()
+            .enumerate()
+            .filter(|(i, b)| {
+                !b.uri.is_empty()
+                    && self
+                        .by_prefix
+                        .get(b.prefix.as_str())
+                        .and_then(|stack| stack.last())
+                        == Some(i)
+            })
+            .map(|(_, b)| b.clone())
+            .collect()
     }
 }
 
@@ -378,6 +450,10 @@ struct Rewriter<'o, R: io::BufRead, W: Write> {
     scan_pending: bool,
     /// Bytes read past the parser by the Body scanner.
     scanned: u64,
+    /// Elements started so far (for `max_elements`).
+    elements: u64,
+    /// Bytes of character data since the last tag (for `max_text_length`).
+    text_run: u64,
 }
 
 /// The binding made by the namespace declaration `key="raw"` (`key` is `xmlns`
@@ -400,6 +476,9 @@ fn namespace_binding(key: &str, raw: &str, value: String) -> Result<Binding, Str
         uri: value,
     })
 }
+
+/// A prefixed attribute name split at its colon: (prefix, local part).
+type QualifiedName<'a> = (&'a str, &'a str);
 
 /// An element name split into prefix and local part.
 fn split_qname(name: &str) -> (&str, &str) {
@@ -503,12 +582,17 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
                     self.write(b"?>")?;
                 }
                 Event::Comment(c) => {
+                    self.text_run = 0;
                     self.write_framed(b"<!--", c.as_bytes(), b"-->")?;
                 }
                 Event::Text(t) => {
                     if self.depth == 0 && !t.trim_ascii().is_empty() {
                         return Err(self.malformed("text outside the root element"));
                     }
+                    if self.depth == 1 && !t.trim_ascii().is_empty() {
+                        return Err(self.malformed("character data directly inside the Envelope"));
+                    }
+                    self.text(t.len())?;
                     if t.contains("]]>") {
                         return Err(self.malformed("']]>' in character data"));
                     }
@@ -518,12 +602,25 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
                     if self.depth == 0 {
                         return Err(self.malformed("CDATA outside the root element"));
                     }
+                    if self.depth == 1 {
+                        return Err(self.malformed("character data directly inside the Envelope"));
+                    }
+                    self.text(c.len())?;
                     self.write_framed(b"<![CDATA[", c.as_bytes(), b"]]>")?;
                 }
                 Event::GeneralRef(r) => {
                     if self.depth == 0 {
                         return Err(self.malformed("reference outside the root element"));
                     }
+                    if self.depth == 1 {
+                        return Err(self.malformed("character data directly inside the Envelope"));
+                    }
+                    if r.len() > self.limits().max_name_length {
+                        return Err(
+                            self.over(XmlLimit::MaxNameLength, self.limits().max_name_length)
+                        );
+                    }
+                    self.text(r.len() + 2)?;
                     if r.is_char_ref() {
                         match r.resolve_char_ref() {
                             Ok(Some(c)) if is_xml_char(c) => {}
@@ -543,6 +640,7 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
                 Event::Start(e) => self.start(e, false)?,
                 Event::Empty(e) => self.start(e, true)?,
                 Event::End(e) => {
+                    self.text_run = 0;
                     let name: &str = &e;
                     self.end(name)?;
                 }
@@ -550,52 +648,101 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
         }
     }
 
+    /// Character data of `len` bytes: one text run lasts from tag to tag.
+    fn text(&mut self, len: usize) -> Result<(), EncryptError> {
+        self.text_run += len as u64;
+        match self.limits().max_text_length {
+            Some(max) if self.text_run > max => {
+                Err(self.over(XmlLimit::MaxTextLength, max as usize))
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn write(&mut self, bytes: &[u8]) -> Result<(), EncryptError> {
         self.sink.write_all(bytes).map_err(EncryptError::Write)
     }
 
-    /// Check every attribute; collect namespace declarations and the prefixes of
-    /// the other attributes.
+    fn over(&self, limit: XmlLimit, value: usize) -> EncryptError {
+        EncryptError::LimitExceeded {
+            limit,
+            value: value as u64,
+            position: self.position(),
+        }
+    }
+
+    fn limits(&self) -> &Limits {
+        &self.options.limits
+    }
+
+    /// Check every attribute; collect namespace declarations and the other
+    /// attributes' names split at the colon (prefix, local part).
     fn attributes<'e>(
         &self,
         e: &'e BytesStart<'_>,
-    ) -> Result<(Vec<Binding>, Vec<&'e str>), EncryptError> {
+    ) -> Result<(Vec<Binding>, Vec<QualifiedName<'e>>), EncryptError> {
         if e.attributes_raw().trim_ascii().is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
         if !attributes_separated(e.attributes_raw()) {
             return Err(self.malformed("attributes must be separated by whitespace"));
         }
+        let limits = *self.limits();
         let mut declared = Vec::new();
-        let mut prefixes = Vec::new();
-        for attr in e.attributes().with_checks(true) {
+        let mut names: Vec<&'e str> = Vec::new();
+        let mut qualified = Vec::new();
+        for attr in e.attributes().with_checks(false) {
             let attr = attr.map_err(|err| self.malformed(format!("bad attribute: {err}")))?;
-            if !is_xml_name(attr.key.0) {
-                return Err(self.malformed(format!("invalid attribute name {:?}", attr.key.0)));
+            if names.len() == limits.max_attributes_per_element {
+                return Err(self.over(XmlLimit::MaxAttributesPerElement, names.len()));
+            }
+            let key = attr.key.0;
+            if key.len() > limits.max_name_length {
+                return Err(self.over(XmlLimit::MaxNameLength, limits.max_name_length));
+            }
+            if !is_xml_name(key) {
+                return Err(self.malformed(format!("invalid attribute name {key:?}")));
             }
             let raw: &str = &attr.value;
+            if limits
+                .max_text_length
+                .is_some_and(|max| raw.len() as u64 > max)
+            {
+                return Err(self.over(
+                    XmlLimit::MaxTextLength,
+                    limits.max_text_length.unwrap_or_default() as usize,
+                ));
+            }
             let value = if raw.contains('&') || raw.contains('<') {
                 if raw.contains('<') {
                     return Err(self.malformed("'<' in an attribute value"));
                 }
+                body::check_references(raw.as_bytes(), limits.max_name_length).map_err(
+                    |(_, reason)| match reason {
+                        body::ReferenceError::TooLong => {
+                            self.over(XmlLimit::MaxNameLength, limits.max_name_length)
+                        }
+                        body::ReferenceError::Invalid(reason) => self.malformed(reason),
+                    },
+                )?;
                 attr.normalized_value(quick_xml::XmlVersion::Explicit1_0)
                     .map_err(|err| self.malformed(format!("bad attribute value: {err}")))?
                     .into_owned()
             } else {
                 raw.to_string()
             };
-            let key = attr.key.0;
-            if let Some((p, _)) = key.split_once(':')
-                && p != "xmlns"
-            {
-                prefixes.push(p);
-            }
+            names.push(key);
             if key == "xmlns" || key.starts_with("xmlns:") {
                 let binding = namespace_binding(key, raw, value).map_err(|r| self.malformed(r))?;
                 declared.push(binding);
+            } else if let Some(split) = key.split_once(':') {
+                qualified.push(split);
             }
         }
-        Ok((declared, prefixes))
+        if has_duplicate(&mut names) {
+            return Err(self.malformed("bad attribute: duplicate attribute name"));
+        }
+        Ok((declared, qualified))
     }
 
     /// Resolve an element name (after its own declarations are in scope).
@@ -610,20 +757,41 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
     }
 
     fn start(&mut self, e: BytesStart<'_>, empty: bool) -> Result<(), EncryptError> {
-        let limit = self.options.limits.max_depth;
-        if self.depth + 1 > limit {
-            return Err(EncryptError::TooDeep { limit });
+        let limits = *self.limits();
+        if self.depth + 1 > limits.max_depth {
+            return Err(EncryptError::TooDeep {
+                limit: limits.max_depth,
+            });
+        }
+        self.elements += 1;
+        if limits.max_elements.is_some_and(|max| self.elements > max) {
+            return Err(self.over(
+                XmlLimit::MaxElements,
+                limits.max_elements.unwrap_or_default() as usize,
+            ));
+        }
+        self.text_run = 0;
+        if e.name().0.len() > limits.max_name_length {
+            return Err(self.over(XmlLimit::MaxNameLength, limits.max_name_length));
         }
         if !is_xml_name(e.name().0) {
             return Err(self.malformed(format!("invalid element name {:?}", e.name().0)));
         }
-        let (declared, attribute_prefixes) = self.attributes(&e)?;
+        let (declared, qualified) = self.attributes(&e)?;
         let raw: &str = &e;
         let name = e.name().0;
+        let (element_prefix, element_local) = split_qname(name);
+        // `xmlns` is never an element's prefix (Namespaces in XML §3); the XML
+        // namespace names no element, and parsers (roxmltree) refuse `xml:` on one.
+        if element_prefix == "xmlns" || element_prefix == "xml" {
+            return Err(self.malformed(format!(
+                "element name {name:?} has the reserved prefix {element_prefix}"
+            )));
+        }
         // How the envelope namespace is written where a Header would be inserted
         // in front of this element (before its own declarations are in scope);
-        // only the Envelope's children can need it.
-        let env_scope_prefix = if self.depth == 1 {
+        // only a Body (or Header) child of the Envelope can need it.
+        let env_scope_prefix = if self.depth == 1 && matches!(element_local, "Body" | "Header") {
             (
                 self.envelope_prefix_in_scope(),
                 self.named_envelope_prefix(),
@@ -632,14 +800,16 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
             (None, None)
         };
         self.scopes.push(declared);
-        // Every prefix used must be declared (Namespaces in XML), at every depth:
-        // the receiver will resolve them after decryption.
-        let (element_prefix, _) = split_qname(name);
-        for prefix in std::iter::once(element_prefix).chain(attribute_prefixes) {
-            if !prefix.is_empty() && prefix != "xmlns" && self.scopes.resolve(prefix).is_none() {
-                self.scopes.pop();
-                return Err(self.malformed(format!("prefix {prefix} is not declared")));
-            }
+        if self.scopes.declarations() > limits.max_namespace_declarations {
+            self.scopes.pop();
+            return Err(self.over(
+                XmlLimit::MaxNamespaceDeclarations,
+                limits.max_namespace_declarations,
+            ));
+        }
+        if let Err(e) = self.check_names(element_prefix, &qualified) {
+            self.scopes.pop();
+            return Err(e);
         }
         let result = self.dispatch_start(&e, raw, name, empty, env_scope_prefix);
         if empty {
@@ -648,6 +818,35 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
             self.depth += 1;
         }
         result
+    }
+
+    /// Every prefix used must be declared (Namespaces in XML), at every depth:
+    /// the receiver will resolve them after decryption. No two attributes may
+    /// have the same expanded name (§6.3: `p:a` and `q:a` with `p` and `q`
+    /// bound to one namespace).
+    fn check_names(
+        &self,
+        element_prefix: &str,
+        qualified: &[(&str, &str)],
+    ) -> Result<(), EncryptError> {
+        let mut expanded = Vec::with_capacity(qualified.len());
+        for prefix in std::iter::once(element_prefix).chain(qualified.iter().map(|q| q.0)) {
+            if !prefix.is_empty() && self.scopes.resolve(prefix).is_none() {
+                return Err(self.malformed(format!("prefix {prefix} is not declared")));
+            }
+        }
+        if qualified.len() < 2 {
+            return Ok(());
+        }
+        for (prefix, local) in qualified {
+            expanded.push((self.scopes.resolve(prefix).unwrap_or_default(), *local));
+        }
+        if has_duplicate(&mut expanded) {
+            return Err(self.malformed(
+                "bad attribute: two attributes with the same namespace and local name",
+            ));
+        }
+        Ok(())
     }
 
     fn dispatch_start(
@@ -681,7 +880,14 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
                 self.write_tag(raw, empty)
             }
             1 => self.envelope_child(raw, name, empty, env_scope_prefix),
-            2 if self.in_header => self.header_block(e, raw, name, empty),
+            _ if self.in_header => {
+                self.refuse_soap_structure_in_header(name)?;
+                if self.depth == 2 {
+                    self.header_block(e, raw, name, empty)
+                } else {
+                    self.write_tag(raw, empty)
+                }
+            }
             _ => self.write_tag(raw, empty),
         }
     }
@@ -698,6 +904,19 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
             return Some(p.to_string());
         }
         self.scopes.default_is(env).then(String::new)
+    }
+
+    /// A decoy Envelope or Body inside the Header (of either SOAP version) would
+    /// travel in plaintext beside the encrypted real one: a receiver that takes
+    /// the first Body it finds would read it.
+    fn refuse_soap_structure_in_header(&self, name: &str) -> Result<(), EncryptError> {
+        let (uri, local) = self.resolve_element(name)?;
+        if SoapVersion::from_namespace(&uri).is_some()
+            && matches!(local.as_str(), "Body" | "Envelope")
+        {
+            return Err(self.malformed(format!("a SOAP {local} inside the Header")));
+        }
+        Ok(())
     }
 
     fn envelope_child(
@@ -753,8 +972,16 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
                 self.begin_encryption()
             }
             _ => {
+                if self.body == BodyState::NotYet {
+                    return Err(self.malformed(format!(
+                        "element {name} before the Body: only a Header may come first"
+                    )));
+                }
                 if self.body == BodyState::Done && self.version == Some(SoapVersion::Soap12) {
                     return Err(self.malformed("SOAP 1.2 allows no element after the Body"));
+                }
+                if is_env && local == "Envelope" {
+                    return Err(self.malformed("an Envelope inside the Envelope"));
                 }
                 self.write_tag(raw, empty)
             }
@@ -769,12 +996,13 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
         empty: bool,
     ) -> Result<(), EncryptError> {
         let (uri, local) = self.resolve_element(name)?;
-        if self.security_written
-            || uri != ns::WSSE
-            || local != "Security"
-            || !self.for_ultimate(e)?
-        {
+        if uri != ns::WSSE || local != "Security" || !self.for_ultimate(e)? {
             return self.write_tag(raw, empty);
+        }
+        // WSS 1.0 §6.1: one Security header per role; a second one for the
+        // ultimate receiver leaves receivers to guess which one counts.
+        if self.security_written {
+            return Err(self.malformed("a second wsse:Security header for the ultimate receiver"));
         }
         self.write_tag(raw, false)?;
         let elements = std::mem::take(&mut self.security_elements);
@@ -893,7 +1121,8 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
         let start = body::BodyStart {
             position: self.position(),
             depth: self.depth,
-            max_depth: self.options.limits.max_depth,
+            limits: self.options.limits,
+            elements: self.elements,
         };
         let Sink::Cipher(out) = &mut self.sink else {
             return Err(EncryptError::Write(io::Error::other(
@@ -902,6 +1131,7 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
         };
         let scan = body::Scanner::new(self.reader.get_mut(), out, &mut self.scopes, start).run()?;
         self.scanned += scan.scanned;
+        self.elements = scan.elements;
         self.body = BodyState::Inside {
             saw_element: scan.saw_element,
         };
@@ -953,6 +1183,15 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
     fn write_end(&mut self, name: &str) -> Result<(), EncryptError> {
         self.write_framed(b"</", name.as_bytes(), b">")
     }
+}
+
+/// Whether `items` holds two equal elements (sorts it when it is long).
+fn has_duplicate<T: Ord>(items: &mut [T]) -> bool {
+    if items.len() <= 16 {
+        return (1..items.len()).any(|j| (0..j).any(|k| items[j] == items[k]));
+    }
+    items.sort_unstable();
+    items.windows(2).any(|w| w[0] == w[1])
 }
 
 /// The bytes of an event as the parser saw them (without its delimiters).

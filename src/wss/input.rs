@@ -88,6 +88,9 @@ pub enum InputError {
     Io(#[from] io::Error),
     #[error("{0}")]
     Unsupported(#[from] UnsupportedEncoding),
+    /// The byte-order mark and the declaration disagree about the encoding.
+    #[error("a UTF-8 byte-order mark, but the declaration says encoding {0:?}")]
+    Contradictory(String),
 }
 
 /// Sniff the BOM and XML declaration and return a UTF-8 reader over the document.
@@ -95,6 +98,13 @@ pub fn utf8_reader<'a, R: Read + 'a>(mut input: R) -> Result<Utf8Input<'a>, Inpu
     let mut head = Vec::with_capacity(512);
     (&mut input).take(512).read_to_end(&mut head)?;
     let (skip, encoding, utf8_bom) = if head.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        // Receivers believe the declaration once the mark is gone (or the mark
+        // and ignore the declaration): the two must agree.
+        if let Some(declared) = declared_encoding(&head[3..])
+            && !is_utf8_name(&declared)
+        {
+            return Err(InputError::Contradictory(declared));
+        }
         (3, SourceEncoding::Utf8, true)
     } else if head.starts_with(&[0xFF, 0xFE]) {
         (2, SourceEncoding::Utf16Le, false)
@@ -107,7 +117,8 @@ pub fn utf8_reader<'a, R: Read + 'a>(mut input: R) -> Result<Utf8Input<'a>, Inpu
     } else {
         let declared = declared_encoding(&head);
         let encoding = match declared.as_deref().map(str::to_ascii_lowercase).as_deref() {
-            None | Some("utf-8" | "utf8" | "us-ascii" | "ascii") => SourceEncoding::Utf8,
+            None => SourceEncoding::Utf8,
+            Some(name) if is_utf8_name(name) => SourceEncoding::Utf8,
             Some("iso-8859-1" | "iso8859-1" | "latin1" | "latin-1" | "l1" | "iso_8859-1") => {
                 SourceEncoding::Latin1
             }
@@ -129,6 +140,14 @@ pub fn utf8_reader<'a, R: Read + 'a>(mut input: R) -> Result<Utf8Input<'a>, Inpu
         Box::new(BufReader::with_capacity(32 * 1024, whole))
     };
     Ok((reader, info))
+}
+
+/// Names of encodings read as UTF-8 (ASCII is a subset).
+fn is_utf8_name(name: &str) -> bool {
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "utf-8" | "utf8" | "us-ascii" | "ascii"
+    )
 }
 
 /// The `encoding` pseudo-attribute of an XML declaration at the start of `head`.

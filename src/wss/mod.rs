@@ -29,7 +29,9 @@ pub use algorithms::{
     OaepDigest, Profile,
 };
 pub use certificate::{CertificateError, CertificateInfo, CertificatePolicy};
-pub use envelope::{EncryptError, EncryptSummary, encrypt_envelope, encrypt_to_vec, sniff_version};
+pub use envelope::{
+    EncryptError, EncryptSummary, encrypt_envelope, encrypt_to_vec, namespace_work, sniff_version,
+};
 pub use header::escape as escape_text;
 
 /// SOAP version, from the Envelope namespace.
@@ -154,13 +156,26 @@ impl Recipient {
     }
 }
 
-/// Bounds on what the parser accepts.
+/// Bounds on what the parser accepts (`[proxy.xml_limits]` and a route's
+/// `xml_limits`). Each is checked as the input streams by, in constant work per
+/// byte: a refusal comes before the rest of the input is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Deepest element nesting accepted; the Envelope is depth 1.
     pub max_depth: usize,
     /// Largest input in bytes, if bounded.
     pub max_bytes: Option<u64>,
+    /// Most attributes on one element, namespace declarations included.
+    pub max_attributes_per_element: usize,
+    /// Longest element or attribute name, and longest reference (`&…;`), in bytes.
+    pub max_name_length: usize,
+    /// Most namespace declarations in scope at any point (on the open elements).
+    pub max_namespace_declarations: usize,
+    /// Longest run of character data between two tags, CDATA section or
+    /// attribute value, in bytes; `None` leaves it to `max_bytes`.
+    pub max_text_length: Option<u64>,
+    /// Most elements in the document, if bounded.
+    pub max_elements: Option<u64>,
 }
 
 impl Default for Limits {
@@ -168,7 +183,46 @@ impl Default for Limits {
         Limits {
             max_depth: 256,
             max_bytes: None,
+            max_attributes_per_element: 256,
+            max_name_length: 1024,
+            max_namespace_declarations: 1024,
+            max_text_length: None,
+            max_elements: None,
         }
+    }
+}
+
+/// Which of the [`Limits`] an input went over; its name is the configuration key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XmlLimit {
+    MaxDepth,
+    MaxAttributesPerElement,
+    MaxNameLength,
+    MaxNamespaceDeclarations,
+    MaxTextLength,
+    MaxElements,
+    /// Not configurable: redeclaring the Body's namespaces on its top-level
+    /// elements may not make the output more than twice the input.
+    NamespaceRedeclaration,
+}
+
+impl XmlLimit {
+    pub fn name(self) -> &'static str {
+        match self {
+            XmlLimit::MaxDepth => "max_depth",
+            XmlLimit::MaxAttributesPerElement => "max_attributes_per_element",
+            XmlLimit::MaxNameLength => "max_name_length",
+            XmlLimit::MaxNamespaceDeclarations => "max_namespace_declarations",
+            XmlLimit::MaxTextLength => "max_text_length",
+            XmlLimit::MaxElements => "max_elements",
+            XmlLimit::NamespaceRedeclaration => "namespace_redeclaration",
+        }
+    }
+}
+
+impl std::fmt::Display for XmlLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

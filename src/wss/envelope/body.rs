@@ -10,14 +10,15 @@
 //! [`Rewind`]: it stops at the Body's end tag and gives the unread bytes back, so
 //! the parser sees `</Body>` next as if it had read the content itself.
 
+use std::collections::HashMap;
 use std::io::{self, BufRead, Read, Write};
 use std::ops::Range;
 
 use memchr::{memchr, memchr3, memmem};
 
 use super::{
-    Binding, EncryptError, NamespaceScopes, is_xml_char, is_xml_name, namespace_binding,
-    split_qname,
+    Binding, EncryptError, Limits, NamespaceScopes, XmlLimit, has_duplicate, is_xml_char,
+    is_xml_name, namespace_binding, split_qname,
 };
 use crate::wss::algorithms::ns;
 
@@ -91,6 +92,8 @@ pub(super) struct BodyScan {
     pub scanned: u64,
     /// The Body holds at least one element.
     pub saw_element: bool,
+    /// Elements in the document so far (those before the Body included).
+    pub elements: u64,
 }
 
 /// Where the scanner stands in the Body when it starts.
@@ -99,7 +102,9 @@ pub(super) struct BodyStart {
     pub position: u64,
     /// Elements open at that point (Envelope and Body).
     pub depth: usize,
-    pub max_depth: usize,
+    pub limits: Limits,
+    /// Elements in the document before the Body's content.
+    pub elements: u64,
 }
 
 /// The read buffer starts small (most messages are a few KiB and the buffer is
@@ -107,8 +112,13 @@ pub(super) struct BodyStart {
 /// consumed; a single token larger than that grows it further.
 const FIRST_BUFFER: usize = 8 * 1024;
 const RUN_BUFFER: usize = 64 * 1024;
-/// The longest reference (`&#x0000000000010FFFF;` and the like) looked at.
-const MAX_REFERENCE: usize = 64;
+/// A top-level element of the Body is held back up to this size (or twice the
+/// declarations in scope, if more) to redeclare only the namespaces it uses.
+const HOLD_BACK: usize = 64 * 1024;
+/// Redeclared namespaces may add this much to the Body, plus half the input.
+const REDECLARATION_ALLOWANCE: u64 = 8 * 1024;
+/// Prefixes remembered as declared (see `Scanner::known`).
+const KNOWN_PREFIXES: usize = 8;
 
 /// An error, boxed so that the scanner's results fit in two registers.
 type Fault = Box<EncryptError>;
@@ -150,9 +160,48 @@ pub(super) struct Scanner<'a, R, W> {
     saw_element: bool,
     /// Start tags already checked, to recognise repeated ones.
     tags: SeenTags,
-    /// Prefixes found declared while the bindings were at `known_generation`.
+    /// Prefixes found declared while the bindings were at `known_generation`
+    /// (a few, most recent first: a cache, not a set).
     known: Vec<Vec<u8>>,
     known_generation: u64,
+    /// Elements in the document so far.
+    elements: u64,
+    /// Input position (counted like `offset`) where the current text run began.
+    text_from: u64,
+    /// What the context's namespaces look like, to redeclare the used ones.
+    redeclare: Redeclaration,
+    /// The top-level element being held back, and its bytes so far.
+    held: Option<Held>,
+    hold: Vec<u8>,
+    /// The held top-level element just ended: release it.
+    release_pending: bool,
+}
+
+/// The bindings in scope at the Body, indexed for the top-level elements.
+struct Redeclaration {
+    /// Non-default prefixes of `context`, to their index.
+    by_prefix: HashMap<Box<[u8]>, usize>,
+    /// Index of the default namespace in `context`.
+    default: Option<usize>,
+    /// Bytes of all of the context's declarations, as written out.
+    bytes: usize,
+    /// Per context binding: the top-level element that last used it.
+    used_by: Vec<u64>,
+    used: Vec<usize>,
+    /// Number of top-level elements so far (stamps `used_by`).
+    element: u64,
+    /// Bytes of declarations added to the Body so far.
+    written: u64,
+}
+
+/// A top-level element of the Body whose start tag is not written yet.
+struct Held {
+    /// Length of its name (the tag is `hold[..1 + name_len]`, then the rest).
+    name_len: usize,
+    /// Prefixes the tag declares itself (sorted): not redeclared.
+    own: Vec<String>,
+    /// An unprefixed element is inside: the default namespace is used.
+    uses_default: bool,
 }
 
 impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
@@ -163,6 +212,27 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
         start: BodyStart,
     ) -> Self {
         let context = scopes.in_scope();
+        let mut by_prefix = HashMap::with_capacity(context.len());
+        let mut default = None;
+        let mut bytes = 0;
+        for (i, b) in context.iter().enumerate() {
+            if b.prefix.is_empty() {
+                default = Some(i);
+            } else {
+                by_prefix.insert(b.prefix.as_bytes().into(), i);
+            }
+            bytes += declaration_len(b);
+        }
+        let redeclare = Redeclaration {
+            by_prefix,
+            default,
+            bytes,
+            used_by: vec![0; context.len()],
+            used: Vec::new(),
+            element: 0,
+            written: 0,
+        };
+        let elements = start.elements;
         Scanner {
             input,
             out,
@@ -183,7 +253,45 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
             tags: SeenTags::default(),
             known: Vec::new(),
             known_generation: u64::MAX,
+            elements,
+            text_from: 0,
+            redeclare,
+            held: None,
+            hold: Vec::new(),
+            release_pending: false,
         }
+    }
+
+    fn over(&self, limit: XmlLimit, value: u64, index: usize) -> Fault {
+        Box::new(EncryptError::LimitExceeded {
+            limit,
+            value,
+            position: self.position_of(index),
+        })
+    }
+
+    fn max_text(&self) -> u64 {
+        self.start.limits.max_text_length.unwrap_or(u64::MAX)
+    }
+
+    /// Character data from `text_from` up to `index` must fit `max_text_length`.
+    #[inline]
+    fn check_text_run(&self, index: usize) -> Result<(), Fault> {
+        let run = (self.offset + index as u64).saturating_sub(self.text_from);
+        if run > self.max_text() {
+            return Err(self.over(XmlLimit::MaxTextLength, self.max_text(), index));
+        }
+        Ok(())
+    }
+
+    /// A name of `len` bytes so far must fit `max_name_length`.
+    #[inline]
+    fn check_name_length(&self, len: usize, index: usize) -> Result<(), Fault> {
+        let max = self.start.limits.max_name_length;
+        if len > max {
+            return Err(self.over(XmlLimit::MaxNameLength, max as u64, index));
+        }
+        Ok(())
     }
 
     fn known_prefix(&self, prefix: &[u8]) -> bool {
@@ -213,7 +321,14 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
             let step = match find_markup(text) {
                 Some(i) if text[i] == b'<' => {
                     self.pos += i;
-                    self.markup()?
+                    self.check_text_run(self.pos)?;
+                    match self.markup()? {
+                        Step::Next(next) => {
+                            self.text_from = self.offset + next as u64;
+                            Step::Next(next)
+                        }
+                        other => other,
+                    }
                 }
                 Some(i) if text[i] == b'&' => {
                     self.pos += i;
@@ -233,11 +348,18 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
                 }
                 None => {
                     self.pos = self.checked;
+                    self.check_text_run(self.pos)?;
                     Step::More
                 }
             };
             match step {
-                Step::Next(next) => self.pos = next,
+                Step::Next(next) => {
+                    self.pos = next;
+                    if std::mem::take(&mut self.release_pending) {
+                        self.flush_run()?;
+                        self.release_held()?;
+                    }
+                }
                 Step::More => {
                     let available = self.len - self.pos;
                     let want = (available * 2).max(available + 1);
@@ -253,6 +375,7 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
                     return Ok(BodyScan {
                         scanned: self.offset + self.pos as u64,
                         saw_element: self.saw_element,
+                        elements: self.elements,
                     });
                 }
             }
@@ -261,9 +384,17 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
 
     fn flush_run(&mut self) -> Result<(), Fault> {
         if self.run < self.pos {
-            self.out
-                .write_all(&self.buf[self.run..self.pos])
-                .map_err(|e| Box::new(EncryptError::Write(e)))?;
+            if self.held.is_some() {
+                self.hold.extend_from_slice(&self.buf[self.run..self.pos]);
+                if self.hold.len() > HOLD_BACK.max(2 * self.redeclare.bytes) {
+                    self.run = self.pos;
+                    return self.release_overflowing();
+                }
+            } else {
+                self.out
+                    .write_all(&self.buf[self.run..self.pos])
+                    .map_err(|e| Box::new(EncryptError::Write(e)))?;
+            }
         }
         self.run = self.pos;
         Ok(())
@@ -327,21 +458,27 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
         Ok(())
     }
 
-    /// `&…;` at `pos`.
+    /// `&…;` at `pos`. Its name may be any length up to `max_name_length`
+    /// (`&#x000…041;` is well-formed however many zeros lead).
     fn reference(&self) -> Result<Step, Fault> {
-        let limit = self.checked.min(self.pos + MAX_REFERENCE);
-        if let Some(length) = common_reference(&self.buf[self.pos..limit]) {
+        let rest = &self.buf[self.pos..self.checked];
+        if let Some(length) = common_reference(rest) {
+            self.check_name_length(length - 2, self.pos)?;
             return Ok(Step::Next(self.pos + length));
         }
-        let Some(semicolon) = find(b';', &self.buf[self.pos..limit]) else {
-            if limit == self.checked && !self.eof {
+        let Some(end) = rest[1..].iter().position(|&b| !is_reference_byte(b)) else {
+            self.check_name_length(rest.len() - 1, self.pos)?;
+            if !self.eof {
                 return Ok(Step::More);
             }
             return Err(self.malformed_at(self.pos, "unterminated reference"));
         };
-        let name = &self.buf[self.pos + 1..self.pos + semicolon];
-        check_reference(name).map_err(|reason| self.malformed_at(self.pos, reason))?;
-        Ok(Step::Next(self.pos + semicolon + 1))
+        self.check_name_length(end, self.pos)?;
+        if rest[1 + end] != b';' {
+            return Err(self.malformed_at(self.pos, "unterminated reference"));
+        }
+        check_reference(&rest[1..1 + end]).map_err(|reason| self.malformed_at(self.pos, reason))?;
+        Ok(Step::Next(self.pos + end + 2))
     }
 
     /// `<…` at `pos`.
@@ -394,6 +531,9 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
         self.names.truncate(open_from);
         self.name_ends.pop();
         self.scopes.pop();
+        if self.name_ends.is_empty() && self.held.is_some() {
+            self.release_pending = true;
+        }
         Ok(Step::Next(self.pos + gt + 1))
     }
 
@@ -427,7 +567,13 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
             None => return Ok(Step::More),
             Some(true) => {
                 return match memmem::find(&rest[9..], b"]]>") {
+                    Some(end) if end as u64 > self.max_text() => {
+                        Err(self.over(XmlLimit::MaxTextLength, self.max_text(), self.pos))
+                    }
                     Some(end) => Ok(Step::Next(self.pos + 9 + end + 3)),
+                    None if (rest.len() - 9) as u64 > self.max_text() => {
+                        Err(self.over(XmlLimit::MaxTextLength, self.max_text(), self.pos))
+                    }
                     None => Ok(Step::More),
                 };
             }
@@ -475,9 +621,11 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
         }
         let buf = &self.buf;
         let Some(name) = find_name_end(buf, tag + 1, limit) else {
+            self.check_name_length(limit - tag - 1, tag)?;
             return Ok(Step::More);
         };
         let name_end = name.end;
+        self.check_name_length(name_end - tag - 1, tag)?;
         if !name.is_qname(&buf[tag + 1..name_end]) {
             return Err(self.malformed_at(
                 tag,
@@ -515,10 +663,19 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
                 _ => {}
             }
             let name_from = i;
+            if self.attributes.len() == self.start.limits.max_attributes_per_element {
+                return Err(self.over(
+                    XmlLimit::MaxAttributesPerElement,
+                    self.attributes.len() as u64,
+                    tag,
+                ));
+            }
             let Some(attribute) = find_name_end(buf, i, limit) else {
+                self.check_name_length(limit - name_from, name_from)?;
                 return Ok(Step::More);
             };
             let name_to = attribute.end;
+            self.check_name_length(name_to - name_from, name_from)?;
             i = name_to;
             while i < limit && is_space(buf[i]) {
                 i += 1;
@@ -550,6 +707,9 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
                 return Err(self.malformed_at(i, "bad attribute: value not quoted"));
             }
             let Some(length) = memchr(quote, &buf[i + 1..limit]) else {
+                if (limit - i - 1) as u64 > self.max_text() {
+                    return Err(self.over(XmlLimit::MaxTextLength, self.max_text(), i));
+                }
                 return Ok(Step::More);
             };
             let (value_from, value_to) = (i + 1, i + 1 + length);
@@ -610,6 +770,7 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
             (tag + seen.len, seen.empty)
         };
         self.check_depth()?;
+        self.count_element(tag)?;
         self.scopes.push_empty();
         self.close_start_tag(tag + 1..tag + 1 + seen.name_len, empty);
         Ok(Some(Step::Next(end)))
@@ -619,27 +780,35 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
     fn check_attribute_value(&self, value: Range<usize>) -> Result<(), Fault> {
         let value_from = value.start;
         let value = &self.buf[value];
+        if value.len() as u64 > self.max_text() {
+            return Err(self.over(XmlLimit::MaxTextLength, self.max_text(), value_from));
+        }
         if value.contains(&b'<') {
             return Err(self.malformed_at(value_from, "'<' in an attribute value"));
         }
-        let mut at = 0;
-        while let Some(amp) = find(b'&', &value[at..]) {
-            let from = at + amp + 1;
-            let semicolon = find(b';', &value[from..]).ok_or_else(|| {
-                self.malformed_at(value_from + at + amp, "unterminated reference")
-            })?;
-            check_reference(&value[from..from + semicolon])
-                .map_err(|reason| self.malformed_at(value_from + at + amp, reason))?;
-            at = from + semicolon + 1;
+        check_references(value, self.start.limits.max_name_length).map_err(|(at, e)| match e {
+            ReferenceError::TooLong => self.over(
+                XmlLimit::MaxNameLength,
+                self.start.limits.max_name_length as u64,
+                value_from + at,
+            ),
+            ReferenceError::Invalid(reason) => self.malformed_at(value_from + at, reason),
+        })
+    }
+
+    fn count_element(&mut self, tag: usize) -> Result<(), Fault> {
+        self.elements += 1;
+        match self.start.limits.max_elements {
+            Some(max) if self.elements > max => Err(self.over(XmlLimit::MaxElements, max, tag)),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     fn check_depth(&self) -> Result<(), Fault> {
         let depth = self.start.depth + self.name_ends.len() + 1;
-        if depth > self.start.max_depth {
+        if depth > self.start.limits.max_depth {
             return Err(Box::new(EncryptError::TooDeep {
-                limit: self.start.max_depth,
+                limit: self.start.limits.max_depth,
             }));
         }
         Ok(())
@@ -647,6 +816,12 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
 
     /// The start tag's scope is pushed: track the element it opens.
     fn close_start_tag(&mut self, name: Range<usize>, empty: bool) {
+        if let Some(held) = &mut self.held
+            && !held.uses_default
+            && find(b':', &self.buf[name.clone()]).is_none()
+        {
+            held.uses_default = true;
+        }
         if empty {
             self.scopes.pop();
         } else {
@@ -666,6 +841,7 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
         empty: bool,
     ) -> Result<bool, Fault> {
         self.check_depth()?;
+        self.count_element(tag)?;
         let declared = if self.attributes.is_empty() {
             Vec::new()
         } else {
@@ -674,6 +850,11 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
         let declares = !declared.is_empty();
         if declares {
             self.scopes.push(declared);
+            let max = self.start.limits.max_namespace_declarations;
+            if self.scopes.declarations() > max {
+                self.scopes.pop();
+                return Err(self.over(XmlLimit::MaxNamespaceDeclarations, max as u64, tag));
+            }
         } else {
             self.scopes.push_empty();
         }
@@ -727,17 +908,50 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
         Ok(declared)
     }
 
-    /// Every prefix the element and its attributes use must be declared.
+    /// Every prefix the element and its attributes use must be declared; no
+    /// element has the prefix `xmlns`; no two attributes have the same
+    /// expanded name (Namespaces in XML §6.3).
     fn check_prefixes(&mut self, tag: usize, name: Name) -> Result<(), Fault> {
         if let Some(colon) = name.colon {
+            if matches!(&self.buf[tag + 1..colon], b"xmlns" | b"xml") {
+                return Err(self.malformed_at(tag, "an element name with a reserved prefix"));
+            }
             self.check_prefix(tag, tag + 1..colon)?;
         }
+        let mut qualified = 0;
         for k in 0..self.attributes.len() {
             let a = &self.attributes[k];
             if let Some(colon) = a.colon {
                 let prefix = a.name.start..colon;
+                if &self.buf[prefix.clone()] != b"xmlns" {
+                    qualified += 1;
+                }
                 self.check_prefix(tag, prefix)?;
             }
+        }
+        if qualified >= 2 {
+            self.check_expanded_names(tag)?;
+        }
+        Ok(())
+    }
+
+    /// `p:a` and `q:a` with `p` and `q` bound to one namespace are one name twice.
+    fn check_expanded_names(&self, tag: usize) -> Result<(), Fault> {
+        let mut expanded: Vec<(&str, &[u8])> = Vec::new();
+        for a in &self.attributes {
+            let Some(colon) = a.colon else { continue };
+            let prefix = as_str(&self.buf[a.name.start..colon]);
+            if prefix == "xmlns" {
+                continue;
+            }
+            let uri = self.scopes.resolve(prefix).unwrap_or_default();
+            expanded.push((uri, &self.buf[colon + 1..a.name.end]));
+        }
+        if has_duplicate(&mut expanded) {
+            return Err(self.malformed_at(
+                tag,
+                "bad attribute: two attributes with the same namespace and local name",
+            ));
         }
         Ok(())
     }
@@ -756,17 +970,24 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
             self.known_generation = self.scopes.generation;
             self.known.clear();
         }
-        self.known.push(prefix.to_vec());
+        // A handful: with thousands of distinct prefixes a longer list would
+        // cost more to search than the lookup it saves.
+        if self.known.len() == KNOWN_PREFIXES {
+            self.known.pop();
+        }
+        self.known.insert(0, prefix.to_vec());
         Ok(())
     }
 
     /// A top-level element of the Body is encrypted apart from its ancestors, so
-    /// it carries every namespace in scope at the Body that it does not declare.
+    /// it carries the namespaces in scope at the Body that it uses and does not
+    /// declare. Which ones it uses is known at its end: it is held back until
+    /// then, up to [`HOLD_BACK`] bytes; a larger one carries them all.
     fn top_level(
         &mut self,
         tag: usize,
         name_end: usize,
-        close: usize,
+        _close: usize,
         empty: bool,
     ) -> Result<(), Fault> {
         let name = as_str(&self.buf[tag + 1..name_end]);
@@ -780,34 +1001,165 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
             .marks
             .last()
             .map_or(&self.scopes.bindings[..], |&m| &self.scopes.bindings[m..]);
-        let mut rewritten = String::with_capacity(close - tag + 128);
-        rewritten.push('<');
-        rewritten.push_str(name);
-        for b in &self.context {
-            if own.iter().any(|o| o.prefix == b.prefix) {
-                continue;
-            }
-            let value = b.raw.replace('"', "&quot;");
-            if b.prefix.is_empty() {
-                rewritten.push_str(&format!(r#" xmlns="{value}""#));
-            } else {
-                rewritten.push_str(&format!(r#" xmlns:{}="{value}""#, b.prefix));
-            }
-        }
-        rewritten.push_str(as_str(&self.buf[name_end..close]));
-        rewritten.push_str(if empty { "/>" } else { ">" });
-        // Everything before the tag goes out first, then the rewritten tag.
-        let end = close + if empty { 2 } else { 1 };
+        let mut own: Vec<String> = own.iter().map(|b| b.prefix.clone()).collect();
+        own.sort_unstable();
+        // Everything before the tag goes out first; the tag starts the hold.
         let saved = self.pos;
         self.pos = tag;
         self.flush_run()?;
         self.pos = saved;
-        self.out
-            .write_all(rewritten.as_bytes())
-            .map_err(|e| Box::new(EncryptError::Write(e)))?;
-        self.run = end;
+        self.hold.clear();
+        self.held = Some(Held {
+            name_len: name_end - tag - 1,
+            own,
+            uses_default: false,
+        });
+        self.redeclare.element += 1;
+        self.release_pending = empty;
         Ok(())
     }
+
+    /// The held top-level element ended: write it with the namespaces it uses.
+    fn release_held(&mut self) -> Result<(), Fault> {
+        let Some(held) = self.held.take() else {
+            return Ok(());
+        };
+        let r = &mut self.redeclare;
+        r.used.clear();
+        let stamp = r.element;
+        let mark = |i: usize, r: &mut Redeclaration| {
+            if r.used_by[i] != stamp {
+                r.used_by[i] = stamp;
+                r.used.push(i);
+            }
+        };
+        if held.uses_default
+            && let Some(i) = r.default
+        {
+            mark(i, r);
+        }
+        // Every `prefix:` in the element: names, and QNames in attribute values
+        // and text (`xsi:type="p:T"`). Runs end at a colon, so each byte is
+        // looked at at most twice.
+        let bytes = &self.hold;
+        let mut after_colon = 0;
+        for colon in memchr::memchr_iter(b':', bytes) {
+            let mut from = colon;
+            while from > after_colon && is_reference_byte(bytes[from - 1]) {
+                from -= 1;
+            }
+            if from < colon
+                && let Some(&i) = r.by_prefix.get(&bytes[from..colon])
+            {
+                mark(i, r);
+            }
+            after_colon = colon + 1;
+        }
+        r.used.sort_unstable();
+        self.write_held(&held, false)
+    }
+
+    /// The held element outgrew the hold: it carries every namespace in scope
+    /// at the Body (its size pays for them), and the rest of it streams.
+    fn release_overflowing(&mut self) -> Result<(), Fault> {
+        let Some(held) = self.held.take() else {
+            return Ok(());
+        };
+        self.write_held(&held, true)
+    }
+
+    fn write_held(&mut self, held: &Held, all: bool) -> Result<(), Fault> {
+        let mut declarations = String::new();
+        let r = &self.redeclare;
+        let mut add = |b: &Binding| {
+            if held.own.binary_search(&b.prefix).is_err() {
+                declarations.push_str(&declaration(b));
+            }
+        };
+        if all {
+            self.context.iter().for_each(&mut add);
+        } else {
+            r.used.iter().for_each(|&i| add(&self.context[i]));
+        }
+        // Half of the input so far, and a little: with base64 (4/3) the output
+        // stays within twice the input, plus the security header.
+        let written = self.redeclare.written + declarations.len() as u64;
+        let input_so_far = self.position_of(self.pos);
+        if written > REDECLARATION_ALLOWANCE + input_so_far / 2 {
+            return Err(self.over(XmlLimit::NamespaceRedeclaration, written, self.pos));
+        }
+        self.redeclare.written = written;
+        let split = 1 + held.name_len;
+        let write = |out: &mut W, bytes: &[u8]| {
+            out.write_all(bytes)
+                .map_err(|e| Box::new(EncryptError::Write(e)))
+        };
+        write(self.out, &self.hold[..split])?;
+        write(self.out, declarations.as_bytes())?;
+        write(self.out, &self.hold[split..])?;
+        self.hold.clear();
+        if self.hold.capacity() > HOLD_BACK * 2 {
+            self.hold = Vec::new();
+        }
+        Ok(())
+    }
+}
+
+/// A namespace declaration as written on a top-level element (` xmlns:p="…"`).
+fn declaration(b: &Binding) -> String {
+    let value = b.raw.replace('"', "&quot;");
+    if b.prefix.is_empty() {
+        format!(r#" xmlns="{value}""#)
+    } else {
+        format!(r#" xmlns:{}="{value}""#, b.prefix)
+    }
+}
+
+/// The length of [`declaration`]`(b)`, without writing it.
+fn declaration_len(b: &Binding) -> usize {
+    let quotes = b.raw.bytes().filter(|&c| c == b'"').count();
+    let colon = usize::from(!b.prefix.is_empty());
+    " xmlns=\"\"".len() + colon + b.prefix.len() + b.raw.len() + 5 * quotes
+}
+
+/// Bytes that may be part of a reference's or a prefix's name: ASCII name
+/// bytes except `:`, `#` and every byte of a non-ASCII character.
+fn is_reference_byte(b: u8) -> bool {
+    b >= 0x80 || b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'#')
+}
+
+/// Why the references of an attribute value are refused.
+pub(super) enum ReferenceError {
+    /// A reference's name is longer than `max_name_length`.
+    TooLong,
+    Invalid(String),
+}
+
+/// Check every reference in an attribute value (`&amp;`, `&#x41;`): each is
+/// terminated, well-formed and refers to a character XML allows. On error,
+/// the index of the `&`.
+pub(super) fn check_references(
+    value: &[u8],
+    max_name_length: usize,
+) -> Result<(), (usize, ReferenceError)> {
+    let mut at = 0;
+    while let Some(amp) = find(b'&', &value[at..]) {
+        let amp = at + amp;
+        let from = amp + 1;
+        let Some(semicolon) = find(b';', &value[from..]) else {
+            return Err((
+                amp,
+                ReferenceError::Invalid("unterminated reference".into()),
+            ));
+        };
+        if semicolon > max_name_length {
+            return Err((amp, ReferenceError::TooLong));
+        }
+        check_reference(&value[from..from + semicolon])
+            .map_err(|reason| (amp, ReferenceError::Invalid(reason)))?;
+        at = from + semicolon + 1;
+    }
+    Ok(())
 }
 
 /// Bytes already checked to be UTF-8 (by [`Scanner::check_new`]).
@@ -1306,6 +1658,18 @@ mod tests {
                 assert!(!same(&a[..n], &b), "length {n}, byte {k}");
             }
             assert!(!same(&a[..n], &a[..n + 1]));
+        }
+    }
+
+    #[test]
+    fn declaration_length_is_computed_right() {
+        for (prefix, raw) in [("", "urn:x"), ("p", "urn:x"), ("pp", "a\"b\"c"), ("", "")] {
+            let b = Binding {
+                prefix: prefix.into(),
+                raw: raw.into(),
+                uri: raw.into(),
+            };
+            assert_eq!(declaration_len(&b), declaration(&b).len(), "{prefix} {raw}");
         }
     }
 
