@@ -412,3 +412,45 @@ async fn a_pem_body_is_read_whatever_its_content_type_says() {
     .await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
 }
+
+#[tokio::test]
+async fn refusals_name_files_by_their_configuration_key_not_their_place() {
+    let p = in_process("").await;
+    let config = p.daemon.shared.load().config.clone();
+    let places = [
+        config.path.parent().unwrap().display().to_string(),
+        config.keystore.state_dir.display().to_string(),
+        config.keystore.dir.display().to_string(),
+    ];
+    // A certificate the keystore refuses (the refusal names its file).
+    let expired = common::TestReceiver::new(&common::CertSpec {
+        serial: 4714,
+        not_before_days: -10,
+        not_after_days: -1,
+        ..Default::default()
+    });
+    let pem = String::from_utf8(expired.cert_pem()).unwrap();
+    let (status, body) = admin_call(
+        &p,
+        "PUT",
+        &paths::keystore_alias("orders-receiver"),
+        "keys",
+        &pem,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.contains("keystore.dir"), "{body}");
+    for place in &places {
+        assert!(!body.contains(place.as_str()), "{place} in {body}");
+    }
+    // A reload of a configuration that no longer validates (the error has its line).
+    let mut text = std::fs::read_to_string(&config.path).unwrap();
+    text.push_str("\n[[route]]\nname = 1\n");
+    std::fs::write(&config.path, text).unwrap();
+    let (status, body) = admin_call(&p, "POST", paths::RELOAD, "operator", "").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.contains("wssgate.toml"), "{body}");
+    for place in places {
+        assert!(!body.contains(&place), "{place} in {body}");
+    }
+}

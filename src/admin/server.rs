@@ -281,8 +281,44 @@ impl Admin {
     {
         match self.route(request).await {
             Ok(r) => r,
-            Err(e) => error_response(e),
+            Err(e) => error_response(self.without_paths(e)),
         }
+    }
+
+    /// An answer names files by the configuration key they come from, never by
+    /// their place on this machine (`state_dir/archive/…`, not `/var/lib/…`).
+    fn without_paths(&self, mut e: ApiError) -> ApiError {
+        let snapshot = self.control.shared().load();
+        let config = &snapshot.config;
+        let mut places: Vec<(String, String)> = vec![
+            (
+                config.keystore.state_dir.display().to_string(),
+                "state_dir".into(),
+            ),
+            (
+                config.keystore.dir.display().to_string(),
+                "keystore.dir".into(),
+            ),
+        ];
+        if let Some(name) = config.path.file_name() {
+            places.push((
+                config.path.display().to_string(),
+                name.to_string_lossy().into_owned(),
+            ));
+        }
+        if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            places.push((format!("{}/", dir.display()), String::new()));
+        }
+        // Longest first, so that a directory inside another is named by its key.
+        places.sort_by_key(|(path, _)| std::cmp::Reverse(path.len()));
+        if let Some(serde_json::Value::String(message)) = e.body.get_mut("error") {
+            for (path, key) in &places {
+                if !path.is_empty() && path != "/" {
+                    *message = message.replace(path.as_str(), key);
+                }
+            }
+        }
+        e
     }
 
     async fn route<B>(&self, request: Request<B>) -> Result<Response<ProxyBody>, ApiError>
