@@ -32,6 +32,8 @@ pub enum StartError {
     PauseState(std::io::Error),
     #[error("admin TLS: {0}")]
     AdminTls(String),
+    #[error(transparent)]
+    Descriptors(#[from] crate::descriptors::OverBudget),
 }
 
 /// Everything the daemon runs on, before any socket is bound.
@@ -125,7 +127,21 @@ impl Daemon {
                 source,
             })?;
         let admin = Arc::new(Admin::new(self.control.clone(), admin_addr));
-        let proxy = Arc::new(Proxy::new(self.shared.clone(), self.gates.clone()));
+        let limit = crate::descriptors::raise_limit();
+        let connections = crate::descriptors::check_hold_max(
+            snapshot.routes.iter().map(|r| r.config.hold_max),
+            limit,
+        )?;
+        tracing::info!(
+            open_files = limit,
+            max_connections = connections,
+            "descriptor budget"
+        );
+        let proxy = Arc::new(Proxy::with_connections(
+            self.shared.clone(),
+            self.gates.clone(),
+            connections,
+        ));
         if let Ok(addr) = proxy_listener.local_addr() {
             tracing::info!(%addr, generation = snapshot.generation, "proxy listening");
         }

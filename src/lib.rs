@@ -25,7 +25,8 @@
 //! - [`daemon`]: `wssgate serve` wiring: load, restore pauses, bind, run the proxy,
 //!   the admin API, the staged-activation scheduler, the paused-routes file,
 //!   file watching ([`watch`]) and reload signals ([`signal`]) until shutdown.
-//! - [`telemetry`]: logging and Prometheus metrics.
+//! - [`telemetry`]: logging and Prometheus metrics; [`descriptors`]: the
+//!   open-file limit and the connection budget under it.
 //!
 //! The command line and the demo:
 //! - [`command`]: every `wssgate` command but `serve`, as library code that `main`
@@ -59,6 +60,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod demo;
+pub mod descriptors;
 pub mod keystore;
 pub mod proxy;
 pub mod receiver;

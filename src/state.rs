@@ -25,6 +25,8 @@ pub enum SnapshotError {
     },
     #[error(transparent)]
     Keystore(#[from] KeystoreError),
+    #[error("keystore.state_dir {0} is not a directory")]
+    StateDir(String),
     #[error("admin token {name:?} ({file}): {reason}")]
     Token {
         name: String,
@@ -51,6 +53,17 @@ impl std::fmt::Debug for AdminToken {
             .field("role", &self.role)
             .finish()
     }
+}
+
+/// Whether anyone but this process's user and group may read a token file (what
+/// `check` warns about and `serve` refuses unless `admin.allow_insecure_token_files`).
+/// Group access is tolerated for the daemon's own group only: a Kubernetes Secret
+/// is mounted group-readable for the pod's `fsGroup`, which is the daemon's group.
+pub fn token_file_exposed(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mode = meta.permissions().mode();
+    let own_group = meta.gid() == rustix::process::getegid().as_raw();
+    mode & 0o007 != 0 || (mode & 0o070 != 0 && !own_group)
 }
 
 /// SHA-256, as tokens are compared.
@@ -111,6 +124,10 @@ impl Snapshot {
                 recipient,
             });
         }
+        let state_dir = &config.keystore.state_dir;
+        if state_dir.exists() && !state_dir.is_dir() {
+            return Err(SnapshotError::StateDir(state_dir.display().to_string()));
+        }
         let mut admin_tokens = Vec::new();
         for t in &config.admin.tokens {
             let fail = |reason: String| SnapshotError::Token {
@@ -118,6 +135,17 @@ impl Snapshot {
                 file: t.file.display().to_string(),
                 reason,
             };
+            // Not a FIFO or a device: opening one could block the load for ever.
+            let meta = std::fs::metadata(&t.file).map_err(|e| fail(e.to_string()))?;
+            if !meta.is_file() {
+                return Err(fail("not a regular file".into()));
+            }
+            if token_file_exposed(&meta) && !config.admin.allow_insecure_token_files {
+                return Err(fail(
+                    "readable by group or others: chmod 600 it (or set admin.allow_insecure_token_files = true)"
+                        .into(),
+                ));
+            }
             let text = std::fs::read_to_string(&t.file).map_err(|e| fail(e.to_string()))?;
             let token = text.trim();
             if token.len() < 16 {

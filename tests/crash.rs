@@ -42,7 +42,7 @@ fn setup(upstream: &str, old: &TestReceiver, new: &TestReceiver) -> Setup {
     common::write_keystore(dir.path(), &[("orders-receiver", old.cert_pem())]);
     std::fs::write(dir.path().join("old.pem"), old.cert_pem()).unwrap();
     std::fs::write(dir.path().join("new.pem"), new.cert_pem()).unwrap();
-    std::fs::write(dir.path().join("admin.token"), TOKEN).unwrap();
+    common::write_secret(&dir.path().join("admin.token"), TOKEN);
     let (proxy, admin) = (free_port(), free_port());
     let config = format!(
         r#"[proxy]

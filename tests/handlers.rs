@@ -36,7 +36,7 @@ async fn in_process(extra_route: &str) -> InProcess {
     );
     let mut config = String::from("[admin]\nlisten = \"127.0.0.1:9090\"\ntokens = [\n");
     for (name, role, token) in common::net::TOKENS {
-        std::fs::write(dir.path().join(format!("{name}.token")), token).unwrap();
+        common::write_secret(&dir.path().join(format!("{name}.token")), token);
         config.push_str(&format!(
             "  {{ name = \"{name}\", role = \"{role}\", file = \"{{dir}}/{name}.token\" }},\n"
         ));

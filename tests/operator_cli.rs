@@ -193,3 +193,105 @@ async fn staging_and_withdrawing_from_the_command_line() {
     let out = ctl(vec!["withdraw".into(), "orders-receiver".into()]).await;
     assert_eq!(out.status.code(), Some(64));
 }
+
+#[test]
+fn check_refuses_what_serve_would_fail_on() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    common::write_keystore(
+        dir.path(),
+        &[("orders-receiver", common::receiver().cert_pem())],
+    );
+    common::write_secret(&dir.path().join("a.token"), "admin-token-0123456789");
+    common::write_secret(&dir.path().join("b.token"), "other-token-0123456789");
+    let base = |proxy: &str, admin: &str| {
+        format!(
+            "[proxy]\nlisten = \"127.0.0.1:18080\"\n{proxy}\n[admin]\nlisten = \"127.0.0.1:19090\"\n{admin}\n\
+             [keystore]\ndir = \"keystore\"\nstate_dir = \"var\"\n\
+             [[route]]\nname = \"orders\"\npath = \"/orders\"\nupstream = \"http://127.0.0.1:9000/orders\"\nalias = \"orders-receiver\"\n"
+        )
+    };
+    let tokens = "tokens = [ { name = \"ops\", role = \"admin\", file = \"a.token\" } ]";
+    let check = |text: &str| {
+        let path = dir.path().join("wssgate.toml");
+        std::fs::write(&path, text).unwrap();
+        wssgate(&["check", "-c", path.to_str().unwrap()], &[])
+    };
+    let refused = [
+        (
+            base("", tokens).replace("127.0.0.1:19090", "127.0.0.1:18080"),
+            "admin.listen",
+        ),
+        (
+            base("upstream_timeout = \"0s\"", tokens),
+            "proxy.upstream_timeout",
+        ),
+        (
+            base("max_body = \"1MiB\"\nstream_threshold = \"2MiB\"", tokens),
+            "proxy.max_body",
+        ),
+        (
+            base(
+                "",
+                "tokens = [ { name = \"ops\", role = \"operator\", file = \"a.token\" }, { name = \"keys\", role = \"keys\", file = \"a.token\" } ]",
+            ),
+            "admin.tokens.file",
+        ),
+    ];
+    for (text, key) in refused {
+        let out = check(&text);
+        assert_eq!(
+            out.status.code(),
+            Some(64),
+            "{key}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{key}: {err}");
+    }
+    // A state_dir that is a file.
+    std::fs::write(dir.path().join("var"), "").unwrap();
+    let out = check(&base("", tokens));
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("state_dir"));
+    std::fs::remove_file(dir.path().join("var")).unwrap();
+    // A FIFO as token file: refused, not waited on.
+    let fifo = dir.path().join("fifo.token");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = check(&base("", &tokens.replace("a.token", "fifo.token")));
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a regular file"));
+    // A token others can read: a warning from check, a refusal from serve.
+    std::fs::set_permissions(
+        dir.path().join("a.token"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let out = check(&base("", tokens));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("readable by group or others"));
+    let path = dir.path().join("wssgate.toml");
+    let out = wssgate(&["serve", "-c", path.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+    // ... unless the operator says so.
+    let out = check(&base(
+        "",
+        &format!("{tokens}\nallow_insecure_token_files = true"),
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -60,7 +60,7 @@ async fn refusals_and_no_secret_in_any_log_line_or_answer() {
     common::write_keystore(dir.path(), &[("orders-receiver", old.cert_pem())]);
     let mut token_lines = String::new();
     for (name, role, token) in TOKENS {
-        std::fs::write(dir.path().join(format!("{name}.token")), token).unwrap();
+        common::write_secret(&dir.path().join(format!("{name}.token")), token);
         token_lines.push_str(&format!(
             "{{ name = \"{name}\", role = \"{role}\", file = \"{name}.token\" }},"
         ));

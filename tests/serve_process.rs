@@ -38,7 +38,7 @@ async fn sighup_picks_up_an_exchanged_certificate_and_sigterm_stops() {
     std::fs::write(dir.path().join("new.pem"), new.cert_pem()).unwrap();
     let port = free_port();
     let admin_port = free_port();
-    std::fs::write(dir.path().join("keys.token"), "keys-token-0123456789\n").unwrap();
+    common::write_secret(&dir.path().join("keys.token"), "keys-token-0123456789\n");
     let config = format!(
         "[admin]\nlisten = \"127.0.0.1:{admin_port}\"\ntokens = [ {{ name = \"keyadmin\", role = \"keys\", file = \"keys.token\" }} ]\n{}",
         net::config(&format!("http://{}/s", receiver.addr), "", "")

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -732,12 +732,19 @@ pub async fn run(
 ) {
     let tls = tls.map(Arc::new);
     tokio::pin!(shutdown);
+    let mut backoff = crate::descriptors::AcceptBackoff::default();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+                let stream = match accepted {
+                    Ok((stream, _)) => {
+                        backoff.succeeded();
+                        stream
+                    }
+                    Err(e) => {
+                        tokio::time::sleep(backoff.failed("admin", &e)).await;
+                        continue;
+                    }
                 };
                 let admin = admin.clone();
                 let tls = tls.clone();

@@ -16,9 +16,31 @@ pub fn check(
     out: &mut dyn Write,
     warnings: &mut dyn Write,
 ) -> Result<(), Failure> {
-    let config = Arc::new(load_config(&args.path())?);
+    let config = load_config(&args.path())?;
     let now = SystemTime::now();
-    let snapshot = Snapshot::build(config.clone(), 1, now)
+    // Token files others can read are a warning here, a refusal in `serve`.
+    for t in &config.admin.tokens {
+        if let Ok(meta) = std::fs::metadata(&t.file)
+            && meta.is_file()
+            && crate::state::token_file_exposed(&meta)
+        {
+            let consequence = if config.admin.allow_insecure_token_files {
+                "allowed by admin.allow_insecure_token_files"
+            } else {
+                "serve refuses it: chmod 600"
+            };
+            writeln!(
+                warnings,
+                "wssgate: warning: token file {} of {:?} is readable by group or others ({consequence})",
+                t.file.display(),
+                t.name
+            )?;
+        }
+    }
+    let mut lenient = config.clone();
+    lenient.admin.allow_insecure_token_files = true;
+    let config = Arc::new(config);
+    let snapshot = Snapshot::build(Arc::new(lenient), 1, now)
         .map_err(|e| Failure::invalid(format!("{}: {e}", config.path.display())))?;
     writeln!(out, "configuration {} is valid", config.path.display())?;
     writeln!(

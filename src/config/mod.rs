@@ -153,6 +153,9 @@ pub struct AdminConfig {
     /// A file listing route names, one a line, that are to be paused. Watched: on a
     /// fleet, a ConfigMap with this file pauses the routes on every replica at once.
     pub paused_routes_file: Option<PathBuf>,
+    /// Serve although a token file can be read by group or others (refused by
+    /// default: a token is a password).
+    pub allow_insecure_token_files: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -338,6 +341,46 @@ impl Config {
                 "must be more than 0",
             );
         }
+        // A small max_body with the default threshold means: never stream. Only an
+        // explicit threshold above max_body contradicts it.
+        if proxy.max_body < proxy.stream_threshold && p.stream_threshold.is_none() {
+            proxy.stream_threshold = proxy.max_body;
+        }
+        if proxy.max_body < proxy.stream_threshold {
+            return ctx.err(
+                p.max_body.as_ref().map(|v| v.span()),
+                "proxy.max_body",
+                format!(
+                    "{} is below stream_threshold ({}): no body could be streamed",
+                    proxy.max_body, proxy.stream_threshold
+                ),
+            );
+        }
+        for (value, key, span) in [
+            (
+                proxy.upstream_timeout,
+                "proxy.upstream_timeout",
+                &p.upstream_timeout,
+            ),
+            (
+                proxy.connect_timeout,
+                "proxy.connect_timeout",
+                &p.connect_timeout,
+            ),
+            (
+                proxy.body_idle_timeout,
+                "proxy.body_idle_timeout",
+                &p.body_idle_timeout,
+            ),
+        ] {
+            if value.is_zero() {
+                return ctx.err(
+                    span.as_ref().map(|v| v.span()),
+                    key,
+                    "must be more than 0s: every request would time out",
+                );
+            }
+        }
 
         let a = &raw.admin;
         let admin_listen = ctx.parsed(&a.listen, "admin.listen", "127.0.0.1:9090", parse_addr)?;
@@ -387,6 +430,26 @@ impl Config {
                 file: ctx.path(t.file.get_ref()),
             });
         }
+        for (i, t) in tokens.iter().enumerate() {
+            if let Some(other) = tokens[..i].iter().find(|o| o.file == t.file) {
+                return ctx.err(
+                    Some(a.tokens[i].file.span()),
+                    "admin.tokens.file",
+                    format!(
+                        "{} is also the file of token {:?}: one token would have two roles",
+                        t.file.display(),
+                        other.name
+                    ),
+                );
+            }
+        }
+        if admin_listen == proxy.listen && admin_listen.port() != 0 {
+            return ctx.err(
+                a.listen.as_ref().map(|v| v.span()),
+                "admin.listen",
+                format!("{admin_listen} is also proxy.listen"),
+            );
+        }
         let scheme = if tls.is_some() { "https" } else { "http" };
         let url = match &a.url {
             Some(u) => u.get_ref().trim_end_matches('/').to_string(),
@@ -398,6 +461,7 @@ impl Config {
             tls,
             url,
             paused_routes_file: a.paused_routes_file.as_ref().map(|v| ctx.path(v.get_ref())),
+            allow_insecure_token_files: a.allow_insecure_token_files.unwrap_or(false),
         };
 
         let k = &raw.keystore;

@@ -63,6 +63,7 @@ pub(super) struct RawAdmin {
     pub(super) tls_key: Option<Spanned<String>>,
     pub(super) url: Option<Spanned<String>>,
     pub(super) paused_routes_file: Option<Spanned<String>>,
+    pub(super) allow_insecure_token_files: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

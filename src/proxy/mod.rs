@@ -67,16 +67,31 @@ pub struct Proxy {
     /// Bounds buffered encryptions running at once on the blocking pool: more
     /// than the cores can run only adds threads and their working memory.
     encryptions: Arc<tokio::sync::Semaphore>,
+    /// Client connections open at once, within the descriptor budget
+    /// ([`crate::descriptors`]).
+    connections: Arc<tokio::sync::Semaphore>,
 }
 
 impl Proxy {
     pub fn new(shared: Arc<Shared>, gates: Arc<gate::Gates>) -> Proxy {
+        Proxy::with_connections(shared, gates, tokio::sync::Semaphore::MAX_PERMITS)
+    }
+
+    /// A proxy that keeps at most `max_connections` client connections open.
+    pub fn with_connections(
+        shared: Arc<Shared>,
+        gates: Arc<gate::Gates>,
+        max_connections: usize,
+    ) -> Proxy {
         Proxy {
             shared,
             clients: upstream::Clients::default(),
             gates,
             encryptions: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
+            )),
+            connections: Arc::new(tokio::sync::Semaphore::new(
+                max_connections.min(tokio::sync::Semaphore::MAX_PERMITS),
             )),
         }
     }
@@ -97,15 +112,26 @@ impl Proxy {
 pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
+    let mut backoff = crate::descriptors::AcceptBackoff::default();
     loop {
+        // A connection is accepted only with a place in the descriptor budget:
+        // beyond it, clients wait in the listen backlog rather than a held request
+        // finding no descriptor for its upstream at release.
+        let admitted = tokio::select! {
+            permit = proxy.connections.clone().acquire_owned() => permit,
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = admitted else { break };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
-                    Ok(a) => a,
+                    Ok(a) => {
+                        backoff.succeeded();
+                        a
+                    }
                     Err(e) => {
                         // Out of file descriptors and the like: back off, keep serving.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        tokio::time::sleep(backoff.failed("proxy", &e)).await;
                         continue;
                     }
                 };
@@ -125,6 +151,7 @@ pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, shutdown: impl Future
                     .serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
+                    let _permit = permit;
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, %peer, "connection ended with an error");
                     }

@@ -179,11 +179,10 @@ pub mod net {
             super::write_keystore(dir.path(), certificates);
             let mut tokens = String::from("\n[admin]\nlisten = \"127.0.0.1:0\"\ntokens = [\n");
             for (name, role, token) in TOKENS {
-                std::fs::write(
-                    dir.path().join(format!("{name}.token")),
+                super::write_secret(
+                    &dir.path().join(format!("{name}.token")),
                     format!("{token}\n"),
-                )
-                .unwrap();
+                );
                 tokens.push_str(&format!("  {{ name = \"{name}\", role = \"{role}\", file = \"{{dir}}/{name}.token\" }},\n"));
             }
             tokens.push_str("]\n");
@@ -511,6 +510,13 @@ pub async fn eventually(within: std::time::Duration, mut done: impl AsyncFnMut()
 }
 
 /// A loopback port free at the time of asking (for a process that binds it itself).
+/// Write a secret (a token file) readable by its owner only, as `serve` wants it.
+pub fn write_secret(path: &std::path::Path, contents: impl AsRef<[u8]>) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, contents).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 /// A keystore directory `dir/keystore` holding each alias's certificate.
 pub fn write_keystore(dir: &std::path::Path, certificates: &[(&str, Vec<u8>)]) {
     std::fs::create_dir_all(dir.join("keystore")).unwrap();
