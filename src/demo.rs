@@ -387,3 +387,61 @@ hold_timeout = "30s"
     }
     Ok(report)
 }
+
+/// `wssgate demo receiver`: a receiver to try wssgate against — it decrypts every
+/// message with the keys it was given (PEM files each holding a private key and its
+/// certificate, as `wssgate decrypt --key` reads them), prints one line per message
+/// with the certificate serial whose key decrypted it, and answers 500 to what it
+/// cannot decrypt. Runs until interrupted (SIGINT or SIGTERM).
+pub async fn run_receiver(
+    listen: std::net::SocketAddr,
+    keys: KeyRing,
+    out: &mut dyn Write,
+) -> Result<(), DemoError> {
+    let receiver = Receiver::start_on(
+        listen,
+        keys,
+        Answering {
+            refuse_undecryptable: true,
+        },
+    )
+    .await
+    .map_err(fail(&format!("cannot listen on {listen}")))?;
+    say(
+        out,
+        &format!(
+            "demo receiver on http://{} (decrypts with the keys given; Ctrl-C stops)",
+            receiver.addr
+        ),
+    );
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(fail("signals"))?;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+        }
+        // What arrived since the last look, then forgotten: memory stays flat.
+        let new: Vec<receiver::Received> =
+            std::mem::take(&mut *receiver.received.lock().unwrap_or_else(|p| p.into_inner()));
+        for r in new {
+            let line = match &r.decrypted {
+                Ok(_) => format!(
+                    "received {} {}: decrypted with the key of {}",
+                    if r.request_id.is_empty() {
+                        "-"
+                    } else {
+                        &r.request_id
+                    },
+                    r.path,
+                    r.key_sources.join(", ")
+                ),
+                Err(e) => format!("received {}: NOT decrypted: {e}", r.path),
+            };
+            say(out, &line);
+        }
+    }
+    Ok(())
+}

@@ -43,7 +43,31 @@ enum Command {
     /// Walk an overlap or exclusive certificate renewal against a running daemon.
     Renew(ctl::RenewArgs),
     /// A self-contained run of both renewal procedures with live traffic.
-    Demo,
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    #[command(subcommand)]
+    what: Option<DemoCommand>,
+}
+
+#[derive(Subcommand)]
+enum DemoCommand {
+    /// A receiver that decrypts what it gets and prints which key did (to try wssgate).
+    Receiver {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: std::net::SocketAddr,
+        /// PEM files each holding a private key and its certificate; comma separated or repeated.
+        #[arg(
+            long,
+            value_name = "KEY.pem[,KEY2.pem…]",
+            value_delimiter = ',',
+            required = true
+        )]
+        key: Vec<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -72,7 +96,10 @@ fn main() -> ExitCode {
         Command::Keystore(args) => command::keystore::keystore(config, args, out),
         Command::Ctl(args) => ctl::ctl(config, args, out),
         Command::Renew(args) => ctl::renew(config, args, out),
-        Command::Demo => demo(out),
+        Command::Demo(DemoArgs { what: None }) => demo(out),
+        Command::Demo(DemoArgs {
+            what: Some(DemoCommand::Receiver { listen, key }),
+        }) => demo_receiver(listen, &key, out),
     };
     let result = result.and_then(|()| out.flush().map_err(Failure::from));
     match result {
@@ -132,6 +159,20 @@ fn serve(path: PathBuf, args: ServeArgs) -> Result<(), Failure> {
         }
         Err(f) => Err(f),
     }
+}
+
+fn demo_receiver(
+    listen: std::net::SocketAddr,
+    keys: &[PathBuf],
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let mut ring = wssgate::wss::keys::KeyRing::default();
+    for path in keys {
+        ring.load_file(path, None).map_err(Failure::invalid)?;
+    }
+    runtime()?
+        .block_on(wssgate::demo::run_receiver(listen, ring, out))
+        .map_err(Failure::runtime)
 }
 
 fn demo(out: &mut dyn Write) -> Result<(), Failure> {

@@ -216,7 +216,16 @@ impl Receiver {
 
     /// Listen on 127.0.0.1, a free port, answering as `answering` says.
     pub async fn start_with(keys: KeyRing, answering: Answering) -> std::io::Result<Receiver> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Receiver::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), keys, answering).await
+    }
+
+    /// Listen on `addr`, answering as `answering` says.
+    pub async fn start_on(
+        addr: SocketAddr,
+        keys: KeyRing,
+        answering: Answering,
+    ) -> std::io::Result<Receiver> {
+        let listener = TcpListener::bind(addr).await?;
         let receiver = Receiver {
             addr: listener.local_addr()?,
             received: Arc::new(Mutex::new(Vec::new())),
