@@ -494,13 +494,7 @@ impl Keystore {
         }
         self.step(ExchangeStep::Archived)?;
         // The one step that switches: a rename over ALIAS.pem.
-        let pem = new
-            .certificate()
-            .to_pem()
-            .map_err(|e| KeystoreError::Metadata {
-                file: path.display().to_string(),
-                reason: first_reason(&e),
-            })?;
+        let pem = pem_of(&new, &path)?;
         files::write_atomic(&path, &pem).map_err(KeystoreError::io(&path))?;
         self.step(ExchangeStep::Replaced)?;
         self.record_active(alias, &current.sha256, now)?;
@@ -794,4 +788,15 @@ fn archive_files(dir: &Path) -> Result<Vec<(PathBuf, PathBuf)>, KeystoreError> {
     }
     out.sort();
     Ok(out)
+}
+
+/// A certificate as PEM, to be written at `path` (which an error names).
+fn pem_of(recipient: &Recipient, path: &Path) -> Result<Vec<u8>, KeystoreError> {
+    recipient
+        .certificate()
+        .to_pem()
+        .map_err(|e| KeystoreError::Metadata {
+            file: path.display().to_string(),
+            reason: first_reason(&e),
+        })
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::audit::AuditRecord;
 use super::{CertificateSummary, ExchangeOutcome, Keystore, KeystoreError, files};
 use crate::time::rfc3339;
-use crate::wss::certificate::{CertificatePolicy, first_reason};
+use crate::wss::certificate::CertificatePolicy;
 
 /// When a staged certificate becomes active.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,13 +84,7 @@ impl Keystore {
         let dir = pem_path.parent().unwrap_or(Path::new("."));
         files::create_dir_all_within(&self.config.state_dir, dir)
             .map_err(KeystoreError::io(dir))?;
-        let pem = recipient
-            .certificate()
-            .to_pem()
-            .map_err(|e| KeystoreError::Metadata {
-                file: pem_path.display().to_string(),
-                reason: first_reason(&e),
-            })?;
+        let pem = super::pem_of(&recipient, &pem_path)?;
         files::write_atomic(&pem_path, &pem).map_err(KeystoreError::io(&pem_path))?;
         let json = serde_json::to_vec_pretty(&pending).map_err(|e| KeystoreError::Metadata {
             file: json_path.display().to_string(),
