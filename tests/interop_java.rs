@@ -700,7 +700,9 @@ fn cxf4_policy_services_through_wssgate_serve() {
         for variant in variants(suite) {
             let route = format!("/c{}", cases.len());
             config.push_str(&format!(
-                "\n[[route]]\nname = \"c{n}\"\npath = \"{route}\"\nupstream = \"http://127.0.0.1:{port}{path}\"\nalias = \"orders-service\"\n{settings}\n",
+                // One route per case: hold_max small, so that every route's holds
+                // fit the descriptor budget together.
+                "\n[[route]]\nname = \"c{n}\"\npath = \"{route}\"\nupstream = \"http://127.0.0.1:{port}{path}\"\nalias = \"orders-service\"\nhold_max = 10\n{settings}\n",
                 n = cases.len(),
                 port = cxf.port,
                 settings = variant.route,
