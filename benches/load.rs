@@ -141,6 +141,14 @@ fn start_wssgate(dir: &Path, stub: SocketAddr) -> (Process, SocketAddr, SocketAd
     std::fs::create_dir_all(dir.join("keystore")).unwrap();
     write_cert(&dir.join("keystore"), "receiver.pem", 1);
     std::fs::write(dir.join("admin.token"), TOKEN).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            dir.join("admin.token"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+    }
     let config = format!(
         r#"[proxy]
 listen = "127.0.0.1:{proxy}"
