@@ -142,13 +142,24 @@ impl Daemon {
             self.gates.clone(),
             connections,
         ));
+        let probe_listener = match snapshot.config.probe {
+            Some(addr) => {
+                let listener = listen(addr).map_err(|source| StartError::Bind { addr, source })?;
+                if let Ok(addr) = listener.local_addr() {
+                    tracing::info!(%addr, "probe listening (healthz, readyz, metrics; no token)");
+                }
+                Some(listener)
+            }
+            None => None,
+        };
         if let Ok(addr) = proxy_listener.local_addr() {
             tracing::info!(%addr, generation = snapshot.generation, "proxy listening");
         }
         tracing::info!(addr = %admin_addr, tls = tls.is_some(), "admin API listening");
         let (stop_tx, stop_rx) = watch::channel(false);
         let reloader = {
-            let control = self.control.clone();
+            let (control, admin) = (self.control.clone(), admin.clone());
+            let drain_delay = snapshot.config.proxy.drain_delay;
             tokio::spawn(async move {
                 while let Some(intent) = intents.recv().await {
                     match intent {
@@ -159,6 +170,20 @@ impl Daemon {
                         Intent::Shutdown => break,
                     }
                 }
+                // Drain: readiness goes first, so load balancers stop sending while
+                // the proxy still serves; then it stops accepting.
+                admin.draining.store(true, Ordering::SeqCst);
+                tracing::info!(
+                    drain_delay_secs = drain_delay.as_secs_f64(),
+                    "draining: /readyz answers 503; new connections are accepted until the drain delay ends"
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(drain_delay) => {}
+                    // A second SIGTERM/SIGINT cuts the drain short.
+                    Some(Intent::Shutdown) = intents.recv() => {}
+                }
+                // What is still held will not be released by a resume: answer it.
+                control.gates().refuse_held();
                 let _ = stop_tx.send(true);
             })
         };
@@ -171,6 +196,13 @@ impl Daemon {
             tls,
             stopped(stop_rx.clone()),
         ));
+        let probe_task = probe_listener.map(|listener| {
+            tokio::spawn(admin::run_probe(
+                admin.clone(),
+                listener,
+                stopped(stop_rx.clone()),
+            ))
+        });
         // Staged certificates with an agreed activation time.
         let scheduler = {
             let control = self.control.clone();
@@ -227,6 +259,9 @@ impl Daemon {
         expiry.abort();
         paused_by_file.abort();
         let _ = admin_task.await;
+        if let Some(probe) = probe_task {
+            let _ = probe.await;
+        }
         Ok(())
     }
 }

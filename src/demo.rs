@@ -131,6 +131,7 @@ pub async fn run(out: &mut dyn Write) -> Result<DemoReport, DemoError> {
     let config = format!(
         r#"[proxy]
 listen = "127.0.0.1:0"
+drain_delay = "0s"
 [admin]
 listen = "127.0.0.1:0"
 tokens = [ {{ name = "demo-operator", role = "admin", file = "admin.token" }} ]

@@ -17,4 +17,4 @@ pub mod client;
 pub mod contract;
 pub mod server;
 
-pub use server::{Admin, run, tls_acceptor};
+pub use server::{Admin, run, run_probe, tls_acceptor};

@@ -39,6 +39,9 @@ pub struct Admin {
     pub control: Arc<Control>,
     /// Set once the listeners are bound (`/readyz`).
     pub ready: AtomicBool,
+    /// Set at SIGTERM: `/readyz` answers 503 so that traffic goes elsewhere while
+    /// the proxy drains.
+    pub draining: AtomicBool,
     /// The address the admin listener is bound to (for the Host check).
     pub bound: SocketAddr,
 }
@@ -223,6 +226,7 @@ impl Admin {
         Admin {
             control,
             ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             bound,
         }
     }
@@ -476,7 +480,45 @@ impl Admin {
         }
     }
 
+    /// One request to the probe listener (`[probe] listen`): `GET /healthz`,
+    /// `/readyz` and `/metrics`, without a token and without the Host check
+    /// (kubelets and scrapers use the pod's address); anything else is 404.
+    pub async fn handle_probe<B>(&self, request: Request<B>) -> Response<ProxyBody> {
+        let snapshot = self.control.shared().load();
+        let path = request.uri().path();
+        if request.method() != Method::GET {
+            return error_response(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("{} {path} is not served here", request.method()),
+            ));
+        }
+        match Endpoint::parse(path) {
+            Some(Endpoint::Healthz) => json_response(
+                StatusCode::OK,
+                &Health {
+                    status: "ok".into(),
+                    generation: None,
+                },
+            ),
+            Some(Endpoint::Readyz) => self.readiness(&snapshot),
+            Some(Endpoint::Metrics) => self.metrics(&snapshot),
+            _ => error_response(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("{path} is not served here"),
+            )),
+        }
+    }
+
     fn readiness(&self, snapshot: &Snapshot) -> Response<ProxyBody> {
+        if self.draining.load(Ordering::SeqCst) {
+            return json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &Health {
+                    status: "draining".into(),
+                    generation: Some(snapshot.generation),
+                },
+            );
+        }
         if self.ready.load(Ordering::SeqCst) {
             json_response(
                 StatusCode::OK,
@@ -767,6 +809,45 @@ pub async fn run(
                             let _ = builder.serve_connection(TokioIo::new(stream), service).await;
                         }
                     }
+                });
+            }
+            () = &mut shutdown => return,
+        }
+    }
+}
+
+/// Serve the probe endpoints on `listener` until `shutdown` completes.
+pub async fn run_probe(
+    admin: Arc<Admin>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut backoff = crate::descriptors::AcceptBackoff::default();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => {
+                        backoff.succeeded();
+                        stream
+                    }
+                    Err(e) => {
+                        tokio::time::sleep(backoff.failed("probe", &e)).await;
+                        continue;
+                    }
+                };
+                let admin = admin.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let admin = admin.clone();
+                        async move { Ok::<_, Infallible>(admin.handle_probe(req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(std::time::Duration::from_secs(10))
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
             }
             () = &mut shutdown => return,

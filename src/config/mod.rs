@@ -77,6 +77,8 @@ pub struct Config {
     pub keystore: KeystoreConfig,
     pub routes: Vec<RouteConfig>,
     pub log_format: LogFormat,
+    /// `[probe] listen`: health, readiness and metrics without a token (none when absent).
+    pub probe: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +92,9 @@ pub struct ProxyConfig {
     pub upstream_timeout: Duration,
     pub connect_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// After SIGTERM, how long the proxy keeps serving with `/readyz` at 503 (so
+    /// load balancers stop sending) before it stops accepting.
+    pub drain_delay: Duration,
     /// Longest wait for the next piece of a request body (slow-drip clients).
     pub body_idle_timeout: Duration,
     /// Deepest element nesting accepted (the Envelope is depth 1); the same
@@ -317,6 +322,7 @@ impl Config {
                 "30s",
                 parse_duration,
             )?,
+            drain_delay: ctx.parsed(&p.drain_delay, "proxy.drain_delay", "5s", parse_duration)?,
             body_idle_timeout: ctx.parsed(
                 &p.body_idle_timeout,
                 "proxy.body_idle_timeout",
@@ -506,6 +512,21 @@ impl Config {
             watch: k.watch.unwrap_or(false),
         };
 
+        let probe = match &raw.probe.listen {
+            None => None,
+            Some(_) => Some(ctx.parsed(&raw.probe.listen, "probe.listen", "", parse_addr)?),
+        };
+        if let Some(addr) = probe
+            && addr.port() != 0
+            && (addr == proxy.listen || addr == admin.listen)
+        {
+            return ctx.err(
+                raw.probe.listen.as_ref().map(|v| v.span()),
+                "probe.listen",
+                format!("{addr} is also the proxy's or the admin API's address"),
+            );
+        }
+
         let mut routes: Vec<RouteConfig> = Vec::new();
         for r in &raw.routes {
             routes.push(route(&ctx, r, &routes, proxy.xml_limits)?);
@@ -535,6 +556,7 @@ impl Config {
             keystore,
             routes,
             log_format,
+            probe,
         })
     }
 

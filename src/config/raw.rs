@@ -17,6 +17,14 @@ pub(super) struct RawConfig {
     pub(super) routes: Vec<RawRoute>,
     #[serde(default)]
     pub(super) log: RawLog,
+    #[serde(default)]
+    pub(super) probe: RawProbe,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProbe {
+    pub(super) listen: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -28,6 +36,7 @@ pub(super) struct RawProxy {
     pub(super) upstream_timeout: Option<Spanned<String>>,
     pub(super) connect_timeout: Option<Spanned<String>>,
     pub(super) shutdown_grace: Option<Spanned<String>>,
+    pub(super) drain_delay: Option<Spanned<String>>,
     pub(super) body_idle_timeout: Option<Spanned<String>>,
     pub(super) max_depth: Option<Spanned<i64>>,
     pub(super) xml_limits: Option<RawXmlLimits>,

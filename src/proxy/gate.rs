@@ -31,6 +31,8 @@ pub enum Refusal {
     HoldFull,
     /// Held for `hold_timeout` without a resume.
     HoldTimeout,
+    /// The daemon is shutting down: a held request is answered, not cut off.
+    ShuttingDown,
 }
 
 impl std::fmt::Display for Refusal {
@@ -39,6 +41,7 @@ impl std::fmt::Display for Refusal {
             Refusal::Rejected => "paused and on_pause = reject",
             Refusal::HoldFull => "hold_max requests already held",
             Refusal::HoldTimeout => "held for hold_timeout without a resume",
+            Refusal::ShuttingDown => "held when the daemon shut down",
         })
     }
 }
@@ -52,6 +55,10 @@ pub struct Gate {
     held: AtomicUsize,
     /// Woken whenever `in_flight` drops, for `pause?wait`.
     drained: Notify,
+    /// Set at shutdown: held requests leave with [`Refusal::ShuttingDown`].
+    closing: AtomicBool,
+    /// Wakes held requests when `closing` is set.
+    closing_now: Notify,
     /// Parked requests queue on this mutex, which the pause holds: tokio's mutex
     /// is fair (FIFO), so `resume` releases them in arrival order. Only the paused
     /// path touches it.
@@ -99,6 +106,8 @@ impl Gate {
             in_flight: AtomicUsize::new(0),
             held: AtomicUsize::new(0),
             drained: Notify::new(),
+            closing: AtomicBool::new(false),
+            closing_now: Notify::new(),
             queue: Arc::new(Mutex::new(())),
             closed: std::sync::Mutex::new(None),
             pausing: Mutex::new(()),
@@ -154,7 +163,18 @@ impl Gate {
         };
         let deadline = tokio::time::Instant::now() + hold_timeout;
         loop {
-            let turn = tokio::time::timeout_at(deadline, self.queue.clone().lock_owned()).await;
+            let closing = self.closing_now.notified();
+            if self.closing.load(Ordering::SeqCst) {
+                held.released = true;
+                return Err(Refusal::ShuttingDown);
+            }
+            let turn = tokio::select! {
+                turn = tokio::time::timeout_at(deadline, self.queue.clone().lock_owned()) => turn,
+                () = closing => {
+                    held.released = true;
+                    return Err(Refusal::ShuttingDown);
+                }
+            };
             let Ok(turn) = turn else {
                 held.released = true; // refused, not abandoned
                 return Err(Refusal::HoldTimeout);
@@ -228,6 +248,15 @@ impl Gates {
             Arc::new(m)
         });
         self.map.load().get(route).cloned().unwrap_or(gate)
+    }
+
+    /// Shutting down: every request held now or later is refused
+    /// ([`Refusal::ShuttingDown`]) instead of waiting for a resume that will not come.
+    pub fn refuse_held(&self) {
+        for gate in self.map.load().values() {
+            gate.closing.store(true, Ordering::SeqCst);
+            gate.closing_now.notify_waiters();
+        }
     }
 
     /// Names of the paused routes.

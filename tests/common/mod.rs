@@ -343,6 +343,7 @@ pub mod net {
 listen = "127.0.0.1:0"
 upstream_timeout = "5s"
 shutdown_grace = "5s"
+drain_delay = "200ms"
 {extra_proxy}
 [keystore]
 dir = "{{dir}}/keystore"
