@@ -243,8 +243,11 @@ impl Daemon {
         // pauses them on every replica.
         let paused_by_file = {
             let control = self.control.clone();
+            // Applied once before the proxy accepts: a new replica sends nothing on
+            // a route the fleet has paused.
+            let mut by_file = std::collections::BTreeSet::new();
+            control.apply_paused_routes_file(&mut by_file).await;
             tokio::spawn(async move {
-                let mut by_file = std::collections::BTreeSet::new();
                 let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
                 loop {
                     tick.tick().await;

@@ -66,6 +66,9 @@ pub fn token_file_exposed(meta: &std::fs::Metadata) -> bool {
     mode & 0o007 != 0 || (mode & 0o070 != 0 && !own_group)
 }
 
+/// Largest token file read (a token is a line of text).
+const MAX_TOKEN_FILE: u64 = 4096;
+
 /// SHA-256, as tokens are compared.
 pub fn token_digest(token: &str) -> [u8; 32] {
     openssl::sha::sha256(token.trim().as_bytes())
@@ -135,8 +138,18 @@ impl Snapshot {
                 file: t.file.display().to_string(),
                 reason,
             };
-            // Not a FIFO or a device: opening one could block the load for ever.
-            let meta = std::fs::metadata(&t.file).map_err(|e| fail(e.to_string()))?;
+            // Opened without blocking and checked on the open file (not by name,
+            // which could be swapped in between): a FIFO or device is refused
+            // instead of blocking the load for ever, and a token is small.
+            let file = {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(&t.file)
+                    .map_err(|e| fail(e.to_string()))?
+            };
+            let meta = file.metadata().map_err(|e| fail(e.to_string()))?;
             if !meta.is_file() {
                 return Err(fail("not a regular file".into()));
             }
@@ -146,7 +159,13 @@ impl Snapshot {
                         .into(),
                 ));
             }
-            let text = std::fs::read_to_string(&t.file).map_err(|e| fail(e.to_string()))?;
+            let mut text = String::new();
+            {
+                use std::io::Read;
+                file.take(MAX_TOKEN_FILE)
+                    .read_to_string(&mut text)
+                    .map_err(|e| fail(e.to_string()))?;
+            }
             let token = text.trim();
             if token.len() < 16 {
                 return Err(fail("a token must have at least 16 characters".into()));

@@ -806,4 +806,16 @@ async fn a_paused_routes_file_pauses_and_resumes_like_the_api() {
             .any(|r| r.action == "pause" && r.actor.starts_with("file:")),
         "audited with the file as actor"
     );
+    // A route paused through the API is not the file's to resume.
+    let (status, _) = daemon.operate("pause").await;
+    assert_eq!(status, 200);
+    std::fs::write(&list, "orders\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    std::fs::write(&list, "").unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        state(daemon.clone()).await,
+        "paused",
+        "still paused by the operator"
+    );
 }

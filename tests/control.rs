@@ -273,3 +273,37 @@ async fn a_staged_certificate_is_live_before_the_first_route_releases() {
     let resumed = daemon.control.resume("b", Actor("ops")).await.unwrap();
     assert!(resumed.activated.is_none());
 }
+
+#[tokio::test]
+async fn a_resume_never_releases_under_a_certificate_the_keystore_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = daemon(dir.path()).await;
+    daemon.control.pause("a", Actor("ops"), None).await.unwrap();
+    // The keystore changes (an exchange whose reload did not happen, the command
+    // line without SIGHUP): the snapshot still serves the old certificate.
+    let next = common::TestReceiver::new(&common::CertSpec {
+        serial: 8000,
+        ..Default::default()
+    });
+    let snapshot = daemon.shared.load();
+    Keystore::new(snapshot.config.keystore.clone())
+        .exchange(
+            "shared",
+            &next.cert_pem(),
+            "cli:test",
+            &snapshot.config.certificate_policy("shared"),
+            SystemTime::now(),
+        )
+        .unwrap();
+    assert_eq!(daemon.shared.load().aliases["shared"].info().serial, "4711");
+    // If it cannot be made live, the route stays paused.
+    let config = dir.path().join("wssgate.toml");
+    let good = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{good}\n[[route]]\nname = 1\n")).unwrap();
+    assert!(daemon.control.resume("a", Actor("ops")).await.is_err());
+    assert_eq!(daemon.gates.paused(), ["a"]);
+    // Once it can, the resume makes it live first.
+    std::fs::write(&config, good).unwrap();
+    daemon.control.resume("a", Actor("ops")).await.unwrap();
+    assert_eq!(daemon.shared.load().aliases["shared"].info().serial, "8000");
+}

@@ -317,7 +317,8 @@ impl Admin {
         places.sort_by_key(|(path, _)| std::cmp::Reverse(path.len()));
         if let Some(serde_json::Value::String(message)) = e.body.get_mut("error") {
             for (path, key) in &places {
-                if !path.is_empty() && path != "/" {
+                // Only absolute places: a relative one ("var") is a common word.
+                if path.starts_with('/') && path != "/" {
                     *message = message.replace(path.as_str(), key);
                 }
             }
@@ -411,7 +412,11 @@ impl Admin {
             Endpoint::Pause(name) => {
                 let query: PauseQuery = contract::parse_query(query.as_deref())?;
                 let wait = query.wait()?;
-                let paused = control.pause(&name, actor, wait).await?;
+                let route = name.clone();
+                let paused = detached(control, actor, move |c, a| async move {
+                    c.pause(&route, Actor(&a), wait).await
+                })
+                .await?;
                 let status = if wait.is_some() && !paused.drained {
                     StatusCode::ACCEPTED
                 } else {
@@ -424,7 +429,11 @@ impl Admin {
                 Ok(json_response(status, &answer))
             }
             Endpoint::Resume(name) => {
-                let resumed = control.resume(&name, actor).await?;
+                let route = name.clone();
+                let resumed = detached(control, actor, move |c, a| async move {
+                    c.resume(&route, Actor(&a)).await
+                })
+                .await?;
                 let answer = ResumeAnswer {
                     route: self.current_view(&name)?,
                     released: resumed.released,
@@ -432,7 +441,10 @@ impl Admin {
                 Ok(json_response(StatusCode::OK, &answer))
             }
             Endpoint::Reload => {
-                let outcome = control.reload(ReloadTrigger::Api, Some(actor)).await?;
+                let outcome = detached(control, actor, move |c, a| async move {
+                    c.reload(ReloadTrigger::Api, Some(Actor(&a))).await
+                })
+                .await?;
                 Ok(json_response(
                     StatusCode::OK,
                     &ReloadAnswer {
@@ -451,7 +463,10 @@ impl Admin {
                 let body = certificate_body(request).await?;
                 let staged = match activation {
                     contract::Activation::Now => {
-                        let live = control.exchange(&alias, body, actor).await?;
+                        let live = detached(control, actor, move |c, a| async move {
+                            c.exchange(&alias, body, Actor(&a)).await
+                        })
+                        .await?;
                         return Ok(json_response(
                             StatusCode::OK,
                             &ExchangeAnswer {
@@ -467,14 +482,20 @@ impl Admin {
                     contract::Activation::OnResume => keystore::Activation::OnResume,
                     contract::Activation::At(at) => keystore::Activation::At { at },
                 };
-                let pending = control.stage(&alias, body, staged, actor).await?;
+                let pending = detached(control, actor, move |c, a| async move {
+                    c.stage(&alias, body, staged, Actor(&a)).await
+                })
+                .await?;
                 Ok(json_response(
                     StatusCode::ACCEPTED,
                     &StageAnswer { pending },
                 ))
             }
             Endpoint::Withdraw(alias) => {
-                let withdrawn = control.withdraw(&alias, actor).await?;
+                let withdrawn = detached(control, actor, move |c, a| async move {
+                    c.withdraw(&alias, Actor(&a)).await
+                })
+                .await?;
                 Ok(json_response(StatusCode::OK, &WithdrawAnswer { withdrawn }))
             }
         }
@@ -716,6 +737,25 @@ impl Admin {
         );
         r
     }
+}
+
+/// Run a [`Control`] operation on a task of its own: a client that goes away
+/// mid-call must not cancel it half-way (between the keystore and the snapshot,
+/// or the pause file and memory).
+async fn detached<T, F, Fut>(
+    control: &Arc<Control>,
+    actor: Actor<'_>,
+    op: F,
+) -> Result<T, ControlError>
+where
+    T: Send + 'static,
+    F: FnOnce(Arc<Control>, String) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, ControlError>> + Send + 'static,
+{
+    let (control, actor) = (control.clone(), actor.0.to_string());
+    tokio::spawn(async move { op(control, actor).await })
+        .await
+        .map_err(|e| ControlError::Internal(e.to_string()))?
 }
 
 /// The certificate in a request body, under 1 MiB: PEM whatever the content type

@@ -56,8 +56,8 @@ pub enum ControlError {
     /// The route stays paused.
     #[error("not resumed: the pause state could not be saved: {0}")]
     ResumeNotSaved(std::io::Error),
-    /// The route stays paused and the staged certificate stays staged.
-    #[error("not resumed: the staged certificate could not be activated: {0}")]
+    /// The route stays paused: what it holds would go out under the wrong key.
+    #[error("not resumed: the new certificate could not be made live: {0}")]
     ActivationFailed(Box<ControlError>),
     /// The keystore holds the new certificate; the running snapshot does not.
     #[error("the certificate was exchanged on disk but the reload failed: {reason}")]
@@ -279,7 +279,15 @@ impl Control {
             .map(|r| r.config.alias.clone())
             .unwrap_or_default();
         let mut activated = None;
-        if self.staged_on_resume(&snapshot, &alias).await {
+        let staged = match self.staged_on_resume(&snapshot, &alias).await {
+            Ok(staged) => staged,
+            Err(e) => {
+                record.result = format!("failed: staged certificate unreadable: {e}");
+                self.audit(&snapshot, record).await;
+                return Err(ControlError::ActivationFailed(Box::new(e)));
+            }
+        };
+        if staged {
             match self.activate(&alias, actor.0).await {
                 Ok(live) => {
                     changes.schedule.remove(&alias);
@@ -294,6 +302,13 @@ impl Control {
                     return Err(ControlError::ActivationFailed(Box::new(e)));
                 }
             }
+        }
+        // What is released must go out under the certificate the keystore holds:
+        // an exchange or activation whose reload failed left the snapshot behind.
+        if let Err(e) = self.ensure_live(&alias).await {
+            record.result = format!("failed: the keystore's certificate is not live: {e}");
+            self.audit(&snapshot, record).await;
+            return Err(ControlError::ActivationFailed(Box::new(e)));
         }
         // Recorded as active on disk only once nothing can stop the resume.
         let mut paused = changes.paused.clone();
@@ -421,6 +436,12 @@ impl Control {
                     changes.schedule.remove(&alias);
                     tracing::info!(alias = %alias, serial = %live.outcome.current.serial, generation = live.generation, "staged certificate activated at its time");
                 }
+                // Activated on disk, not live: nothing is staged any more; the
+                // next reload (or resume) makes it live.
+                Err(e @ ControlError::NotLive { .. }) => {
+                    changes.schedule.remove(&alias);
+                    tracing::error!(alias = %alias, error = %e, "scheduled activation is on disk but not live yet");
+                }
                 Err(e) => {
                     tracing::error!(alias = %alias, error = %e, "scheduled activation failed; the staged certificate stays pending");
                 }
@@ -532,6 +553,10 @@ impl Control {
             .collect();
         let actor = format!("file:{}", path.display());
         for name in listed.difference(by_file).cloned().collect::<Vec<_>>() {
+            // Paused otherwise (the API, a restart): not the file's to resume later.
+            if self.gates.get(&name).is_paused() {
+                continue;
+            }
             match self.pause(&name, Actor(&actor), None).await {
                 Ok(_) => {
                     by_file.insert(name);
@@ -571,13 +596,44 @@ impl Control {
         )
     }
 
-    async fn staged_on_resume(&self, snapshot: &Snapshot, alias: &str) -> bool {
+    /// Whether a certificate is staged for `alias` to activate on resume; an
+    /// unreadable staging area is an error, never "nothing staged".
+    async fn staged_on_resume(
+        &self,
+        snapshot: &Snapshot,
+        alias: &str,
+    ) -> Result<bool, ControlError> {
         let store = Keystore::new(snapshot.config.keystore.clone());
         let alias = alias.to_string();
-        matches!(
-            blocking(move || store.pending(&alias)).await,
-            Ok(Ok(Some(p))) if p.activation == Activation::OnResume
-        )
+        let pending = blocking(move || store.pending(&alias)).await??;
+        Ok(pending.is_some_and(|p| p.activation == Activation::OnResume))
+    }
+
+    /// Make sure the snapshot serves the certificate the keystore holds for
+    /// `alias`, reloading when it does not. Caller holds `changes`.
+    async fn ensure_live(&self, alias: &str) -> Result<(), ControlError> {
+        let snapshot = self.shared.load();
+        let Some(live) = snapshot.aliases.get(alias).cloned() else {
+            return Ok(());
+        };
+        let store = Keystore::new(snapshot.config.keystore.clone());
+        let entries = blocking(move || store.load()).await??;
+        // Unreadable on disk: the snapshot's certificate is the only one there is.
+        let Some(Ok(on_disk)) = entries.get(alias).map(|e| e.certificate.clone()) else {
+            return Ok(());
+        };
+        if on_disk.info().sha256 == live.info().sha256 {
+            return Ok(());
+        }
+        tracing::warn!(alias = %alias, live = %live.info().serial, on_disk = %on_disk.info().serial, "the snapshot is behind the keystore; reloading before releasing held requests");
+        let shared = self.shared.clone();
+        blocking(move || shared.reload(ReloadTrigger::Exchange))
+            .await?
+            .map(|_| ())
+            .map_err(|reason| ControlError::Reload {
+                reason,
+                kept_generation: snapshot.generation,
+            })
     }
 
     /// Activate what is staged for `alias` and make it live. Caller holds `changes`.

@@ -153,7 +153,12 @@ async fn admit<B>(
     // exchange is encrypted with the certificate current at its release, and the
     // certificate cannot change under a request.
     let snapshot = proxy.shared.load();
-    let route = snapshot.route(&route_name).ok_or(Fault::NoRoute)?.clone();
+    // Still the route this path matches: a reload during a hold may have moved it.
+    let route = snapshot
+        .route_for(&path)
+        .filter(|r| r.config.name == route_name)
+        .ok_or(Fault::NoRoute)?
+        .clone();
     let target = upstream_uri(&route, &path, request.uri().query())?;
     Ok(Admitted {
         snapshot,
