@@ -89,6 +89,23 @@ impl AcceptBackoff {
     pub fn succeeded(&mut self) {
         self.failures = 0;
     }
+
+    /// The next connection on `listener`, waiting out failed accepts.
+    pub async fn accept(
+        &mut self,
+        listener: &tokio::net::TcpListener,
+        name: &str,
+    ) -> (tokio::net::TcpStream, std::net::SocketAddr) {
+        loop {
+            match listener.accept().await {
+                Ok(accepted) => {
+                    self.succeeded();
+                    return accepted;
+                }
+                Err(e) => tokio::time::sleep(self.failed(name, &e)).await,
+            }
+        }
+    }
 }
 
 #[cfg(test)]

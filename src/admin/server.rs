@@ -817,17 +817,7 @@ pub async fn run(
     let mut backoff = crate::descriptors::AcceptBackoff::default();
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => {
-                        backoff.succeeded();
-                        stream
-                    }
-                    Err(e) => {
-                        tokio::time::sleep(backoff.failed("admin", &e)).await;
-                        continue;
-                    }
-                };
+            (stream, _) = backoff.accept(&listener, "admin") => {
                 let admin = admin.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {
@@ -866,17 +856,7 @@ pub async fn run_probe(
     let mut backoff = crate::descriptors::AcceptBackoff::default();
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => {
-                        backoff.succeeded();
-                        stream
-                    }
-                    Err(e) => {
-                        tokio::time::sleep(backoff.failed("probe", &e)).await;
-                        continue;
-                    }
-                };
+            (stream, _) = backoff.accept(&listener, "probe") => {
                 let admin = admin.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {

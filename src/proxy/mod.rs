@@ -123,18 +123,8 @@ pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, shutdown: impl Future
         };
         let Ok(permit) = admitted else { break };
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => {
-                        backoff.succeeded();
-                        a
-                    }
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off, keep serving.
-                        tokio::time::sleep(backoff.failed("proxy", &e)).await;
-                        continue;
-                    }
-                };
+            // Out of file descriptors and the like: back off, keep serving.
+            (stream, peer) = backoff.accept(&listener, "proxy") => {
                 let _ = stream.set_nodelay(true);
                 let proxy = proxy.clone();
                 let service = service_fn(move |req| {
