@@ -244,13 +244,18 @@ pub fn rfc2253(name: &X509NameRef) -> String {
         };
         out.push_str(&keyword);
         out.push('=');
-        let value = entry
-            .data()
-            .to_string()
-            .unwrap_or_else(|_| String::from_utf8_lossy(entry.data().as_slice()).into_owned());
+        let value = entry_value(entry);
         escape_rdn_value(&value, &mut out);
     }
     out
+}
+
+/// The text of one RDN value (its bytes read as UTF-8 where the string type is not).
+fn entry_value(entry: &openssl::x509::X509NameEntryRef) -> String {
+    entry
+        .data()
+        .to_string()
+        .unwrap_or_else(|_| String::from_utf8_lossy(entry.data().as_slice()).into_owned())
 }
 
 /// A distinguished name as .NET's `X500DistinguishedName.Name` prints it, which is
@@ -286,10 +291,7 @@ pub fn wcf_name(name: &X509NameRef) -> String {
         };
         out.push_str(&keyword);
         out.push('=');
-        let value = entry
-            .data()
-            .to_string()
-            .unwrap_or_else(|_| String::from_utf8_lossy(entry.data().as_slice()).into_owned());
+        let value = entry_value(entry);
         quote_wcf_value(&value, &mut out);
     }
     out
