@@ -140,15 +140,7 @@ fn start_wssgate(dir: &Path, stub: SocketAddr) -> (Process, SocketAddr, SocketAd
     let (proxy, admin) = (free_port(), free_port());
     std::fs::create_dir_all(dir.join("keystore")).unwrap();
     write_cert(&dir.join("keystore"), "receiver.pem", 1);
-    std::fs::write(dir.join("admin.token"), TOKEN).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(
-            dir.join("admin.token"),
-            std::fs::Permissions::from_mode(0o600),
-        )
-        .unwrap();
-    }
+    wssgate::keystore::files::write_private(&dir.join("admin.token"), TOKEN.as_bytes()).unwrap();
     let config = format!(
         r#"[proxy]
 listen = "127.0.0.1:{proxy}"

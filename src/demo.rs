@@ -121,13 +121,8 @@ pub async fn run(out: &mut dyn Write) -> Result<DemoReport, DemoError> {
     let mut token = [0u8; 24];
     openssl::rand::rand_bytes(&mut token).map_err(fail("token"))?;
     let token = hex::encode(token);
-    let token_file = dir.path().join("admin.token");
-    std::fs::write(&token_file, &token).map_err(fail("token"))?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600))
-            .map_err(fail("token"))?;
-    }
+    crate::keystore::files::write_private(&dir.path().join("admin.token"), token.as_bytes())
+        .map_err(fail("token"))?;
     let config = format!(
         r#"[proxy]
 listen = "127.0.0.1:0"

@@ -82,6 +82,21 @@ pub fn open_write(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// Write a secret (an admin token) readable by its owner only (mode 0600, also
+/// when the file existed with a wider mode), never through a symbolic link.
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    f.set_permissions(fs::Permissions::from_mode(0o600))?;
+    f.write_all(bytes)
+}
+
 /// Make a directory's entries (renames, creations, deletions) durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()

@@ -513,9 +513,7 @@ pub async fn eventually(within: std::time::Duration, mut done: impl AsyncFnMut()
 /// A loopback port free at the time of asking (for a process that binds it itself).
 /// Write a secret (a token file) readable by its owner only, as `serve` wants it.
 pub fn write_secret(path: &std::path::Path, contents: impl AsRef<[u8]>) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, contents).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    wssgate::keystore::files::write_private(path, contents.as_ref()).unwrap();
 }
 
 /// A keystore directory `dir/keystore` holding each alias's certificate.
