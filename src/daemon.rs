@@ -50,6 +50,15 @@ impl Daemon {
     /// Load and validate the configuration and keystore, and restore the routes
     /// that were paused when the daemon last stopped.
     pub async fn load(config_path: &Path) -> Result<Daemon, StartError> {
+        Daemon::load_notifying(config_path, crate::systemd::Notifier::default()).await
+    }
+
+    /// [`Daemon::load`], telling the service manager through `notifier` when the
+    /// daemon is ready, reloading and stopping.
+    pub async fn load_notifying(
+        config_path: &Path,
+        notifier: crate::systemd::Notifier,
+    ) -> Result<Daemon, StartError> {
         let config = Config::load(config_path).map_err(ReloadError::from)?;
         let path = config.path.clone();
         let snapshot =
@@ -58,7 +67,7 @@ impl Daemon {
         let gates = Arc::new(Gates::default());
         let control = {
             let (shared, gates) = (shared.clone(), gates.clone());
-            tokio::task::spawn_blocking(move || Control::new(shared, gates))
+            tokio::task::spawn_blocking(move || Control::new(shared, gates).notifying(notifier))
                 .await
                 .map_err(|e| StartError::PauseState(std::io::Error::other(e.to_string())))?
         };
@@ -128,9 +137,23 @@ impl Daemon {
             })?;
         let admin = Arc::new(Admin::new(self.control.clone(), admin_addr));
         let limit = crate::descriptors::raise_limit();
-        let connections = crate::descriptors::check_hold_max(
+        let config = &snapshot.config;
+        // What the admin and probe ports may hold comes off the proxy's budget.
+        let other = [
+            config.admin.listener.max_connections,
+            config
+                .probe
+                .as_ref()
+                .and_then(|p| p.listener.max_connections),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(0, usize::saturating_add);
+        let connections = crate::descriptors::proxy_connections(
             snapshot.routes.iter().map(|r| r.config.hold_max),
             limit,
+            other,
+            config.proxy.listener.max_connections,
         )?;
         tracing::info!(
             open_files = limit,
@@ -142,13 +165,14 @@ impl Daemon {
             self.gates.clone(),
             connections,
         ));
-        let probe_listener = match snapshot.config.probe {
-            Some(addr) => {
+        let probe_listener = match &snapshot.config.probe {
+            Some(probe) => {
+                let addr = probe.listen;
                 let listener = listen(addr).map_err(|source| StartError::Bind { addr, source })?;
                 if let Ok(addr) = listener.local_addr() {
                     tracing::info!(%addr, "probe listening (healthz, readyz, metrics; no token)");
                 }
-                Some(listener)
+                Some((listener, probe.listener))
             }
             None => None,
         };
@@ -173,6 +197,7 @@ impl Daemon {
                 // Drain: readiness goes first, so load balancers stop sending while
                 // the proxy still serves; then it stops accepting.
                 admin.draining.store(true, Ordering::SeqCst);
+                control.notifier().stopping();
                 tracing::info!(
                     drain_delay_secs = drain_delay.as_secs_f64(),
                     "draining: /readyz answers 503; new connections are accepted until the drain delay ends"
@@ -196,10 +221,11 @@ impl Daemon {
             tls,
             stopped(stop_rx.clone()),
         ));
-        let probe_task = probe_listener.map(|listener| {
+        let probe_task = probe_listener.map(|(listener, limits)| {
             tokio::spawn(admin::run_probe(
                 admin.clone(),
                 listener,
+                limits,
                 stopped(stop_rx.clone()),
             ))
         });
@@ -256,6 +282,7 @@ impl Daemon {
             })
         };
         admin.ready.store(true, Ordering::SeqCst);
+        self.control.notifier().ready();
         proxy::run(proxy, proxy_listener, stopped(stop_rx)).await;
         reloader.abort();
         scheduler.abort();

@@ -3,15 +3,17 @@
 //! At start the soft limit is raised to the hard limit. The proxy then admits
 //! client connections against a budget: every connection may need a second
 //! descriptor for its upstream request (a held request needs it at release), so at
-//! most `(limit - RESERVE) / 2` client connections are open at once; more wait in
-//! the kernel's listen backlog instead of failing with EMFILE. `RESERVE` keeps
-//! room for the admin listener and its connections, the keystore, the logs and
+//! most `(limit - RESERVE - other) / 2` client connections are open at once, where
+//! `other` is what the admin and probe listeners may hold (their own
+//! `max_connections`); more wait in the kernel's listen backlog instead of failing
+//! with EMFILE. `RESERVE` keeps room for the listeners, the keystore, the logs and
 //! file watching. A configuration whose `hold_max` cannot fit is refused at start.
 
 use std::time::Duration;
 
-/// Descriptors kept for everything but proxy connections and their upstreams.
-pub const RESERVE: u64 = 64;
+/// Descriptors kept for everything but connections: listeners, keystore and
+/// state files, logs, file watching.
+pub const RESERVE: u64 = 32;
 
 /// The open-file limit after raising the soft limit to the hard one.
 pub fn raise_limit() -> u64 {
@@ -31,16 +33,17 @@ pub fn raise_limit() -> u64 {
     getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
 }
 
-/// How many client connections the proxy admits under `limit` descriptors.
-pub fn connection_budget(limit: u64) -> usize {
-    let budget = limit.saturating_sub(RESERVE) / 2;
+/// How many client connections the proxy admits under `limit` descriptors while
+/// the admin and probe listeners may hold `other` connections.
+pub fn connection_budget(limit: u64, other: usize) -> usize {
+    let budget = limit.saturating_sub(RESERVE.saturating_add(other as u64)) / 2;
     usize::try_from(budget).unwrap_or(usize::MAX).max(1)
 }
 
 /// Why a configuration cannot run under the descriptor limit.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "the routes may hold {held} requests (hold_max) but {limit} open files (ulimit -n) admit {budget} connections: raise the limit (LimitNOFILE) or lower hold_max"
+    "the routes may hold {held} requests (hold_max) but the proxy admits {budget} connections ({limit} open files, ulimit -n, or proxy.max_connections): raise the limit (LimitNOFILE) or max_connections, or lower hold_max"
 )]
 pub struct OverBudget {
     pub held: usize,
@@ -48,12 +51,26 @@ pub struct OverBudget {
     pub budget: usize,
 }
 
-/// Refuse `hold_max`s that the connection budget cannot carry.
-pub fn check_hold_max(
+/// The proxy's connection cap: `max_connections` when set, within the descriptor
+/// budget; refused when the routes' `hold_max`s cannot fit in it.
+pub fn proxy_connections(
     hold_max: impl IntoIterator<Item = usize>,
     limit: u64,
+    other: usize,
+    max_connections: Option<usize>,
 ) -> Result<usize, OverBudget> {
-    let budget = connection_budget(limit);
+    let mut budget = connection_budget(limit, other);
+    if let Some(cap) = max_connections {
+        if cap > budget {
+            tracing::warn!(
+                max_connections = cap,
+                budget,
+                open_files = limit,
+                "proxy.max_connections is above what the open-file limit admits; using the budget"
+            );
+        }
+        budget = budget.min(cap);
+    }
     let held: usize = hold_max.into_iter().fold(0, usize::saturating_add);
     if held > budget {
         return Err(OverBudget {
@@ -114,12 +131,16 @@ mod tests {
 
     #[test]
     fn budget_and_hold_max() {
-        assert_eq!(connection_budget(1024), 480);
-        assert_eq!(connection_budget(10), 1);
-        assert!(check_hold_max([1000], 1024).is_err());
-        assert_eq!(check_hold_max([200, 200], 1024).unwrap(), 480);
-        let e = check_hold_max([100], 128).unwrap_err();
-        assert_eq!((e.held, e.budget), (100, 32));
+        assert_eq!(connection_budget(1024, 24), 484);
+        assert_eq!(connection_budget(10, 24), 1);
+        assert!(proxy_connections([1000], 1024, 24, None).is_err());
+        assert_eq!(proxy_connections([200, 200], 1024, 24, None).unwrap(), 484);
+        let e = proxy_connections([100], 128, 24, None).unwrap_err();
+        assert_eq!((e.held, e.budget), (100, 36));
+        // An explicit cap below the budget is the cap, and hold_max must fit in it.
+        assert_eq!(proxy_connections([50], 1024, 24, Some(100)).unwrap(), 100);
+        assert!(proxy_connections([150], 1024, 24, Some(100)).is_err());
+        assert_eq!(proxy_connections([1], 128, 24, Some(1000)).unwrap(), 36);
     }
 
     #[test]

@@ -26,7 +26,10 @@
 //!   the admin API, the staged-activation scheduler, the paused-routes file,
 //!   file watching ([`watch`]) and reload signals ([`signal`]) until shutdown.
 //! - [`telemetry`]: logging and Prometheus metrics; [`descriptors`]: the
-//!   open-file limit and the connection budget under it.
+//!   open-file limit and the connection budget under it; [`listener`]: what the
+//!   proxy, admin and probe listeners share (connection cap, accept back-off,
+//!   request-head timeout); [`systemd`]: readiness notifications to the service
+//!   manager.
 //!
 //! The command line and the demo:
 //! - [`command`]: every `wssgate` command but `serve`, as library code that `main`
@@ -62,10 +65,12 @@ pub mod daemon;
 pub mod demo;
 pub mod descriptors;
 pub mod keystore;
+pub mod listener;
 pub mod proxy;
 pub mod receiver;
 pub mod signal;
 pub mod state;
+pub mod systemd;
 pub mod telemetry;
 pub mod time;
 pub mod watch;

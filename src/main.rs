@@ -133,9 +133,10 @@ fn serve(path: PathBuf, args: ServeArgs) -> Result<(), Failure> {
     telemetry::init(format);
     let result = preview.map_err(Failure::invalid).and_then(|_| {
         runtime()?.block_on(async move {
-            let daemon = daemon::Daemon::load(&path)
-                .await
-                .map_err(Failure::invalid)?;
+            let daemon =
+                daemon::Daemon::load_notifying(&path, wssgate::systemd::Notifier::from_env())
+                    .await
+                    .map_err(Failure::invalid)?;
             daemon.log_startup();
             let (proxy_listener, admin_listener) = daemon.bind().await.map_err(Failure::runtime)?;
             let intents = signal::intents()

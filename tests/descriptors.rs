@@ -73,7 +73,8 @@ async fn held_requests_are_never_lost_to_the_descriptor_limit() {
         .replace("{dir}", dir.path().to_str().unwrap())
     };
 
-    // 128 descriptors admit 32 connections: the default hold_max cannot fit.
+    // 128 descriptors admit 40 connections (after 32 kept and 16 admin places): the
+    // default hold_max cannot fit.
     std::fs::write(dir.path().join("wssgate.toml"), config(1000)).unwrap();
     let (mut refused, lines) = serve(dir.path());
     let line = wait_for(&lines, "hold_max");

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -23,9 +23,10 @@ use super::contract::{
     KeystoreAlias, KeystoreEntry, PauseAnswer, PauseQuery, ReloadAnswer, ReloadCounts,
     ReloadRefused, ResumeAnswer, RouteState, RouteView, StageAnswer, StatusAnswer, WithdrawAnswer,
 };
-use crate::config::{OnPause, Role};
+use crate::config::{ListenerLimits, OnPause, Role};
 use crate::control::{Actor, Control, ControlError};
 use crate::keystore::{self, CertificateSummary, Keystore, KeystoreError};
+use crate::listener::Acceptor;
 use crate::proxy::{BoxError, ProxyBody, full_body};
 use crate::state::{ReloadTrigger, Snapshot, token_digest};
 use crate::time::rfc3339;
@@ -460,7 +461,8 @@ impl Admin {
             Endpoint::KeystoreAlias(alias) => {
                 let query: ExchangeQuery = contract::parse_query(query.as_deref())?;
                 let activation = query.activation()?;
-                let body = certificate_body(request).await?;
+                let within = snapshot.config.admin.listener.request_timeout;
+                let body = certificate_body(request, within).await?;
                 let staged = match activation {
                     contract::Activation::Now => {
                         let live = detached(control, actor, move |c, a| async move {
@@ -758,9 +760,10 @@ where
         .map_err(|e| ControlError::Internal(e.to_string()))?
 }
 
-/// The certificate in a request body, under 1 MiB: PEM whatever the content type
-/// says (`curl --data-binary` sends a form type), or DER with a certificate type.
-async fn certificate_body<B>(request: Request<B>) -> Result<Bytes, ApiError>
+/// The certificate in a request body, under 1 MiB and whole `within` the admin's
+/// `request_timeout`: PEM whatever the content type says (`curl --data-binary`
+/// sends a form type), or DER with a certificate type.
+async fn certificate_body<B>(request: Request<B>, within: Duration) -> Result<Bytes, ApiError>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
@@ -777,9 +780,18 @@ where
                 .to_ascii_lowercase()
         })
         .unwrap_or_default();
-    let body = Limited::new(request.into_body(), MAX_CERTIFICATE_BYTES)
-        .collect()
-        .await
+    let collected = tokio::time::timeout(
+        within,
+        Limited::new(request.into_body(), MAX_CERTIFICATE_BYTES).collect(),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "the certificate did not arrive within admin.request_timeout",
+        )
+    })?;
+    let body = collected
         .map_err(|_| {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -805,7 +817,7 @@ where
 }
 
 /// Serve the admin API on `listener` (with TLS when `tls` is given) until
-/// `shutdown` completes.
+/// `shutdown` completes, within the `[admin]` connection cap and timeouts.
 pub async fn run(
     admin: Arc<Admin>,
     listener: TcpListener,
@@ -813,26 +825,40 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) {
     let tls = tls.map(Arc::new);
+    let limits = admin.control.shared().load().config.admin.listener;
+    let mut acceptor = Acceptor::new(
+        listener,
+        "admin",
+        limits.max_connections.unwrap_or(usize::MAX),
+    );
     tokio::pin!(shutdown);
-    let mut backoff = crate::descriptors::AcceptBackoff::default();
     loop {
         tokio::select! {
-            (stream, _) = backoff.accept(&listener, "admin") => {
+            (stream, _, permit) = acceptor.accept() => {
                 let admin = admin.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {
+                    let _permit = permit;
                     let service = service_fn(move |req| {
                         let admin = admin.clone();
                         async move { Ok::<_, Infallible>(admin.handle(req).await) }
                     });
-                    let builder = hyper::server::conn::http1::Builder::new();
+                    let builder = crate::listener::http1(&limits);
                     match tls {
                         Some(acceptor) => {
-                            let Ok(ssl) = openssl::ssl::Ssl::new(acceptor.context()) else { return };
-                            let Ok(mut stream) = tokio_openssl::SslStream::new(ssl, stream) else { return };
-                            if std::pin::Pin::new(&mut stream).accept().await.is_err() {
+                            // A handshake gets as long as a request head: a client
+                            // that opens a socket and says nothing is cut there too.
+                            let handshake = async {
+                                let ssl = openssl::ssl::Ssl::new(acceptor.context()).ok()?;
+                                let mut stream = tokio_openssl::SslStream::new(ssl, stream).ok()?;
+                                std::pin::Pin::new(&mut stream).accept().await.ok()?;
+                                Some(stream)
+                            };
+                            let Ok(Some(stream)) =
+                                tokio::time::timeout(limits.header_timeout, handshake).await
+                            else {
                                 return;
-                            }
+                            };
                             let _ = builder.serve_connection(TokioIo::new(stream), service).await;
                         }
                         None => {
@@ -846,26 +872,31 @@ pub async fn run(
     }
 }
 
-/// Serve the probe endpoints on `listener` until `shutdown` completes.
+/// Serve the probe endpoints on `listener` until `shutdown` completes, within
+/// `limits` (`[probe]`).
 pub async fn run_probe(
     admin: Arc<Admin>,
     listener: TcpListener,
+    limits: ListenerLimits,
     shutdown: impl Future<Output = ()>,
 ) {
+    let mut acceptor = Acceptor::new(
+        listener,
+        "probe",
+        limits.max_connections.unwrap_or(usize::MAX),
+    );
     tokio::pin!(shutdown);
-    let mut backoff = crate::descriptors::AcceptBackoff::default();
     loop {
         tokio::select! {
-            (stream, _) = backoff.accept(&listener, "probe") => {
+            (stream, _, permit) = acceptor.accept() => {
                 let admin = admin.clone();
                 tokio::spawn(async move {
+                    let _permit = permit;
                     let service = service_fn(move |req| {
                         let admin = admin.clone();
                         async move { Ok::<_, Infallible>(admin.handle_probe(req).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .timer(hyper_util::rt::TokioTimer::new())
-                        .header_read_timeout(std::time::Duration::from_secs(10))
+                    let _ = crate::listener::http1(&limits)
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });

@@ -77,8 +77,29 @@ pub struct Config {
     pub keystore: KeystoreConfig,
     pub routes: Vec<RouteConfig>,
     pub log_format: LogFormat,
-    /// `[probe] listen`: health, readiness and metrics without a token (none when absent).
-    pub probe: Option<SocketAddr>,
+    /// `[probe]`: health, readiness and metrics without a token (none when absent).
+    pub probe: Option<ProbeConfig>,
+}
+
+/// `[probe]`: where the token-less read-only endpoints listen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeConfig {
+    pub listen: SocketAddr,
+    pub listener: ListenerLimits,
+}
+
+/// Bounds on one listener's clients: what a slow or crowding client may hold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ListenerLimits {
+    /// A request head must arrive within this; an idle keep-alive connection is
+    /// closed after it too.
+    pub header_timeout: Duration,
+    /// A whole request body must arrive within this, counted from the head (on the
+    /// proxy, from the end of any hold).
+    pub request_timeout: Duration,
+    /// Connections open at once; beyond, clients wait in the listen backlog.
+    /// `None` on the proxy: the descriptor budget decides ([`crate::descriptors`]).
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -97,6 +118,8 @@ pub struct ProxyConfig {
     pub drain_delay: Duration,
     /// Longest wait for the next piece of a request body (slow-drip clients).
     pub body_idle_timeout: Duration,
+    /// Request-head and whole-body deadlines and the connection cap.
+    pub listener: ListenerLimits,
     /// Deepest element nesting accepted (the Envelope is depth 1); the same
     /// as `xml_limits.max_depth`.
     pub max_depth: usize,
@@ -161,6 +184,8 @@ pub struct AdminConfig {
     /// Serve although a token file can be read by group or others (refused by
     /// default: a token is a password).
     pub allow_insecure_token_files: bool,
+    /// Request-head and body deadlines and the connection cap of the admin port.
+    pub listener: ListenerLimits,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -329,6 +354,13 @@ impl Config {
                 "30s",
                 parse_duration,
             )?,
+            listener: parse::listener_limits(
+                &ctx,
+                "proxy",
+                [&p.header_timeout, &p.request_timeout],
+                &p.max_connections,
+                ("120s", None),
+            )?,
             max_depth: ctx.number(&p.max_depth, "proxy.max_depth", 256, 4, 100_000)? as usize,
             xml_limits: Limits::default(),
         };
@@ -468,6 +500,13 @@ impl Config {
             url,
             paused_routes_file: a.paused_routes_file.as_ref().map(|v| ctx.path(v.get_ref())),
             allow_insecure_token_files: a.allow_insecure_token_files.unwrap_or(false),
+            listener: parse::listener_limits(
+                &ctx,
+                "admin",
+                [&a.header_timeout, &a.request_timeout],
+                &a.max_connections,
+                ("30s", Some(16)),
+            )?,
         };
 
         let k = &raw.keystore;
@@ -514,9 +553,18 @@ impl Config {
 
         let probe = match &raw.probe.listen {
             None => None,
-            Some(_) => Some(ctx.parsed(&raw.probe.listen, "probe.listen", "", parse_addr)?),
+            Some(_) => Some(ProbeConfig {
+                listen: ctx.parsed(&raw.probe.listen, "probe.listen", "", parse_addr)?,
+                listener: parse::listener_limits(
+                    &ctx,
+                    "probe",
+                    [&raw.probe.header_timeout, &None],
+                    &raw.probe.max_connections,
+                    ("10s", Some(8)),
+                )?,
+            }),
         };
-        if let Some(addr) = probe
+        if let Some(addr) = probe.as_ref().map(|p| p.listen)
             && addr.port() != 0
             && (addr == proxy.listen || addr == admin.listen)
         {

@@ -131,6 +131,47 @@ pub(super) fn parse_addr(text: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("{text:?} is not an address like 127.0.0.1:8080"))
 }
 
+/// A listener's `header_timeout` (10s), `request_timeout` and `max_connections`
+/// in table `table`, with the table's defaults for the last two.
+pub(super) fn listener_limits(
+    ctx: &Ctx,
+    table: &str,
+    [header, request]: [&Option<Spanned<String>>; 2],
+    connections: &Option<Spanned<i64>>,
+    (default_request, default_connections): (&str, Option<i64>),
+) -> Result<ListenerLimits, ConfigError> {
+    let mut durations = [Duration::ZERO; 2];
+    for ((value, name, default), slot) in [
+        (header, "header_timeout", "10s"),
+        (request, "request_timeout", default_request),
+    ]
+    .into_iter()
+    .zip(&mut durations)
+    {
+        let key = format!("{table}.{name}");
+        *slot = ctx.parsed(value, &key, default, parse_duration)?;
+        if slot.is_zero() {
+            return ctx.err(
+                value.as_ref().map(|v| v.span()),
+                &key,
+                "must be more than 0s: every request would time out",
+            );
+        }
+    }
+    let key = format!("{table}.max_connections");
+    let max_connections = match (connections, default_connections) {
+        (None, None) => None,
+        (value, default) => {
+            Some(ctx.number(value, &key, default.unwrap_or(0), 1, 1 << 24)? as usize)
+        }
+    };
+    Ok(ListenerLimits {
+        header_timeout: durations[0],
+        request_timeout: durations[1],
+        max_connections,
+    })
+}
+
 /// Limits from `raw` over `base`, checked; `key` is where they are in the file.
 pub(super) fn xml_limits(
     ctx: &Ctx<'_>,

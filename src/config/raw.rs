@@ -25,6 +25,8 @@ pub(super) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawProbe {
     pub(super) listen: Option<Spanned<String>>,
+    pub(super) header_timeout: Option<Spanned<String>>,
+    pub(super) max_connections: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -38,6 +40,9 @@ pub(super) struct RawProxy {
     pub(super) shutdown_grace: Option<Spanned<String>>,
     pub(super) drain_delay: Option<Spanned<String>>,
     pub(super) body_idle_timeout: Option<Spanned<String>>,
+    pub(super) header_timeout: Option<Spanned<String>>,
+    pub(super) request_timeout: Option<Spanned<String>>,
+    pub(super) max_connections: Option<Spanned<i64>>,
     pub(super) max_depth: Option<Spanned<i64>>,
     pub(super) xml_limits: Option<RawXmlLimits>,
 }
@@ -73,6 +78,9 @@ pub(super) struct RawAdmin {
     pub(super) url: Option<Spanned<String>>,
     pub(super) paused_routes_file: Option<Spanned<String>>,
     pub(super) allow_insecure_token_files: Option<bool>,
+    pub(super) header_timeout: Option<Spanned<String>>,
+    pub(super) request_timeout: Option<Spanned<String>>,
+    pub(super) max_connections: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

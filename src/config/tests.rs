@@ -33,6 +33,44 @@ alias = "orders-receiver"
     }
 
     #[test]
+    fn listener_limits_defaults_and_overrides() {
+        let c = parse(ROUTE).unwrap();
+        let secs = Duration::from_secs;
+        assert_eq!(
+            c.proxy.listener,
+            ListenerLimits {
+                header_timeout: secs(10),
+                request_timeout: secs(120),
+                max_connections: None
+            }
+        );
+        assert_eq!(c.admin.listener.max_connections, Some(16));
+        assert_eq!(c.admin.listener.request_timeout, secs(30));
+        assert!(c.probe.is_none());
+        let text = format!(
+            "[proxy]\nheader_timeout = \"2s\"\nrequest_timeout = \"1m\"\nmax_connections = 500\n\
+             [admin]\nmax_connections = 4\n[probe]\nlisten = \"0.0.0.0:9091\"\nheader_timeout = \"3s\"\n{ROUTE}"
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.proxy.listener.header_timeout, secs(2));
+        assert_eq!(c.proxy.listener.request_timeout, secs(60));
+        assert_eq!(c.proxy.listener.max_connections, Some(500));
+        assert_eq!(c.admin.listener.max_connections, Some(4));
+        let probe = c.probe.unwrap();
+        assert_eq!(probe.listener.header_timeout, secs(3));
+        assert_eq!(probe.listener.max_connections, Some(8));
+        let e = parse(&format!("[admin]\nheader_timeout = \"0s\"\n{ROUTE}")).unwrap_err();
+        assert_eq!(e.key, "admin.header_timeout");
+        let e = parse(&format!("[proxy]\nmax_connections = 0\n{ROUTE}")).unwrap_err();
+        assert_eq!(e.key, "proxy.max_connections");
+        let e = parse(&format!(
+            "[probe]\nlisten = \"0.0.0.0:9091\"\nrequest_timeout = \"1s\"\n{ROUTE}"
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("request_timeout"), "{e}");
+    }
+
+    #[test]
     fn explicit_algorithms_override_the_profile() {
         let text = format!("{ROUTE}profile = \"wcf-basic256\"\ndata_encryption = \"aes128-gcm\"\n");
         let r = &parse(&text).unwrap().routes[0];

@@ -116,6 +116,8 @@ pub struct Control {
     pause_file: PauseFile,
     /// Rule 1 of the lock discipline; guards what this type is the only writer of.
     changes: Mutex<Changes>,
+    /// Tells the service manager when a reload is under way (none in tests).
+    notifier: crate::systemd::Notifier,
 }
 
 /// The state only [`Control`] changes, under its lock.
@@ -167,7 +169,18 @@ impl Control {
                 schedule,
                 paused: PausedRoutes::new(),
             }),
+            notifier: crate::systemd::Notifier::default(),
         }
+    }
+
+    /// Reloads are announced to the service manager through `notifier`.
+    pub fn notifying(mut self, notifier: crate::systemd::Notifier) -> Control {
+        self.notifier = notifier;
+        self
+    }
+
+    pub fn notifier(&self) -> &crate::systemd::Notifier {
+        &self.notifier
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -464,7 +477,11 @@ impl Control {
         let _changes = self.changes.lock().await;
         let before = self.shared.load();
         let shared = self.shared.clone();
-        let result = blocking(move || shared.reload(trigger)).await?;
+        self.notifier.reloading();
+        let result = blocking(move || shared.reload(trigger)).await;
+        // Serving again, on the new snapshot or, refused, on the old one.
+        self.notifier.ready();
+        let result = result?;
         let after = self.shared.load();
         if result.is_ok() {
             self.adopt_file_changes(&before, &after).await;

@@ -137,7 +137,7 @@ impl Fault {
                 )
             }
             Fault::PayloadTooLarge(limit) => format!("the request is larger than {limit} bytes"),
-            Fault::RequestTimeout => "the request body stopped arriving".into(),
+            Fault::RequestTimeout => "the request body did not arrive in time".into(),
             Fault::NoRoute => "no route matches the request path".into(),
             Fault::MethodNotAllowed => "only POST (and GET ?wsdl) are accepted".into(),
             Fault::RoutePaused { .. } => {

@@ -233,10 +233,11 @@ where
         }
     }
     let proxy_config = &admitted.snapshot.config.proxy;
-    let (max_body, threshold, idle) = (
-        proxy_config.max_body,
-        proxy_config.stream_threshold,
+    let (max_body, threshold) = (proxy_config.max_body, proxy_config.stream_threshold);
+    // Counted from here, after any hold: a held client is not the one being slow.
+    let deadline = stream::BodyDeadline::starting_now(
         proxy_config.body_idle_timeout,
+        proxy_config.listener.request_timeout,
     );
     if body.size_hint().lower() > max_body {
         tokio::spawn(stream::drain(body));
@@ -252,7 +253,7 @@ where
         must_understand: route.config.must_understand,
         limits: route.config.xml_limits,
     };
-    let (head, rest) = read_head(body, threshold, max_body, idle).await?;
+    let (head, rest) = read_head(body, threshold, max_body, deadline).await?;
     exchange.access.bytes_in = head.len() as u64;
     exchange.version = wss::sniff_version(&head).or(exchange.version);
     let version = exchange.version.unwrap_or(SoapVersion::Soap11);
@@ -284,7 +285,7 @@ where
         }));
     };
     // Streamed: encrypt as it arrives, chunked to the upstream.
-    let reader = stream::read_body(head, rest, max_body, idle);
+    let reader = stream::read_body(head, rest, max_body, deadline);
     let (mut writer, upstream_body) = stream::body_channel();
     let recipient = route.recipient.clone();
     let encryption = tokio::task::spawn_blocking(move || {
@@ -337,7 +338,7 @@ async fn read_head<B>(
     mut body: B,
     threshold: u64,
     max_body: u64,
-    idle: std::time::Duration,
+    deadline: stream::BodyDeadline,
 ) -> Result<(Bytes, Option<B>), Fault>
 where
     B: RequestBody,
@@ -353,7 +354,8 @@ where
     let mut head = Vec::with_capacity(announced as usize);
     while (head.len() as u64) <= threshold {
         // A client that stops sending mid-body is cut off, not waited for forever.
-        let next = tokio::time::timeout(idle, body.frame())
+        let next = deadline
+            .next_frame(&mut body)
             .await
             .map_err(|_| Fault::RequestTimeout)?;
         match next {

@@ -21,16 +21,16 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::server::conn::http1;
+
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use crate::listener::Acceptor;
 use crate::state::Shared;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -52,9 +52,6 @@ impl<B> RequestBody for B where
 pub(crate) fn full_body(bytes: Bytes) -> ProxyBody {
     Full::new(bytes).map_err(|never| match never {}).boxed()
 }
-
-/// Read buffer limit per client connection.
-const MAX_CONNECTION_BUFFER: usize = 32 * 1024;
 
 /// Everything the proxy shares between requests.
 pub struct Proxy {
@@ -112,32 +109,22 @@ impl Proxy {
 pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
-    let mut backoff = crate::descriptors::AcceptBackoff::default();
+    let limits = proxy.shared.load().config.proxy.listener;
+    // A connection is accepted only with a place in the descriptor budget: beyond
+    // it, clients wait in the listen backlog rather than a held request finding no
+    // descriptor for its upstream at release. Accept errors (out of descriptors
+    // and the like) back off and the proxy keeps serving.
+    let mut acceptor = Acceptor::sharing(listener, "proxy", proxy.connections.clone());
     loop {
-        // A connection is accepted only with a place in the descriptor budget:
-        // beyond it, clients wait in the listen backlog rather than a held request
-        // finding no descriptor for its upstream at release.
-        let admitted = tokio::select! {
-            permit = proxy.connections.clone().acquire_owned() => permit,
-            () = &mut shutdown => break,
-        };
-        let Ok(permit) = admitted else { break };
         tokio::select! {
-            // Out of file descriptors and the like: back off, keep serving.
-            (stream, peer) = backoff.accept(&listener, "proxy") => {
+            (stream, peer, permit) = acceptor.accept() => {
                 let _ = stream.set_nodelay(true);
                 let proxy = proxy.clone();
                 let service = service_fn(move |req| {
                     let proxy = proxy.clone();
                     async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
                 });
-                let conn = http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(30))
-                    // Bounds each connection's read buffer (and so the request
-                    // head: larger heads get 431); hyper's default of ~400 KiB
-                    // lets buffers of idle keep-alive connections stay large.
-                    .max_buf_size(MAX_CONNECTION_BUFFER)
+                let conn = crate::listener::http1(&limits)
                     .serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
@@ -150,7 +137,7 @@ pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, shutdown: impl Future
             () = &mut shutdown => break,
         }
     }
-    drop(listener);
+    drop(acceptor);
     let grace = proxy.shared.load().config.proxy.shutdown_grace;
     tracing::info!(
         grace_secs = grace.as_secs_f64(),

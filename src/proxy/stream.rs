@@ -39,14 +39,43 @@ impl Read for ChannelReader {
     }
 }
 
+/// When the next piece of a request body must have arrived: within `idle` of the
+/// previous one (a stalled client), and the whole body by `until` (a client that
+/// drips just fast enough to stay under `idle`).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyDeadline {
+    idle: std::time::Duration,
+    until: tokio::time::Instant,
+}
+
+/// A request body did not arrive in time.
+#[derive(Debug)]
+pub struct BodyTimedOut;
+
+impl BodyDeadline {
+    /// The body starts now and must be whole within `total`.
+    pub fn starting_now(idle: std::time::Duration, total: std::time::Duration) -> BodyDeadline {
+        BodyDeadline {
+            idle,
+            until: tokio::time::Instant::now() + total,
+        }
+    }
+
+    /// The body's next frame, or [`BodyTimedOut`].
+    pub async fn next_frame<B: RequestBody>(
+        &self,
+        body: &mut B,
+    ) -> Result<Option<Result<Frame<Bytes>, B::Error>>, BodyTimedOut> {
+        let deadline = self.until.min(tokio::time::Instant::now() + self.idle);
+        tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .map_err(|_| BodyTimedOut)
+    }
+}
+
 /// Feed `head` and then the rest of `body` to a [`ChannelReader`], failing with
 /// [`InputTooLarge`] past `limit` bytes in all.
-pub fn read_body<B>(
-    head: Bytes,
-    mut body: B,
-    limit: u64,
-    idle: std::time::Duration,
-) -> ChannelReader
+pub fn read_body<B>(head: Bytes, mut body: B, limit: u64, deadline: BodyDeadline) -> ChannelReader
 where
     B: RequestBody,
 {
@@ -57,11 +86,11 @@ where
             return;
         }
         loop {
-            let Ok(next) = tokio::time::timeout(idle, body.frame()).await else {
+            let Ok(next) = deadline.next_frame(&mut body).await else {
                 let _ = tx
                     .send(Err(io::Error::new(
                         io::ErrorKind::TimedOut,
-                        "the request body stalled",
+                        "the request body did not arrive in time",
                     )))
                     .await;
                 return;
