@@ -241,6 +241,21 @@ mod shipped_example {
         let config = Config::parse(&toml, Path::new("/etc/wssgate/config/wssgate.toml")).unwrap();
         assert!(config.keystore.watch);
         assert_eq!(config.keystore.dir, Path::new("/etc/wssgate/keystore"));
+        // The buffers the connection cap allows fit in half the pod's memory limit.
+        let connections = config.proxy.listener.max_connections.unwrap();
+        let held: usize = config.routes.iter().map(|r| r.hold_max).sum();
+        assert!(held <= connections, "hold_max {held} > max_connections {connections}");
+        let set = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/statefulset.yaml"),
+        )
+        .unwrap();
+        let limit = set[set.find("limits:").unwrap()..]
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("memory: "))
+            .unwrap();
+        let limit = parse::parse_size(limit.trim_end_matches('i')).unwrap();
+        let buffered = connections as u64 * config.proxy.stream_threshold;
+        assert!(buffered <= limit / 2, "{buffered} buffered > half of {limit}");
     }
 
     #[test]
