@@ -147,13 +147,20 @@ impl Gate {
         hold_max: usize,
         hold_timeout: Duration,
     ) -> Result<InFlight, Refusal> {
-        if let Some(pass) = self.try_pass() {
+        // While held requests are being released after a resume, a newcomer
+        // queues behind them instead of overtaking: arrival order holds across
+        // the resume.
+        if self.held.load(Ordering::SeqCst) == 0
+            && let Some(pass) = self.try_pass()
+        {
             return Ok(pass);
         }
-        if on_pause == OnPause::Reject {
+        if on_pause == OnPause::Reject && self.is_paused() {
             return Err(Refusal::Rejected);
         }
-        if self.held.fetch_add(1, Ordering::SeqCst) >= hold_max {
+        // `hold_max` bounds what a pause holds; a newcomer behind a release in
+        // progress waits an instant and is not refused for it.
+        if self.held.fetch_add(1, Ordering::SeqCst) >= hold_max && self.is_paused() {
             self.held.fetch_sub(1, Ordering::SeqCst);
             return Err(Refusal::HoldFull);
         }
@@ -304,6 +311,37 @@ mod tests {
         }
         assert_eq!(*order.lock().unwrap(), (0..20).collect::<Vec<_>>());
         assert_eq!(gate.held(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_newcomer_at_the_resume_does_not_overtake_the_held() {
+        let gate = Arc::new(Gates::default()).get("r");
+        gate.pause().await;
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let enter = |who: usize| {
+            let (gate, order) = (gate.clone(), order.clone());
+            tokio::spawn(async move {
+                let pass = gate
+                    .enter(OnPause::Hold, 100, Duration::from_secs(5))
+                    .await
+                    .unwrap();
+                order.lock().unwrap().push(who);
+                // Each held request takes a moment at the gate, as a real one does.
+                tokio::task::yield_now().await;
+                drop(pass);
+            })
+        };
+        let mut tasks: Vec<_> = (0..50).map(enter).collect();
+        while gate.held() < 50 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        gate.resume();
+        tasks.push(enter(50));
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let order = order.lock().unwrap();
+        assert_eq!(order.last(), Some(&50), "the newcomer went before the held: {order:?}");
     }
 
     #[tokio::test]
