@@ -450,7 +450,21 @@ async fn refusals_name_files_by_their_configuration_key_not_their_place() {
     let (status, body) = admin_call(&p, "POST", paths::RELOAD, "operator", "").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(body.contains("wssgate.toml"), "{body}");
-    for place in places {
-        assert!(!body.contains(&place), "{place} in {body}");
+    for place in &places {
+        assert!(!body.contains(place.as_str()), "{place} in {body}");
     }
+    // A token file elsewhere that has gone: named by its token, not its place.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let gone = elsewhere.path().join("secrets/ops.token");
+    let text = std::fs::read_to_string(&config.path)
+        .unwrap()
+        .replace("\n[[route]]\nname = 1\n", "");
+    let first_token = text.find("file = \"").unwrap() + "file = \"".len();
+    let end = first_token + text[first_token..].find('"').unwrap();
+    let text = format!("{}{}{}", &text[..first_token], gone.display(), &text[end..]);
+    std::fs::write(&config.path, text).unwrap();
+    let (status, body) = admin_call(&p, "POST", paths::RELOAD, "operator", "").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.contains("admin token"), "{body}");
+    assert!(!body.contains(elsewhere.path().to_str().unwrap()), "{body}");
 }

@@ -305,6 +305,26 @@ impl Admin {
                 "keystore.dir".into(),
             ),
         ];
+        // Files named in the configuration, by their key.
+        let named = config
+            .admin
+            .tokens
+            .iter()
+            .map(|t| (&t.file, format!("admin token {:?}", t.name)))
+            .chain(config.admin.tls.iter().flat_map(|(cert, key)| {
+                [
+                    (cert, "admin.tls_cert".to_string()),
+                    (key, "admin.tls_key".to_string()),
+                ]
+            }))
+            .chain(
+                config
+                    .admin
+                    .paused_routes_file
+                    .iter()
+                    .map(|f| (f, "admin.paused_routes_file".to_string())),
+            );
+        places.extend(named.map(|(path, key)| (path.display().to_string(), key)));
         if let Some(name) = config.path.file_name() {
             places.push((
                 config.path.display().to_string(),
@@ -322,6 +342,12 @@ impl Admin {
                 if path.starts_with('/') && path != "/" {
                     *message = message.replace(path.as_str(), key);
                 }
+            }
+            // What is left in a refusal (a file named by a configuration that was
+            // refused, so not the one above) keeps its name and loses its
+            // directories. Routing errors name request paths, not files.
+            if e.status == StatusCode::UNPROCESSABLE_ENTITY || e.status.is_server_error() {
+                *message = file_names_only(message);
             }
         }
         e
@@ -906,6 +932,35 @@ pub async fn run_probe(
     }
 }
 
+/// `message` with every absolute path cut to its last component: `(/etc/x/a.pem)`
+/// becomes `(a.pem)`.
+fn file_names_only(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find('/') {
+        let starts_word = at == 0
+            || rest[..at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_whitespace() || "(\"'=".contains(c));
+        let end = rest[at..]
+            .find(|c: char| c.is_whitespace() || ")\"',;:".contains(c))
+            .map_or(rest.len(), |n| at + n);
+        let path = &rest[at..end];
+        // A lone "/" or "/…/" is no file; text such as "and/or" is not a path.
+        let name = path.rsplit('/').next().unwrap_or("");
+        out.push_str(&rest[..at]);
+        if starts_word && !name.is_empty() {
+            out.push_str(name);
+        } else {
+            out.push_str(path);
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The TLS acceptor for a non-loopback admin listener.
 pub fn tls_acceptor(
     cert: &std::path::Path,
@@ -920,4 +975,29 @@ pub fn tls_acceptor(
         .map_err(|e| format!("{}: {e}", key.display()))?;
     b.check_private_key().map_err(|e| e.to_string())?;
     Ok(b.build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_only_cuts_directories_of_absolute_paths() {
+        assert_eq!(
+            file_names_only("admin token \"ops\" (/tmp/x/secrets/ops.token): No such file"),
+            "admin token \"ops\" (ops.token): No such file"
+        );
+        assert_eq!(
+            file_names_only("/var/lib/wssgate/audit.log: denied"),
+            "audit.log: denied"
+        );
+        assert_eq!(
+            file_names_only("and/or stays, / too"),
+            "and/or stays, / too"
+        );
+        assert_eq!(
+            file_names_only("state_dir/archive/a.json"),
+            "state_dir/archive/a.json"
+        );
+    }
 }

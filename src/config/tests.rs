@@ -244,7 +244,10 @@ mod shipped_example {
         // The buffers the connection cap allows fit in half the pod's memory limit.
         let connections = config.proxy.listener.max_connections.unwrap();
         let held: usize = config.routes.iter().map(|r| r.hold_max).sum();
-        assert!(held <= connections, "hold_max {held} > max_connections {connections}");
+        assert!(
+            held <= connections,
+            "hold_max {held} > max_connections {connections}"
+        );
         let set = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/statefulset.yaml"),
         )
@@ -255,7 +258,10 @@ mod shipped_example {
             .unwrap();
         let limit = parse::parse_size(limit.trim_end_matches('i')).unwrap();
         let buffered = connections as u64 * config.proxy.stream_threshold;
-        assert!(buffered <= limit / 2, "{buffered} buffered > half of {limit}");
+        assert!(
+            buffered <= limit / 2,
+            "{buffered} buffered > half of {limit}"
+        );
     }
 
     #[test]

@@ -341,7 +341,11 @@ mod tests {
             t.await.unwrap();
         }
         let order = order.lock().unwrap();
-        assert_eq!(order.last(), Some(&50), "the newcomer went before the held: {order:?}");
+        assert_eq!(
+            order.last(),
+            Some(&50),
+            "the newcomer went before the held: {order:?}"
+        );
     }
 
     #[tokio::test]
