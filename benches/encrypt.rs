@@ -6,14 +6,10 @@
 //! AES over the plaintext and base64 of the ciphertext, with no XML work. Both use
 //! the library's own code paths.
 
-use std::hint::black_box;
-use std::io::Write;
-
 mod common;
 
-use common::envelope;
+use common::{envelope, floor};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use wssgate::wss::cipher::{self, EncryptingWriter};
 use wssgate::wss::{
     self, Algorithms, DataEncryption, EncryptOptions, KeyTransport, OaepDigest, Profile, Recipient,
 };
@@ -44,23 +40,6 @@ pub fn payload_envelope(size: usize) -> Vec<u8> {
         r#"<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>{body}</soap:Body></soap:Envelope>"#
     )
     .into_bytes()
-}
-
-/// RSA key transport + AES + base64 over `plaintext`, no XML.
-fn floor(recipient: &Recipient, algorithms: &Algorithms, plaintext: &[u8], out: &mut Vec<u8>) {
-    out.clear();
-    let key = cipher::random_bytes(algorithms.data_encryption.key_len()).unwrap();
-    let wrapped = cipher::wrap_key(
-        recipient.public_key(),
-        algorithms.key_transport,
-        algorithms.oaep_digest,
-        &key,
-    )
-    .unwrap();
-    black_box(wrapped);
-    let mut w = EncryptingWriter::new(out, algorithms.data_encryption, &key).unwrap();
-    w.write_all(plaintext).unwrap();
-    w.finish().unwrap();
 }
 
 fn bench(c: &mut Criterion) {

@@ -1,4 +1,10 @@
-//! Envelopes shared by the benchmarks.
+//! Envelopes and the encryption floor shared by the benchmarks.
+
+use std::hint::black_box;
+use std::io::Write;
+
+use wssgate::wss::cipher::{self, EncryptingWriter};
+use wssgate::wss::{Algorithms, Recipient};
 
 /// A SOAP 1.1 envelope whose Body content is about `size` bytes of order lines.
 pub fn envelope(size: usize) -> Vec<u8> {
@@ -16,4 +22,19 @@ pub fn envelope(size: usize) -> Vec<u8> {
         r#"<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Header/><soap:Body>{body}</soap:Body></soap:Envelope>"#
     )
     .into_bytes()
+}
+
+/// RSA key transport + AES + base64 over `plaintext`, no XML.
+#[allow(dead_code)] // not every bench measures the floor
+pub fn floor(recipient: &Recipient, algorithms: &Algorithms, plaintext: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let key = cipher::random_bytes(algorithms.data_encryption.key_len()).unwrap();
+    let wrapped = recipient
+        .key_wrap()
+        .wrap(algorithms.key_transport, algorithms.oaep_digest, &key)
+        .unwrap();
+    black_box(wrapped);
+    let mut w = EncryptingWriter::new(out, algorithms.data_encryption, &key).unwrap();
+    w.write_all(plaintext).unwrap();
+    w.finish().unwrap();
 }

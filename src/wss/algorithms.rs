@@ -247,15 +247,6 @@ impl OaepDigest {
             OaepDigest::Sha512 => "http://www.w3.org/2009/xmlenc11#mgf1sha512",
         }
     }
-
-    pub(crate) fn md(self) -> openssl::hash::MessageDigest {
-        use openssl::hash::MessageDigest;
-        match self {
-            OaepDigest::Sha1 => MessageDigest::sha1(),
-            OaepDigest::Sha256 => MessageDigest::sha256(),
-            OaepDigest::Sha512 => MessageDigest::sha512(),
-        }
-    }
 }
 
 /// Digest algorithms a received message may name (more than wssgate writes).

@@ -6,12 +6,17 @@
 //! about XML beyond the base64 alphabet.
 
 use std::io::{self, Write};
+use std::sync::{Mutex, OnceLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use openssl::encrypt::{Decrypter, Encrypter};
+use openssl::cipher::{Cipher, CipherRef};
+use openssl::cipher_ctx::CipherCtx;
+use openssl::encrypt::Decrypter;
 use openssl::hash::MessageDigest;
+use openssl::md::{Md, MdRef};
 use openssl::pkey::{PKey, Private, Public};
+use openssl::pkey_ctx::PkeyCtx;
 use openssl::rsa::Padding;
 use openssl::symm::{Crypter, Mode};
 
@@ -53,42 +58,148 @@ pub fn random_bytes(len: usize) -> Result<Vec<u8>, CipherError> {
     Ok(key)
 }
 
-/// Encrypt the content key for the receiver's public key.
-pub fn wrap_key(
-    public_key: &PKey<Public>,
+/// OpenSSL 3 looks an algorithm up in its providers ("fetches" it) whenever a
+/// context is initialized with one of the legacy static handles; per message,
+/// those lookups cost about as much as encrypting a kilobyte. The algorithms are
+/// therefore fetched once per process, and key-transport contexts are kept per
+/// public key ([`KeyWrap`]).
+fn fetched_cipher(algorithm: DataEncryption) -> &'static CipherRef {
+    static FETCHED: [OnceLock<Option<Cipher>>; 5] = [const { OnceLock::new() }; 5];
+    let (slot, name) = match algorithm {
+        DataEncryption::Aes128Cbc => (0, "AES-128-CBC"),
+        DataEncryption::Aes256Cbc => (1, "AES-256-CBC"),
+        DataEncryption::Aes128Gcm => (2, "AES-128-GCM"),
+        DataEncryption::Aes256Gcm => (3, "AES-256-GCM"),
+        DataEncryption::TripleDesCbc => (4, "DES-EDE3-CBC"),
+    };
+    let fetched = FETCHED[slot].get_or_init(|| Cipher::fetch(None, name, None).ok());
+    match fetched {
+        Some(cipher) => cipher,
+        // A provider without it: the legacy handle (fetched on every use).
+        None => match algorithm {
+            DataEncryption::Aes128Cbc => Cipher::aes_128_cbc(),
+            DataEncryption::Aes256Cbc => Cipher::aes_256_cbc(),
+            DataEncryption::Aes128Gcm => Cipher::aes_128_gcm(),
+            DataEncryption::Aes256Gcm => Cipher::aes_256_gcm(),
+            DataEncryption::TripleDesCbc => Cipher::des_ede3_cbc(),
+        },
+    }
+}
+
+/// The digest `digest` names, fetched once per process (see [`fetched_cipher`]).
+fn fetched_md(digest: OaepDigest) -> &'static MdRef {
+    static FETCHED: [OnceLock<Option<Md>>; 3] = [const { OnceLock::new() }; 3];
+    let (slot, name) = match digest {
+        OaepDigest::Sha1 => (0, "SHA1"),
+        OaepDigest::Sha256 => (1, "SHA2-256"),
+        OaepDigest::Sha512 => (2, "SHA2-512"),
+    };
+    match FETCHED[slot].get_or_init(|| Md::fetch(None, name, None).ok()) {
+        Some(md) => md,
+        None => match digest {
+            OaepDigest::Sha1 => Md::sha1(),
+            OaepDigest::Sha256 => Md::sha256(),
+            OaepDigest::Sha512 => Md::sha512(),
+        },
+    }
+}
+
+/// Contexts kept for reuse per public key: enough for every core to have one in
+/// use and one waiting; more are made when needed and dropped after.
+const POOLED_CONTEXTS: usize = 16;
+
+/// RSA key transport for one public key. Each key-transport setting gets a
+/// context initialized once (padding and digests set) and reused for every
+/// message; contexts are pooled because a context is used by one message at a
+/// time.
+pub struct KeyWrap {
+    public_key: PKey<Public>,
+    ready: Mutex<Vec<ReadyContext>>,
+}
+
+/// A context set up for one key-transport setting.
+struct ReadyContext {
     transport: KeyTransport,
     digest: OaepDigest,
-    content_key: &[u8],
-) -> Result<Vec<u8>, CipherError> {
-    let op = CipherError::openssl("key transport");
-    let mut enc = Encrypter::new(public_key).map_err(op)?;
-    match transport {
-        KeyTransport::Rsa15 => enc
-            .set_rsa_padding(Padding::PKCS1)
-            .map_err(CipherError::openssl("key transport"))?,
-        KeyTransport::RsaOaepMgf1p | KeyTransport::RsaOaep => {
-            // rsa-oaep-mgf1p names MGF1 with SHA-1 whatever its DigestMethod says;
-            // xmlenc11 rsa-oaep writes its MGF, and wssgate writes the same hash.
-            let mgf1 = if transport == KeyTransport::RsaOaep {
-                digest.md()
-            } else {
-                MessageDigest::sha1()
-            };
-            let op = || CipherError::openssl("key transport");
-            enc.set_rsa_padding(Padding::PKCS1_OAEP).map_err(op())?;
-            enc.set_rsa_oaep_md(digest.md()).map_err(op())?;
-            enc.set_rsa_mgf1_md(mgf1).map_err(op())?;
+    ctx: PkeyCtx<Public>,
+}
+
+impl KeyWrap {
+    pub fn new(public_key: PKey<Public>) -> KeyWrap {
+        KeyWrap {
+            public_key,
+            ready: Mutex::new(Vec::new()),
         }
     }
-    let len = enc
-        .encrypt_len(content_key)
-        .map_err(CipherError::openssl("key transport"))?;
-    let mut out = vec![0u8; len];
-    let n = enc
-        .encrypt(content_key, &mut out)
-        .map_err(CipherError::openssl("key transport"))?;
-    out.truncate(n);
-    Ok(out)
+
+    pub fn public_key(&self) -> &PKey<Public> {
+        &self.public_key
+    }
+
+    /// Encrypt the content key for this public key.
+    pub fn wrap(
+        &self,
+        transport: KeyTransport,
+        digest: OaepDigest,
+        content_key: &[u8],
+    ) -> Result<Vec<u8>, CipherError> {
+        let pooled = {
+            let mut ready = self.ready.lock().unwrap_or_else(|p| p.into_inner());
+            ready
+                .iter()
+                .position(|r| r.transport == transport && r.digest == digest)
+                .map(|i| ready.swap_remove(i))
+        };
+        let mut context = match pooled {
+            Some(context) => context,
+            None => ReadyContext::new(&self.public_key, transport, digest)?,
+        };
+        let op = CipherError::openssl("key transport");
+        let mut out = vec![0u8; self.public_key.size()];
+        let n = context
+            .ctx
+            .encrypt(content_key, Some(&mut out))
+            .map_err(op)?;
+        out.truncate(n);
+        let mut ready = self.ready.lock().unwrap_or_else(|p| p.into_inner());
+        if ready.len() < POOLED_CONTEXTS {
+            ready.push(context);
+        }
+        Ok(out)
+    }
+}
+
+impl ReadyContext {
+    fn new(
+        public_key: &PKey<Public>,
+        transport: KeyTransport,
+        digest: OaepDigest,
+    ) -> Result<ReadyContext, CipherError> {
+        let op = || CipherError::openssl("key transport");
+        let mut ctx = PkeyCtx::new(public_key).map_err(op())?;
+        ctx.encrypt_init().map_err(op())?;
+        match transport {
+            KeyTransport::Rsa15 => ctx.set_rsa_padding(Padding::PKCS1).map_err(op())?,
+            KeyTransport::RsaOaepMgf1p | KeyTransport::RsaOaep => {
+                // rsa-oaep-mgf1p names MGF1 with SHA-1 whatever its DigestMethod
+                // says; xmlenc11 rsa-oaep writes its MGF, and wssgate writes the
+                // same hash.
+                let mgf1 = if transport == KeyTransport::RsaOaep {
+                    fetched_md(digest)
+                } else {
+                    fetched_md(OaepDigest::Sha1)
+                };
+                ctx.set_rsa_padding(Padding::PKCS1_OAEP).map_err(op())?;
+                ctx.set_rsa_oaep_md(fetched_md(digest)).map_err(op())?;
+                ctx.set_rsa_mgf1_md(mgf1).map_err(op())?;
+            }
+        }
+        Ok(ReadyContext {
+            transport,
+            digest,
+            ctx,
+        })
+    }
 }
 
 /// Parameters of RSA key transport as a received EncryptedKey names them.
@@ -138,7 +249,7 @@ const DIRECT_WRITE: usize = 8 * 1024;
 /// Memory is bounded by one plaintext block whatever the message size.
 pub struct EncryptingWriter<W: Write> {
     out: W,
-    crypter: Crypter,
+    ctx: CipherCtx,
     algorithm: DataEncryption,
     /// Plaintext waiting to be encrypted in one large call.
     pending: Vec<u8>,
@@ -153,13 +264,15 @@ pub struct EncryptingWriter<W: Write> {
 impl<W: Write> EncryptingWriter<W> {
     pub fn new(out: W, algorithm: DataEncryption, key: &[u8]) -> Result<Self, CipherError> {
         let iv = random_bytes(algorithm.iv_len())?;
-        let crypter = Crypter::new(algorithm.cipher(), Mode::Encrypt, key, Some(&iv))
-            .map_err(CipherError::openssl("content encryption"))?;
+        let op = || CipherError::openssl("content encryption");
+        let mut ctx = CipherCtx::new().map_err(op())?;
+        ctx.encrypt_init(Some(fetched_cipher(algorithm)), Some(key), Some(&iv))
+            .map_err(op())?;
         // OpenSSL's PKCS#7 padding is a valid XML Encryption padding: the last byte
         // is the pad length (the others may be anything, here they equal it).
         Ok(EncryptingWriter {
             out,
-            crypter,
+            ctx,
             algorithm,
             pending: Vec::with_capacity(PLAINTEXT_BLOCK),
             carry: iv,
@@ -181,11 +294,11 @@ impl<W: Write> EncryptingWriter<W> {
     }
 
     fn encrypt(&mut self, plaintext: &[u8]) -> io::Result<()> {
-        let block = self.algorithm.cipher().block_size();
+        let block = self.ctx.block_size();
         self.cipher_buf.resize(plaintext.len() + block, 0);
         let n = self
-            .crypter
-            .update(plaintext, &mut self.cipher_buf)
+            .ctx
+            .cipher_update(plaintext, Some(&mut self.cipher_buf))
             .map_err(CipherError::openssl("content encryption"))?;
         self.carry.extend_from_slice(&self.cipher_buf[..n]);
         self.emit_base64(false)
@@ -213,17 +326,17 @@ impl<W: Write> EncryptingWriter<W> {
     /// Finish the cipher (padding, GCM tag) and return the inner writer.
     pub fn finish(mut self) -> io::Result<(W, u64)> {
         self.encrypt_pending()?;
-        let block = self.algorithm.cipher().block_size();
+        let block = self.ctx.block_size();
         self.cipher_buf.resize(block * 2, 0);
         let n = self
-            .crypter
-            .finalize(&mut self.cipher_buf)
+            .ctx
+            .cipher_final(&mut self.cipher_buf)
             .map_err(CipherError::openssl("content encryption"))?;
         self.carry.extend_from_slice(&self.cipher_buf[..n]);
         if self.algorithm.is_gcm() {
             let mut tag = [0u8; GCM_TAG_LEN];
-            self.crypter
-                .get_tag(&mut tag)
+            self.ctx
+                .tag(&mut tag)
                 .map_err(CipherError::openssl("content encryption"))?;
             self.carry.extend_from_slice(&tag);
         }

@@ -101,8 +101,7 @@ pub fn encrypt_envelope<R: Read, W: Write>(
     })?;
 
     let content_key = cipher::random_bytes(algorithms.data_encryption.key_len())?;
-    let wrapped = cipher::wrap_key(
-        recipient.public_key(),
+    let wrapped = recipient.key_wrap().wrap(
         algorithms.key_transport,
         algorithms.oaep_digest,
         &content_key,

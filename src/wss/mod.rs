@@ -19,6 +19,8 @@ mod header;
 pub mod input;
 pub mod keys;
 
+use std::sync::Arc;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use openssl::pkey::{PKey, Public};
@@ -80,7 +82,8 @@ impl SoapVersion {
 pub struct Recipient {
     certificate: X509,
     info: CertificateInfo,
-    public_key: PKey<Public>,
+    /// The RSA public key with its key-transport contexts, set up once.
+    key_wrap: Arc<cipher::KeyWrap>,
     der_base64: String,
     /// The issuer as WCF reads it (`info.issuer` is the RFC 2253 form).
     issuer_wcf: String,
@@ -115,7 +118,7 @@ impl Recipient {
             issuer_wcf: certificate::wcf_name(certificate.issuer_name()),
             certificate,
             info,
-            public_key,
+            key_wrap: Arc::new(cipher::KeyWrap::new(public_key)),
         })
     }
 
@@ -148,7 +151,12 @@ impl Recipient {
 
     /// The parsed RSA public key (parsed once, reused for every message).
     pub fn public_key(&self) -> &PKey<Public> {
-        &self.public_key
+        self.key_wrap.public_key()
+    }
+
+    /// Key transport for this certificate's key, with contexts set up once.
+    pub fn key_wrap(&self) -> &cipher::KeyWrap {
+        &self.key_wrap
     }
 
     pub(crate) fn der_base64(&self) -> &str {
