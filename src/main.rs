@@ -130,7 +130,8 @@ fn serve(path: PathBuf, args: ServeArgs) -> Result<(), Failure> {
         Some(LogFormatArg::Json) => LogFormat::Json,
         None => preview.as_ref().map_or(LogFormat::Text, |c| c.log_format),
     };
-    telemetry::init(format);
+    // Held until serve returns: queued log lines are written before the exit.
+    let _log_writer = telemetry::init(format);
     let result = preview.map_err(Failure::invalid).and_then(|_| {
         runtime()?.block_on(async move {
             let daemon =
