@@ -5,6 +5,7 @@
 //! lines.
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 
 use crate::config::LogFormat;
 
@@ -83,6 +84,20 @@ pub struct Metrics {
     pub paused: Family<Labels, Gauge>,
     /// Expiry (Unix seconds) of the certificate in use, by alias and serial.
     pub not_after: Family<Labels, Gauge>,
+    /// Each route's request series, resolved on its first request (route names
+    /// come from the configuration, so this stays as small as the route table).
+    routes: arc_swap::ArcSwap<std::collections::HashMap<String, Arc<RouteMetrics>>>,
+}
+
+/// One route's request series, resolved once: a request updates them without
+/// building label sets or looking them up in their families.
+pub struct RouteMetrics {
+    /// `requests{route, outcome="ok"}`.
+    pub ok: Counter,
+    pub duration: Histogram,
+    pub encryption: Histogram,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
 }
 
 impl Default for Metrics {
@@ -165,15 +180,88 @@ impl Default for Metrics {
             held,
             paused,
             not_after,
+            routes: Default::default(),
         }
     }
 }
 
 impl Metrics {
+    /// The request series of `route`.
+    pub fn route(&self, route: &str) -> Arc<RouteMetrics> {
+        if let Some(resolved) = self.routes.load().get(route) {
+            return resolved.clone();
+        }
+        let labels = |pairs: &[(&'static str, &str)]| -> Labels {
+            pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
+        };
+        // One lookup per statement: a family's read guard lives to the end of
+        // its statement, and a second lookup in the same family that has to
+        // insert would wait for it forever.
+        let ok = self
+            .requests
+            .get_or_create(&labels(&[("route", route), ("outcome", "ok")]))
+            .clone();
+        let duration = self
+            .request_duration
+            .get_or_create(&labels(&[("route", route)]))
+            .clone();
+        let encryption = self
+            .encryption_duration
+            .get_or_create(&labels(&[("route", route)]))
+            .clone();
+        let bytes_in = self
+            .bytes
+            .get_or_create(&labels(&[("route", route), ("direction", "in")]))
+            .clone();
+        let bytes_out = self
+            .bytes
+            .get_or_create(&labels(&[("route", route), ("direction", "out")]))
+            .clone();
+        let resolved = Arc::new(RouteMetrics {
+            ok,
+            duration,
+            encryption,
+            bytes_in,
+            bytes_out,
+        });
+        self.routes.rcu(|map| {
+            let mut map = std::collections::HashMap::clone(map);
+            map.entry(route.to_string())
+                .or_insert_with(|| resolved.clone());
+            map
+        });
+        self.routes.load().get(route).cloned().unwrap_or(resolved)
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_routes_series_are_resolved_once_and_exposed() {
+        let m = Metrics::default();
+        let first = m.route("orders");
+        first.ok.inc();
+        first.bytes_in.inc_by(10);
+        first.bytes_out.inc_by(20);
+        assert!(Arc::ptr_eq(&first, &m.route("orders")));
+        m.route("other").duration.observe(0.01);
+        let text = m.encode();
+        for series in [
+            r#"wssgate_requests_total{route="orders",outcome="ok"} 1"#,
+            r#"wssgate_request_bytes_total{route="orders",direction="in"} 10"#,
+            r#"wssgate_request_bytes_total{route="orders",direction="out"} 20"#,
+            r#"wssgate_request_duration_seconds_count{route="other"} 1"#,
+        ] {
+            assert!(text.contains(series), "{series} missing from\n{text}");
+        }
     }
 }

@@ -63,29 +63,25 @@ impl Access {
     }
 
     fn record_metrics(&self, m: &crate::telemetry::Metrics, outcome: &str, seconds: f64) {
-        let route = self.route.clone().unwrap_or_else(|| "-".to_string());
-        m.requests
-            .get_or_create(&vec![
-                ("route", route.clone()),
-                ("outcome", outcome.to_string()),
-            ])
-            .inc();
-        m.request_duration
-            .get_or_create(&vec![("route", route.clone())])
-            .observe(seconds);
-        if let Some(e) = self.encryption_seconds {
-            m.encryption_duration
-                .get_or_create(&vec![("route", route.clone())])
-                .observe(e);
-        }
-        for (direction, bytes) in [("in", self.bytes_in), ("out", self.bytes_out)] {
-            m.bytes
+        let route = self.route.as_deref().unwrap_or("-");
+        let series = m.route(route);
+        if outcome == "ok" {
+            series.ok.inc();
+        } else {
+            // Faults are the rare path: their series are looked up by label.
+            m.requests
                 .get_or_create(&vec![
-                    ("route", route.clone()),
-                    ("direction", direction.to_string()),
+                    ("route", route.to_string()),
+                    ("outcome", outcome.to_string()),
                 ])
-                .inc_by(bytes);
+                .inc();
         }
+        series.duration.observe(seconds);
+        if let Some(e) = self.encryption_seconds {
+            series.encryption.observe(e);
+        }
+        series.bytes_in.inc_by(self.bytes_in);
+        series.bytes_out.inc_by(self.bytes_out);
         let kind = match outcome {
             "upstream-unreachable" => Some("unreachable"),
             "upstream-timeout" => Some("timeout"),
@@ -93,7 +89,10 @@ impl Access {
         };
         if let Some(kind) = kind {
             m.upstream_errors
-                .get_or_create(&vec![("route", route), ("kind", kind.to_string())])
+                .get_or_create(&vec![
+                    ("route", route.to_string()),
+                    ("kind", kind.to_string()),
+                ])
                 .inc();
         }
     }
