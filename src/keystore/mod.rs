@@ -19,9 +19,11 @@
 pub mod audit;
 pub mod files;
 mod import;
+mod ring;
 mod staging;
 
 pub use import::certificate_from_file;
+pub use ring::{KeyState, RingAddOutcome, RingKey, RingKeySummary, RingView, pem_from_pkcs12};
 pub use staging::{Activation, Pending};
 
 use std::collections::BTreeMap;
@@ -72,6 +74,20 @@ pub enum KeystoreError {
         "alias {alias:?}: the upload holds a private key; wssgate needs only the receiver's certificate (keep private keys with the receiver)"
     )]
     PrivateKey { alias: String },
+    #[error("key ring {0:?} is not in keystore.private_dir")]
+    UnknownRing(String),
+    #[error(
+        "{file}: readable by group or others: a private key file must have mode 0600 or stricter (chmod 600 it)"
+    )]
+    KeyFileExposed { file: String },
+    #[error("key ring {ring:?} ({file}): {reason}")]
+    KeyRefused {
+        ring: String,
+        file: String,
+        reason: String,
+    },
+    #[error("key ring {ring:?} already has this key (sha256 {sha256}); nothing to add")]
+    SameKey { ring: String, sha256: String },
     #[error("simulated crash after step {0:?}")]
     SimulatedCrash(ExchangeStep),
 }
@@ -618,9 +634,27 @@ impl Keystore {
         active_from: SystemTime,
         now: SystemTime,
     ) -> Result<(), KeystoreError> {
-        let dir = self.archive_dir(alias);
-        files::create_dir_all_within(&self.config.state_dir, &dir)
-            .map_err(KeystoreError::io(&dir))?;
+        let place = ArchivePlace {
+            dir: self.archive_dir(alias),
+            write: files::write_atomic,
+        };
+        self.archive_in(&place, alias, pem, summary, active_from, now)
+    }
+
+    /// Write `pem` and its [`ArchiveRecord`] (retained for `retention_days` from
+    /// `now`) into `place`: the certificate archive or the private key archive.
+    fn archive_in(
+        &self,
+        place: &ArchivePlace,
+        alias: &str,
+        pem: &[u8],
+        summary: &CertificateSummary,
+        active_from: SystemTime,
+        now: SystemTime,
+    ) -> Result<(), KeystoreError> {
+        let dir = &place.dir;
+        files::create_dir_all_within(&self.config.state_dir, dir)
+            .map_err(KeystoreError::io(dir))?;
         let retain_until =
             now + Duration::from_secs(u64::from(self.config.retention_days) * 86_400);
         let stamp = crate::time::rfc3339_millis(now).replace(':', "");
@@ -637,13 +671,13 @@ impl Keystore {
             retain_until: crate::time::rfc3339_millis(retain_until),
         };
         let pem_path = dir.join(format!("{stem}.pem"));
-        files::write_atomic(&pem_path, pem).map_err(KeystoreError::io(&pem_path))?;
+        (place.write)(&pem_path, pem).map_err(KeystoreError::io(&pem_path))?;
         let json_path = dir.join(format!("{stem}.json"));
         let json = serde_json::to_vec_pretty(&record).map_err(|e| KeystoreError::Metadata {
             file: json_path.display().to_string(),
             reason: e.to_string(),
         })?;
-        files::write_atomic(&json_path, &json).map_err(KeystoreError::io(&json_path))
+        (place.write)(&json_path, &json).map_err(KeystoreError::io(&json_path))
     }
 
     /// Archived certificates of one alias, oldest retirement first.
@@ -708,53 +742,77 @@ impl Keystore {
     /// The only way an archived certificate is ever deleted.
     pub fn purge(&self, actor: &str, now: SystemTime) -> Result<PurgeReport, KeystoreError> {
         let _lock = self.lock()?;
-        let root = self.config.state_dir.join("archive");
-        let mut report = PurgeReport::default();
-        let aliases = match fs::read_dir(&root) {
-            Ok(l) => l
-                .filter_map(|e| e.ok())
-                .filter(|e| e.path().is_dir())
-                .filter_map(|e| e.file_name().to_str().map(str::to_string))
-                .collect::<Vec<_>>(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(KeystoreError::io(&root)(e)),
-        };
-        for alias in aliases {
-            let dir = root.join(&alias);
-            for (json, pem) in archive_files(&dir)? {
-                let record = read_archive_record(&json)?;
-                let expired = humantime::parse_rfc3339(&record.retain_until).map_err(|e| {
-                    KeystoreError::Metadata {
-                        file: json.display().to_string(),
-                        reason: format!("retain_until: {e}"),
-                    }
-                })? < now;
-                if expired {
-                    // The certificate first, then its metadata: a crash in between
-                    // leaves metadata that the next purge finishes.
-                    match fs::remove_file(&pem) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(KeystoreError::io(&pem)(e)),
-                    }
-                    fs::remove_file(&json).map_err(KeystoreError::io(&json))?;
-                    files::sync_dir(&dir).map_err(KeystoreError::io(&dir))?;
-                    report.deleted.push(record);
-                } else {
-                    report.kept.push(record);
-                }
-            }
-        }
-        let mut record = AuditRecord::new(actor, "purge", now);
+        let report = purge_archive(&self.config.state_dir.join("archive"), now)?;
+        self.audit_purge("purge", actor, &report, now)?;
+        Ok(report)
+    }
+
+    fn audit_purge(
+        &self,
+        action: &str,
+        actor: &str,
+        report: &PurgeReport,
+        now: SystemTime,
+    ) -> Result<(), KeystoreError> {
+        let mut record = AuditRecord::new(actor, action, now);
         record.detail = Some(serde_json::json!({
             "deleted": report.deleted.iter().map(|r| serde_json::json!({
                 "alias": r.alias, "sha256": r.sha256, "serial": r.serial, "retain_until": r.retain_until,
             })).collect::<Vec<_>>(),
             "kept": report.kept.len(),
         }));
-        self.audit(&record)?;
-        Ok(report)
+        self.audit(&record)
     }
+}
+
+/// Where an archive is kept and how its files are written (the private key
+/// archive's are owner-only).
+struct ArchivePlace {
+    dir: PathBuf,
+    write: fn(&Path, &[u8]) -> std::io::Result<()>,
+}
+
+/// Delete the archived files under `root/ALIAS/` whose `retain_until` has passed.
+fn purge_archive(root: &Path, now: SystemTime) -> Result<PurgeReport, KeystoreError> {
+    let mut report = PurgeReport::default();
+    let aliases = match fs::read_dir(root) {
+        Ok(l) => l
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .collect::<Vec<_>>(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(KeystoreError::io(root)(e)),
+    };
+    for alias in aliases {
+        let dir = root.join(&alias);
+        for (json, pem) in archive_files(&dir)? {
+            let record = read_archive_record(&json)?;
+            if retain_until(&record, &json)? < now {
+                // The certificate first, then its metadata: a crash in between
+                // leaves metadata that the next purge finishes.
+                match fs::remove_file(&pem) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(KeystoreError::io(&pem)(e)),
+                }
+                fs::remove_file(&json).map_err(KeystoreError::io(&json))?;
+                files::sync_dir(&dir).map_err(KeystoreError::io(&dir))?;
+                report.deleted.push(record);
+            } else {
+                report.kept.push(record);
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// A record's `retain_until`, parsed (`json` is where it was read, for errors).
+fn retain_until(record: &ArchiveRecord, json: &Path) -> Result<SystemTime, KeystoreError> {
+    humantime::parse_rfc3339(&record.retain_until).map_err(|e| KeystoreError::Metadata {
+        file: json.display().to_string(),
+        reason: format!("retain_until: {e}"),
+    })
 }
 
 /// The metadata beside an archived certificate.
