@@ -61,6 +61,7 @@ pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod descriptors;
+pub mod keyring;
 pub mod keystore;
 pub mod proxy;
 pub mod receiver;

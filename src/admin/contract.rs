@@ -39,7 +39,15 @@ pub struct RouteView {
     /// `hold` or `reject`.
     pub on_pause: String,
     pub algorithms: String,
+    /// An encrypt route's certificate, or a decrypt route's active ring key's.
     pub certificate: CertificateView,
+    /// `encrypt`, `pass-through` or `decrypt`.
+    #[serde(default = "default_mode")]
+    pub mode: String,
+}
+
+fn default_mode() -> String {
+    "encrypt".into()
 }
 
 /// The certificate a route encrypts for now.

@@ -569,7 +569,30 @@ impl Admin {
     fn route_view(&self, snapshot: &Snapshot, name: &str) -> Option<RouteView> {
         let route = snapshot.route(name)?;
         let gate = self.control.gates().get(name);
-        let info = route.recipient.info();
+        let certificate = match (&route.recipient, &route.ring) {
+            (Some(recipient), _) => {
+                let info = recipient.info();
+                CertificateView {
+                    serial: info.serial.clone(),
+                    issuer: info.issuer.clone(),
+                    subject: info.subject.clone(),
+                    sha256: info.sha256.clone(),
+                    not_after: rfc3339(info.not_after),
+                }
+            }
+            // A decrypt route: the certificate senders encrypt for now.
+            (None, Some(ring)) => {
+                let s = &ring.keys.first()?.key.summary;
+                CertificateView {
+                    serial: s.serial.clone(),
+                    issuer: s.issuer.clone(),
+                    subject: s.subject.clone(),
+                    sha256: s.sha256.clone(),
+                    not_after: s.not_after.clone(),
+                }
+            }
+            (None, None) => return None,
+        };
         Some(RouteView {
             name: name.to_string(),
             state: if gate.is_paused() {
@@ -588,13 +611,8 @@ impl Admin {
             }
             .into(),
             algorithms: route.config.algorithms.to_string(),
-            certificate: CertificateView {
-                serial: info.serial.clone(),
-                issuer: info.issuer.clone(),
-                subject: info.subject.clone(),
-                sha256: info.sha256.clone(),
-                not_after: rfc3339(info.not_after),
-            },
+            certificate,
+            mode: route.config.mode.name().to_string(),
         })
     }
 

@@ -13,6 +13,7 @@ pub mod fault;
 mod forward;
 pub mod gate;
 mod headers;
+mod inbound;
 pub mod stream;
 mod target;
 pub mod upstream;
@@ -64,8 +65,9 @@ pub struct Proxy {
     clients: upstream::Clients,
     /// Pause state per route; outlives snapshots.
     pub gates: Arc<gate::Gates>,
-    /// Bounds buffered encryptions running at once on the blocking pool: more
-    /// than the cores can run only adds threads and their working memory.
+    /// Bounds buffered encryptions and decryptions running at once on the
+    /// blocking pool: more than the cores can run only adds threads and their
+    /// working memory.
     encryptions: Arc<tokio::sync::Semaphore>,
     /// Client connections open at once, within the descriptor budget
     /// ([`crate::descriptors`]).
