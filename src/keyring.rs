@@ -155,3 +155,57 @@ impl Ring {
             .collect()
     }
 }
+
+/// One key of a ring as `GET /v1/keyring/{alias}` and `wssgate keyring show`
+/// report it: its certificate's facts and its use, never the key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeyView {
+    /// Decimal.
+    pub serial: String,
+    pub sha256: String,
+    /// RFC 3339.
+    pub not_after: String,
+    pub state: KeyState,
+    /// When a retained key stops being used (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_until: Option<String>,
+    /// Messages it decrypted since the daemon started.
+    pub decryptions: u64,
+    /// When it last decrypted one (RFC 3339), if it has.
+    #[serde(default)]
+    pub last_used: Option<String>,
+}
+
+/// A ring: its usable keys, active first, and the routes that use it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeyringView {
+    pub ring: String,
+    /// Routes that decrypt requests (`ring`) or answers (`response_ring`) with it.
+    pub routes: Vec<String>,
+    /// Whether the running snapshot holds the ring (false: no route uses it,
+    /// or it changed on disk since the last reload; usage is then not counted).
+    pub live: bool,
+    pub keys: Vec<KeyView>,
+}
+
+impl KeyView {
+    /// A key as loaded, with its use when it is `live` in the snapshot.
+    pub fn of(key: &RingKey, live: Option<&LiveKey>) -> KeyView {
+        KeyView {
+            serial: key.summary.serial.clone(),
+            sha256: key.summary.sha256.clone(),
+            not_after: key.summary.not_after.clone(),
+            state: key.state,
+            retain_until: key.retain_until.map(crate::time::rfc3339),
+            decryptions: live.map_or(0, LiveKey::decryptions),
+            last_used: live.and_then(LiveKey::last_used).map(crate::time::rfc3339),
+        }
+    }
+}
+
+impl Ring {
+    /// The key with this SHA-256, if the ring holds it.
+    pub fn key(&self, sha256: &str) -> Option<&LiveKey> {
+        self.keys.iter().find(|k| k.key.summary.sha256 == sha256)
+    }
+}

@@ -20,8 +20,9 @@ use tokio::net::TcpListener;
 
 use super::contract::{
     self, AliasView, CertificateView, ErrorAnswer, ExchangeAnswer, ExchangeQuery, Health,
-    KeystoreAlias, KeystoreEntry, PauseAnswer, PauseQuery, ReloadAnswer, ReloadCounts,
-    ReloadRefused, ResumeAnswer, RouteState, RouteView, StageAnswer, StatusAnswer, WithdrawAnswer,
+    KeyringAddAnswer, KeystoreAlias, KeystoreEntry, PauseAnswer, PauseQuery, ReloadAnswer,
+    ReloadCounts, ReloadRefused, ResumeAnswer, RouteState, RouteView, StageAnswer, StatusAnswer,
+    WithdrawAnswer,
 };
 use crate::config::{OnPause, Role};
 use crate::control::{Actor, Control, ControlError};
@@ -73,7 +74,9 @@ impl ApiError {
 
 fn keystore_status(e: &KeystoreError) -> StatusCode {
     match e {
-        KeystoreError::UnknownAlias(_) | KeystoreError::InvalidAlias(_) => StatusCode::NOT_FOUND,
+        KeystoreError::UnknownAlias(_)
+        | KeystoreError::InvalidAlias(_)
+        | KeystoreError::UnknownRing(_) => StatusCode::NOT_FOUND,
         e if e.is_invalid_input() => StatusCode::UNPROCESSABLE_ENTITY,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -99,6 +102,23 @@ impl From<ControlError> for ApiError {
                     alias: outcome.alias.clone(),
                     previous: outcome.previous.clone(),
                     current: outcome.current.clone(),
+                    generation: None,
+                    live: false,
+                },
+            ),
+            ControlError::KeyNotLive {
+                ref outcome,
+                ref reason,
+            } => ApiError::with_body(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &KeyringAddAnswer {
+                    error: Some(format!(
+                        "the key was added on disk but the reload failed: {reason}"
+                    )),
+                    ring: outcome.ring.clone(),
+                    previous: outcome.previous.clone(),
+                    current: outcome.current.clone(),
+                    previous_retain_until: outcome.previous_retain_until.clone(),
                     generation: None,
                     live: false,
                 },
@@ -173,6 +193,8 @@ enum Endpoint {
     Keystore,
     KeystoreAlias(String),
     Withdraw(String),
+    Keyring,
+    KeyringAlias(String),
 }
 
 impl Endpoint {
@@ -192,6 +214,8 @@ impl Endpoint {
             ["v1", "keystore"] => Endpoint::Keystore,
             ["v1", "keystore", alias] => Endpoint::KeystoreAlias(alias.to_string()),
             ["v1", "keystore", alias, "withdraw"] => Endpoint::Withdraw(alias.to_string()),
+            ["v1", "keyring"] => Endpoint::Keyring,
+            ["v1", "keyring", ring] => Endpoint::KeyringAlias(ring.to_string()),
             _ => return None,
         })
     }
@@ -204,12 +228,13 @@ impl Endpoint {
             | Endpoint::Status
             | Endpoint::Routes
             | Endpoint::Route(_)
-            | Endpoint::Keystore => (&[Method::GET], Some(Role::Read)),
+            | Endpoint::Keystore
+            | Endpoint::Keyring => (&[Method::GET], Some(Role::Read)),
             Endpoint::Pause(_) | Endpoint::Resume(_) | Endpoint::Reload => {
                 (&[Method::POST], Some(Role::Operator))
             }
             Endpoint::Withdraw(_) => (&[Method::POST], Some(Role::Keys)),
-            Endpoint::KeystoreAlias(_) => (
+            Endpoint::KeystoreAlias(_) | Endpoint::KeyringAlias(_) => (
                 &[Method::GET, Method::PUT],
                 Some(if method == Method::PUT {
                     Role::Keys
@@ -498,6 +523,30 @@ impl Admin {
                 .await?;
                 Ok(json_response(StatusCode::OK, &WithdrawAnswer { withdrawn }))
             }
+            Endpoint::Keyring => Ok(json_response(StatusCode::OK, &control.keyrings().await?)),
+            Endpoint::KeyringAlias(ring) if method == Method::GET => Ok(json_response(
+                StatusCode::OK,
+                &control.keyring(&ring).await?,
+            )),
+            Endpoint::KeyringAlias(ring) => {
+                let body = key_body(request).await?;
+                let live = detached(control, actor, move |c, a| async move {
+                    c.keyring_add(&ring, body, Actor(&a)).await
+                })
+                .await?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &KeyringAddAnswer {
+                        error: None,
+                        ring: live.outcome.ring,
+                        previous: live.outcome.previous,
+                        current: live.outcome.current,
+                        previous_retain_until: live.outcome.previous_retain_until,
+                        generation: Some(live.generation),
+                        live: true,
+                    },
+                ))
+            }
         }
     }
 
@@ -774,6 +823,25 @@ where
     tokio::spawn(async move { op(control, actor).await })
         .await
         .map_err(|e| ControlError::Internal(e.to_string()))?
+}
+
+/// A key and its certificate in a request body: PEM, under 1 MiB. The bytes
+/// are a secret: never echoed in an answer, whatever is wrong with them.
+async fn key_body<B>(request: Request<B>) -> Result<Bytes, ApiError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    Limited::new(request.into_body(), MAX_CERTIFICATE_BYTES)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the key and certificate must be under 1 MiB",
+            )
+        })
 }
 
 /// The certificate in a request body, under 1 MiB: PEM whatever the content type
