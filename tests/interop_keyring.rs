@@ -192,33 +192,13 @@ async fn send(daemon: &Daemon, id: &str, body: Vec<u8>) -> (u16, String) {
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
-#[tokio::test]
-async fn messages_of_independent_senders_for_old_and_new_keys_arrive_decrypted() {
-    let dir = tempfile::tempdir().unwrap();
-    let (old, new) = (key(300), key(301));
-    let (_, old_cert, _) = old.write_to(dir.path(), "old");
-    let (_, new_cert, _) = new.write_to(dir.path(), "new");
-    let receiver = Receiver::start(KeyRing::default()).await.unwrap();
-    let state = tempfile::tempdir().unwrap();
-    common::write_ring(state.path(), "tenant", &old);
-    let upstream = format!("http://{}/service", receiver.addr);
-    let config = net::decrypt_config(&upstream, "allow_legacy = true", "");
-    let daemon = Daemon::start_in(state, &config, &[]).await;
-    daemon
-        .client("keys")
-        .keyring_add("tenant", Bytes::from(new.key_and_cert_pem()))
-        .await
-        .unwrap();
-
-    let original = common::data_dir().join("soap/cxf__greetMeWSAReq.xml");
-    let certs = [("old", old_cert.as_path()), ("new", new_cert.as_path())];
-    let mut cases = xmlsec_cases(dir.path(), &original, &certs);
-    cases.extend(wss4j_cases(dir.path(), &original, &certs));
-
+/// Send every case through the decrypt route; each must arrive without
+/// encryption, its Body equal to the original's after exclusive C14N.
+async fn through_gateway(daemon: &Daemon, receiver: &Receiver, cases: &[Case], dir: &Path) {
     let mut compare = Vec::new();
     for (i, case) in cases.iter().enumerate() {
         let id = format!("case-{i}");
-        let (status, answer) = send(&daemon, &id, std::fs::read(&case.encrypted).unwrap()).await;
+        let (status, answer) = send(daemon, &id, std::fs::read(&case.encrypted).unwrap()).await;
         assert_eq!(status, 200, "{}: {answer}", case.name);
         let got = receiver
             .received()
@@ -235,7 +215,7 @@ async fn messages_of_independent_senders_for_old_and_new_keys_arrive_decrypted()
         std::fs::write(&decrypted, text).unwrap();
         compare.push(json!({"name": case.name, "original": case.original, "decrypted": decrypted}));
     }
-    let manifest = dir.path().join("compare.json");
+    let manifest = dir.join("compare.json");
     std::fs::write(&manifest, serde_json::to_vec(&compare).unwrap()).unwrap();
     assert_all_ok(
         &common::run_interop_script(
@@ -244,6 +224,115 @@ async fn messages_of_independent_senders_for_old_and_new_keys_arrive_decrypted()
         ),
         cases.len(),
     );
+}
+
+/// A gateway on port 0 whose ring `tenant` holds `new`, with `old` retained.
+async fn gateway(old: &TestReceiver, new: &TestReceiver) -> (Daemon, Receiver) {
+    let receiver = Receiver::start(KeyRing::default()).await.unwrap();
+    let state = tempfile::tempdir().unwrap();
+    common::write_ring(state.path(), "tenant", old);
+    let upstream = format!("http://{}/service", receiver.addr);
+    let config = net::decrypt_config(&upstream, "allow_legacy = true", "");
+    let daemon = Daemon::start_in(state, &config, &[]).await;
+    daemon
+        .client("keys")
+        .keyring_add("tenant", Bytes::from(new.key_and_cert_pem()))
+        .await
+        .unwrap();
+    (daemon, receiver)
+}
+
+#[tokio::test]
+async fn messages_of_wss4j3_for_old_and_new_keys_arrive_decrypted() {
+    let Some(harness) = common::java::harness() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (key(310), key(311));
+    let (_, old_cert, _) = old.write_to(dir.path(), "old");
+    let (_, new_cert, _) = new.write_to(dir.path(), "new");
+    let (daemon, receiver) = gateway(&old, &new).await;
+    let keystore = dir.path().join("sender.p12");
+    let p12 = openssl::pkcs12::Pkcs12::builder()
+        .name("receiver")
+        .pkey(&old.key)
+        .cert(&old.cert)
+        .build2(common::java::KEYSTORE_PASSWORD)
+        .unwrap();
+    std::fs::write(&keystore, p12.to_der().unwrap()).unwrap();
+    let original = common::data_dir().join("soap/cxf__greetMeWSAReq.xml");
+    let transports = [
+        TRANSPORTS[0],
+        TRANSPORTS[1],
+        ("rsa-oaep", "http://www.w3.org/2009/xmlenc11#rsa-oaep"),
+    ];
+    let mut manifest = String::new();
+    let mut cases = Vec::new();
+    for (which, cert) in [("old", &old_cert), ("new", &new_cert)] {
+        for identifier in ["issuer-serial", "bst", "ski", "thumbprint", "x509"] {
+            for (data, data_uri) in DATA {
+                for (transport, transport_uri) in transports {
+                    let output = dir.path().join(format!("wss4j3-{}.xml", cases.len()));
+                    let name = format!("WSS4J 3 {which} {identifier} {data} {transport}");
+                    manifest.push_str(&format!(
+                        "{name}\t{}\t{}\t{identifier}\t{data_uri}\t{transport_uri}\t{}\n",
+                        original.display(),
+                        cert.display(),
+                        output.display()
+                    ));
+                    cases.push(Case {
+                        name,
+                        encrypted: output,
+                        original: original.clone(),
+                        old_key: which == "old",
+                    });
+                }
+            }
+        }
+    }
+    let path = dir.path().join("wss4j3-encrypt.tsv");
+    std::fs::write(&path, manifest).unwrap();
+    let run = harness
+        .java("encrypt", &keystore)
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let failures: Vec<&str> = stdout.lines().filter(|l| !l.starts_with("ok\t")).collect();
+    assert!(
+        failures.is_empty(),
+        "WSS4J 3 could not encrypt:\n{}",
+        failures.join("\n")
+    );
+    assert_eq!(stdout.lines().count(), cases.len());
+    through_gateway(&daemon, &receiver, &cases, dir.path()).await;
+    let view = daemon.client("read").keyring("tenant").await.unwrap();
+    let per_key = cases.iter().filter(|c| c.old_key).count() as u64;
+    assert_eq!(
+        (view.keys[0].decryptions, view.keys[1].decryptions),
+        (per_key, per_key)
+    );
+}
+
+#[tokio::test]
+async fn messages_of_independent_senders_for_old_and_new_keys_arrive_decrypted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (key(300), key(301));
+    let (_, old_cert, _) = old.write_to(dir.path(), "old");
+    let (_, new_cert, _) = new.write_to(dir.path(), "new");
+    let (daemon, receiver) = gateway(&old, &new).await;
+
+    let original = common::data_dir().join("soap/cxf__greetMeWSAReq.xml");
+    let certs = [("old", old_cert.as_path()), ("new", new_cert.as_path())];
+    let mut cases = xmlsec_cases(dir.path(), &original, &certs);
+    cases.extend(wss4j_cases(dir.path(), &original, &certs));
+
+    through_gateway(&daemon, &receiver, &cases, dir.path()).await;
     let view = daemon.client("read").keyring("tenant").await.unwrap();
     let per_key = cases.iter().filter(|c| c.old_key).count() as u64;
     assert_eq!(

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use openssl::pkey::{PKey, Private};
+
+pub mod java;
 pub use wssgate::receiver::CertSpec;
 use wssgate::receiver::KeyPair;
 
