@@ -34,8 +34,9 @@ pub(super) enum Side {
     Response,
 }
 
-/// Decrypt `input` with `ring`. A message without an EncryptedKey is refused
-/// with `not-encrypted` when `require_encryption`, else passed as it is.
+/// Decrypt `input` with `ring` on the blocking pool, within the bound on
+/// concurrent work. A message without an EncryptedKey is refused with
+/// `not-encrypted` when `require_encryption`, else passed as it is.
 pub(super) async fn decrypt(
     proxy: &Proxy,
     ring: &Arc<Ring>,
@@ -46,31 +47,37 @@ pub(super) async fn decrypt(
     request_id: &str,
 ) -> Result<Decrypted, Fault> {
     if !decrypt::mentions_encrypted_key(&input) {
-        return if require_encryption {
-            Err(Fault::NotEncrypted)
-        } else {
-            Ok(unchanged(input))
-        };
+        return unencrypted(input, require_encryption);
     }
     let permit = proxy.encryptions.clone().acquire_owned().await;
-    let (ring_for_task, document) = (ring.clone(), input.clone());
-    let now = SystemTime::now();
-    let result = tokio::task::spawn_blocking(move || {
+    let (ring, request_id) = (ring.clone(), request_id.to_string());
+    tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let (indices, keys) = ring_for_task.usable(now);
-        decrypt::decrypt_with(&document, &keys, &options).map(|(out, summary)| {
+        decrypt_now(&ring, input, options, require_encryption, side, &request_id)
+    })
+    .await
+    .map_err(|join| Fault::Internal(format!("decryption task failed: {join}")))?
+}
+
+/// The decryption itself, blocking: the keys usable now, the use counted, and
+/// every failure mapped to the answer the caller may get.
+fn decrypt_now(
+    ring: &Ring,
+    input: Bytes,
+    options: DecryptOptions,
+    require_encryption: bool,
+    side: Side,
+    request_id: &str,
+) -> Result<Decrypted, Fault> {
+    let now = SystemTime::now();
+    let (indices, keys) = ring.usable(now);
+    let e = match decrypt::decrypt_with(&input, &keys, &options) {
+        Ok((out, summary)) => {
             let used: Vec<usize> = summary
                 .keys_used
                 .iter()
                 .filter_map(|i| indices.get(*i).copied())
                 .collect();
-            (out, used)
-        })
-    })
-    .await
-    .map_err(|join| Fault::Internal(format!("decryption task failed: {join}")))?;
-    let e = match result {
-        Ok((out, used)) => {
             for index in &used {
                 ring.record_use(*index, now);
             }
@@ -107,6 +114,36 @@ pub(super) async fn decrypt(
                 Side::Response => Fault::ResponseDecryptionFailed,
             })
         }
+    }
+}
+
+/// A decrypt route's input path without the network: the request body as the
+/// route decrypts it, or the fault it answers (for the fuzz target and benches).
+pub fn decrypt_request(
+    ring: &Ring,
+    route: &crate::config::RouteConfig,
+    body: Bytes,
+) -> Result<Bytes, Fault> {
+    if !decrypt::mentions_encrypted_key(&body) {
+        return unencrypted(body, route.require_encryption).map(|d| d.body);
+    }
+    decrypt_now(
+        ring,
+        body,
+        options(route.allow_legacy, route.xml_limits),
+        route.require_encryption,
+        Side::Request,
+        "-",
+    )
+    .map(|d| d.body)
+}
+
+/// A message that names no EncryptedKey at all: refused or passed, unparsed.
+fn unencrypted(input: Bytes, require_encryption: bool) -> Result<Decrypted, Fault> {
+    if require_encryption {
+        Err(Fault::NotEncrypted)
+    } else {
+        Ok(unchanged(input))
     }
 }
 

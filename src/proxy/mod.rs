@@ -18,6 +18,8 @@ pub mod stream;
 mod target;
 pub mod upstream;
 
+pub use inbound::decrypt_request;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;

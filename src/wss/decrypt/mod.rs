@@ -589,6 +589,12 @@ fn decrypt_text(
     // that data, as libxmlsec1 does.
     let root = doc.root_element();
     if is(&root, ns::XENC, "EncryptedData") && !carries_xml(&root) {
+        if options.is_some() {
+            // The gateway forwards SOAP envelopes, never bare data.
+            return Err(DecryptError::BadPlaintext(
+                "the document is encrypted data, not an envelope".into(),
+            ));
+        }
         let data = edits
             .into_iter()
             .find(|e| e.start == root.range().start)
