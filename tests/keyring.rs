@@ -349,3 +349,35 @@ async fn ring_files_readable_by_others_are_refused_and_bad_keys_change_nothing()
     assert_eq!(view.keys.len(), 1);
     assert_eq!(view.keys[0].serial, "130");
 }
+
+#[tokio::test]
+async fn a_key_replaced_on_disk_keeps_the_previous_one_retained() {
+    // A Kubernetes Secret updated with the new key: the file changes, no add ran.
+    let (old, new) = (key(140), key(141));
+    let (daemon, receiver) = gateway(&old, "").await;
+    common::write_secret(
+        &daemon.dir.path().join("private/tenant.pem"),
+        new.key_and_cert_pem(),
+    );
+    daemon.reload().await.unwrap();
+    for k in [&old, &new] {
+        let (status, answer) = post(&daemon, &encrypted_for(k)).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    assert_eq!(receiver.received().len(), 2);
+    let view = daemon.client("read").keyring("tenant").await.unwrap();
+    let states: Vec<_> = view
+        .keys
+        .iter()
+        .map(|k| (k.serial.as_str(), k.state))
+        .collect();
+    assert_eq!(
+        states,
+        vec![("141", KeyState::Active), ("140", KeyState::Retained)]
+    );
+    assert!(view.keys[1].retain_until.is_some());
+    let audit = wssgate::keystore::audit::read(&daemon.dir.path().join("var")).unwrap();
+    let adopted = audit.iter().find(|r| r.action == "keyring-add").unwrap();
+    assert_eq!(adopted.actor, "file");
+    assert_eq!(adopted.before.as_ref().unwrap().serial, "140");
+}

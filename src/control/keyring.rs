@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::{Actor, Control, ControlError, blocking};
 use crate::keyring::{KeyView, KeyringView};
 use crate::keystore::{Keystore, RingAddOutcome};
-use crate::state::ReloadTrigger;
+use crate::state::{ReloadTrigger, Snapshot};
 
 /// A key made live: on disk, the previous one archived, audited, and in the
 /// snapshot (when a route uses the ring).
@@ -54,6 +54,48 @@ impl Control {
             outcome,
             generation: reloaded.generation,
         })
+    }
+
+    /// Keep the active key of a ring that changed on disk without an add: it
+    /// is archived from `before` (the only copy left) and the snapshot reloaded
+    /// to hold it as retained. Caller holds `changes`. Between the two reloads
+    /// (milliseconds) a message for the replaced key would be refused.
+    pub(super) async fn adopt_ring_changes(&self, before: &Snapshot, after: &Snapshot) {
+        let mut adopted = false;
+        for (name, ring) in &before.rings {
+            let (Some(now_ring), Some(previous)) = (after.rings.get(name), ring.keys.first())
+            else {
+                continue;
+            };
+            if now_ring.key(&previous.key.summary.sha256).is_some() {
+                continue;
+            }
+            let store = Keystore::new(after.config.keystore.clone());
+            let (name_owned, ring_owned) = (name.clone(), ring.clone());
+            let result = blocking(move || {
+                ring_owned.keys.first().map_or(Ok(false), |k| {
+                    store.ring_adopt(&name_owned, &k.key, "file", SystemTime::now())
+                })
+            })
+            .await;
+            match result {
+                Ok(Ok(true)) => {
+                    adopted = true;
+                    tracing::info!(ring = %name, serial = %previous.key.summary.serial, "key replaced on disk: the previous one is retained");
+                }
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(ring = %name, error = %e, "key replaced on disk but the previous one could not be retained")
+                }
+                Err(e) => tracing::error!(ring = %name, error = %e, "key archive not written"),
+            }
+        }
+        if adopted {
+            let shared = self.shared.clone();
+            if let Ok(Err(e)) = blocking(move || shared.reload(ReloadTrigger::FileChange)).await {
+                tracing::error!(error = %e, "the retained key could not be loaded");
+            }
+        }
     }
 
     /// One ring: its usable keys with their use (a read: no lock).

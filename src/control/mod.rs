@@ -476,6 +476,7 @@ impl Control {
         let after = self.shared.load();
         if result.is_ok() {
             self.adopt_file_changes(&before, &after).await;
+            self.adopt_ring_changes(&before, &after).await;
         }
         if let Some(actor) = actor {
             let mut record = AuditRecord::new(actor.0, "reload", SystemTime::now());

@@ -432,6 +432,45 @@ impl Keystore {
         files::write_atomic(&path, &json).map_err(KeystoreError::io(&path))
     }
 
+    /// A ring's key replaced on disk without an add (a Secret updated, a file
+    /// copied): archive `previous` — the active key of the running snapshot, the
+    /// only copy left — so that it stays usable until its `retain_until`, and
+    /// audit the change as `actor`'s. `false` when it is in the ring already.
+    pub fn ring_adopt(
+        &self,
+        ring: &str,
+        previous: &RingKey,
+        actor: &str,
+        now: SystemTime,
+    ) -> Result<bool, KeystoreError> {
+        Self::check_alias(ring)?;
+        let _lock = self.lock()?;
+        let path = self.ring_path(ring);
+        let bytes = read_owner_only(&path)?;
+        let (_, current) = parse_key(ring, &path, &bytes, None)?;
+        let place = self.ring_archive(ring);
+        let mut archived = false;
+        for (json, _) in archive_files(&place.dir)? {
+            archived |= read_archive_record(&json)?.sha256 == previous.summary.sha256;
+        }
+        if archived || current.sha256 == previous.summary.sha256 {
+            return Ok(false);
+        }
+        let pem = stored_pem(ring, &path, &previous.entry)?;
+        let since = self
+            .ring_active_from(ring, &previous.summary.sha256, &path)
+            .unwrap_or(now);
+        self.archive_in(&place, ring, &pem, &previous.summary, since, now)?;
+        self.record_ring_active(ring, &current.sha256, now)?;
+        let mut record = AuditRecord::new(actor, "keyring-add", now);
+        record.alias = Some(ring.to_string());
+        record.before = Some(previous.summary.clone());
+        record.after = Some(current);
+        record.detail = Some(serde_json::json!({ "source": "file" }));
+        self.audit(&record)?;
+        Ok(true)
+    }
+
     /// Delete retained keys whose `retain_until` has passed; audited.
     pub fn ring_purge(&self, actor: &str, now: SystemTime) -> Result<PurgeReport, KeystoreError> {
         let _lock = self.lock()?;
