@@ -5,8 +5,11 @@
 //!
 //! Bodies up to `stream_threshold` are buffered and sent with a Content-Length;
 //! larger ones are encrypted as they arrive and streamed chunked to the upstream,
-//! so memory stays flat up to `max_body`. wssgate's own errors are SOAP Faults made
-//! in one place ([`fault`]). A request is never retried once a byte was sent.
+//! so memory stays flat up to `max_body`. A decrypt route (the receiver side)
+//! reads the request whole and decrypts it with its key ring instead, and an
+//! encrypt route with `response = "decrypt"` decrypts the answer (`inbound`).
+//! wssgate's own errors are SOAP Faults made in one place ([`fault`]). A request
+//! is never retried once a byte was sent.
 
 mod access;
 pub mod fault;
