@@ -162,6 +162,22 @@ fn keyring_commands_add_pkcs12_and_pem_keys_and_keep_the_previous_one() {
             "{text}"
         );
     }
+    let out = wssgate(&["check", "-c", c]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = stdout(&out);
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with("tenant") && l.contains("active") && l.contains("701"))
+            && report
+                .lines()
+                .any(|l| l.starts_with("tenant") && l.contains("retained") && l.contains("700")),
+        "{report}"
+    );
     // A ring file others can read is refused by check.
     std::fs::set_permissions(&ring_file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = wssgate(&["check", "-c", c]);
