@@ -21,11 +21,11 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::audit::AuditRecord;
-use super::{
-    ArchivePlace, ArchiveRecord, CertificateSummary, Keystore, KeystoreError, PurgeReport,
-    archive_files, files, purge_archive, read_archive_record, retain_until,
+use super::archive::{
+    ArchivePlace, archive_files, purge_archive, read_archive_record, retain_until,
 };
+use super::audit::AuditRecord;
+use super::{ArchiveRecord, CertificateSummary, Keystore, KeystoreError, PurgeReport, files};
 use crate::wss::Recipient;
 use crate::wss::certificate::{CertificatePolicy, first_reason};
 use crate::wss::keys::{self, PrivateKeyEntry};
