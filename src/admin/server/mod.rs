@@ -1,8 +1,17 @@
 //! The admin API server: authentication, routing of paths to [`Control`]
 //! operations and views, and the one conversion of [`ControlError`] into an HTTP
-//! answer. It holds no renewal logic.
+//! answer (`errors`). It holds no renewal logic. Request bodies with
+//! certificates and keys are read in `bodies`; the listeners are in `listen`.
 
-use std::convert::Infallible;
+mod bodies;
+mod errors;
+mod listen;
+
+use bodies::{certificate_body, key_body};
+pub use errors::ApiError;
+use errors::{error_response, json_response};
+pub use listen::{run, run_probe, tls_acceptor};
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,18 +20,12 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Body;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use serde::Serialize;
-use tokio::net::TcpListener;
 
 use super::contract::{
-    self, AliasView, CertificateView, ErrorAnswer, ExchangeAnswer, ExchangeQuery, Health,
-    KeyringAddAnswer, KeystoreAlias, KeystoreEntry, PauseAnswer, PauseQuery, ReloadAnswer,
-    ReloadCounts, ReloadRefused, ResumeAnswer, RouteState, RouteView, StageAnswer, StatusAnswer,
-    WithdrawAnswer,
+    self, AliasView, CertificateView, ExchangeAnswer, ExchangeQuery, Health, KeyringAddAnswer,
+    KeystoreAlias, KeystoreEntry, PauseAnswer, PauseQuery, ReloadAnswer, ReloadCounts,
+    ResumeAnswer, RouteState, RouteView, StageAnswer, StatusAnswer, WithdrawAnswer,
 };
 use crate::config::{OnPause, Role};
 use crate::control::{Actor, Control, ControlError};
@@ -30,9 +33,6 @@ use crate::keystore::{self, CertificateSummary, Keystore, KeystoreError};
 use crate::proxy::{BoxError, ProxyBody, full_body};
 use crate::state::{ReloadTrigger, Snapshot, token_digest};
 use crate::time::rfc3339;
-
-/// Largest certificate accepted by `PUT /v1/keystore/{alias}`.
-const MAX_CERTIFICATE_BYTES: usize = 1 << 20;
 
 /// What the admin API works on.
 pub struct Admin {
@@ -45,132 +45,6 @@ pub struct Admin {
     pub draining: AtomicBool,
     /// The address the admin listener is bound to (for the Host check).
     pub bound: SocketAddr,
-}
-
-/// An answer other than success: status and a JSON body.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    body: serde_json::Value,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError::with_body(
-            status,
-            &ErrorAnswer {
-                error: message.into(),
-            },
-        )
-    }
-
-    fn with_body(status: StatusCode, body: &impl Serialize) -> ApiError {
-        ApiError {
-            status,
-            body: serde_json::to_value(body).unwrap_or_default(),
-        }
-    }
-}
-
-fn keystore_status(e: &KeystoreError) -> StatusCode {
-    match e {
-        KeystoreError::UnknownAlias(_)
-        | KeystoreError::InvalidAlias(_)
-        | KeystoreError::UnknownRing(_) => StatusCode::NOT_FOUND,
-        e if e.is_invalid_input() => StatusCode::UNPROCESSABLE_ENTITY,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-/// The one mapping from what went wrong to what the caller is told.
-impl From<ControlError> for ApiError {
-    fn from(e: ControlError) -> ApiError {
-        match e {
-            ControlError::UnknownRoute(_) | ControlError::NothingStaged(_) => {
-                ApiError::new(StatusCode::NOT_FOUND, e.to_string())
-            }
-            ControlError::Keystore(ref k) => ApiError::new(keystore_status(k), e.to_string()),
-            ControlError::NotLive {
-                ref outcome,
-                ref reason,
-            } => ApiError::with_body(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &ExchangeAnswer {
-                    error: Some(format!(
-                        "the certificate was exchanged on disk but the reload failed: {reason}"
-                    )),
-                    alias: outcome.alias.clone(),
-                    previous: outcome.previous.clone(),
-                    current: outcome.current.clone(),
-                    generation: None,
-                    live: false,
-                },
-            ),
-            ControlError::KeyNotLive {
-                ref outcome,
-                ref reason,
-            } => ApiError::with_body(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &KeyringAddAnswer {
-                    error: Some(format!(
-                        "the key was added on disk but the reload failed: {reason}"
-                    )),
-                    ring: outcome.ring.clone(),
-                    previous: outcome.previous.clone(),
-                    current: outcome.current.clone(),
-                    previous_retain_until: outcome.previous_retain_until.clone(),
-                    generation: None,
-                    live: false,
-                },
-            ),
-            ControlError::Reload {
-                ref reason,
-                kept_generation,
-            } => ApiError::with_body(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &ReloadRefused {
-                    error: reason.to_string(),
-                    generation: kept_generation,
-                    kept: "the running configuration is unchanged".into(),
-                },
-            ),
-            ControlError::PauseNotSaved(_)
-            | ControlError::ResumeNotSaved(_)
-            | ControlError::ActivationFailed(_)
-            | ControlError::Internal(_) => {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-            }
-        }
-    }
-}
-
-impl From<contract::QueryError> for ApiError {
-    fn from(e: contract::QueryError) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
-    }
-}
-
-fn json_response(status: StatusCode, value: &impl Serialize) -> Response<ProxyBody> {
-    let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
-    body.push(b'\n');
-    let mut r = Response::new(full_body(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
-}
-
-fn error_response(e: ApiError) -> Response<ProxyBody> {
-    let mut r = json_response(e.status, &e.body);
-    if e.status == StatusCode::UNAUTHORIZED {
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    r
 }
 
 /// The caller, once authenticated.
@@ -823,156 +697,4 @@ where
     tokio::spawn(async move { op(control, actor).await })
         .await
         .map_err(|e| ControlError::Internal(e.to_string()))?
-}
-
-/// A key and its certificate in a request body: PEM, under 1 MiB. The bytes
-/// are a secret: never echoed in an answer, whatever is wrong with them.
-async fn key_body<B>(request: Request<B>) -> Result<Bytes, ApiError>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    Limited::new(request.into_body(), MAX_CERTIFICATE_BYTES)
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "the key and certificate must be under 1 MiB",
-            )
-        })
-}
-
-/// The certificate in a request body, under 1 MiB: PEM whatever the content type
-/// says (`curl --data-binary` sends a form type), or DER with a certificate type.
-async fn certificate_body<B>(request: Request<B>) -> Result<Bytes, ApiError>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default();
-    let body = Limited::new(request.into_body(), MAX_CERTIFICATE_BYTES)
-        .collect()
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "the certificate must be under 1 MiB",
-            )
-        })?
-        .to_bytes();
-    let certificate_type = matches!(
-        content_type.as_str(),
-        "application/x-pem-file"
-            | "application/pem-certificate-chain"
-            | "text/plain"
-            | "application/pkix-cert"
-            | ""
-    );
-    if !certificate_type && !body.trim_ascii_start().starts_with(b"-----BEGIN") {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("content type {content_type:?} is not a certificate, and the body is not PEM"),
-        ));
-    }
-    Ok(body)
-}
-
-/// Serve the admin API on `listener` (with TLS when `tls` is given) until
-/// `shutdown` completes.
-pub async fn run(
-    admin: Arc<Admin>,
-    listener: TcpListener,
-    tls: Option<openssl::ssl::SslAcceptor>,
-    shutdown: impl Future<Output = ()>,
-) {
-    let tls = tls.map(Arc::new);
-    tokio::pin!(shutdown);
-    let mut backoff = crate::descriptors::AcceptBackoff::default();
-    loop {
-        tokio::select! {
-            (stream, _) = backoff.accept(&listener, "admin") => {
-                let admin = admin.clone();
-                let tls = tls.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        let admin = admin.clone();
-                        async move { Ok::<_, Infallible>(admin.handle(req).await) }
-                    });
-                    let builder = hyper::server::conn::http1::Builder::new();
-                    match tls {
-                        Some(acceptor) => {
-                            let Ok(ssl) = openssl::ssl::Ssl::new(acceptor.context()) else { return };
-                            let Ok(mut stream) = tokio_openssl::SslStream::new(ssl, stream) else { return };
-                            if std::pin::Pin::new(&mut stream).accept().await.is_err() {
-                                return;
-                            }
-                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
-                        }
-                        None => {
-                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
-                        }
-                    }
-                });
-            }
-            () = &mut shutdown => return,
-        }
-    }
-}
-
-/// Serve the probe endpoints on `listener` until `shutdown` completes.
-pub async fn run_probe(
-    admin: Arc<Admin>,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-) {
-    tokio::pin!(shutdown);
-    let mut backoff = crate::descriptors::AcceptBackoff::default();
-    loop {
-        tokio::select! {
-            (stream, _) = backoff.accept(&listener, "probe") => {
-                let admin = admin.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        let admin = admin.clone();
-                        async move { Ok::<_, Infallible>(admin.handle_probe(req).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .timer(hyper_util::rt::TokioTimer::new())
-                        .header_read_timeout(std::time::Duration::from_secs(10))
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-            () = &mut shutdown => return,
-        }
-    }
-}
-
-/// The TLS acceptor for a non-loopback admin listener.
-pub fn tls_acceptor(
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> Result<openssl::ssl::SslAcceptor, String> {
-    use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod};
-    let mut b =
-        SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).map_err(|e| e.to_string())?;
-    b.set_certificate_chain_file(cert)
-        .map_err(|e| format!("{}: {e}", cert.display()))?;
-    b.set_private_key_file(key, SslFiletype::PEM)
-        .map_err(|e| format!("{}: {e}", key.display()))?;
-    b.check_private_key().map_err(|e| e.to_string())?;
-    Ok(b.build())
 }
