@@ -98,7 +98,19 @@ impl Daemon {
     pub fn log_startup(&self) {
         let snapshot = self.shared.load();
         for route in &snapshot.routes {
-            let info = route.recipient.info();
+            let Some(recipient) = &route.recipient else {
+                tracing::info!(
+                    route = %route.config.name,
+                    path = %route.config.path,
+                    upstream = %route.config.upstream,
+                    mode = route.config.mode.name(),
+                    ring = %route.config.alias,
+                    paused = self.gates.get(&route.config.name).is_paused(),
+                    "route"
+                );
+                continue;
+            };
+            let info = recipient.info();
             tracing::info!(
                 route = %route.config.name,
                 path = %route.config.path,
@@ -111,6 +123,18 @@ impl Daemon {
                 paused = self.gates.get(&route.config.name).is_paused(),
                 "route"
             );
+        }
+        for ring in snapshot.rings.values() {
+            for key in &ring.keys {
+                tracing::info!(
+                    ring = %ring.name,
+                    serial = %key.key.summary.serial,
+                    not_after = %key.key.summary.not_after,
+                    sha256 = %key.key.summary.sha256,
+                    state = ?key.key.state,
+                    "key ring key"
+                );
+            }
         }
         snapshot.log_expiry(SystemTime::now());
     }

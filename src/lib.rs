@@ -6,15 +6,17 @@
 //! The core, which knows nothing of HTTP:
 //! - [`config`]: the TOML file, validated into typed values (two stages).
 //! - [`keystore`]: aliases → certificates on disk; exchange, staging, the 90-day
-//!   archive, retention, the audit log. Crash-safe; serialized by a file lock.
+//!   archive, retention, the audit log; the private key rings of the receiver
+//!   side on the same mechanisms. Crash-safe; serialized by a file lock.
 //! - [`wss`]: the encryption engine (streaming envelope rewriter, XML Encryption,
 //!   key identifiers) and the receiver-side decryptor.
 //! - [`time`]: RFC 3339 as records and answers write it.
 //!
 //! The running daemon:
 //! - [`state`]: the immutable [`state::Snapshot`] (config, routes, certificates,
-//!   tokens) behind `ArcSwap`, and the one reload path (build aside, validate,
-//!   swap).
+//!   key rings, tokens) behind `ArcSwap`, and the one reload path (build aside,
+//!   validate, swap); [`keyring`]: a snapshot's rings, with each key's use and
+//!   metric handles.
 //! - [`control`]: the operations of both renewal procedures — pause, resume,
 //!   exchange, stage, withdraw, activate-due, reload — with audit and pause
 //!   persistence, under one written-down lock discipline. Every transport below
@@ -46,6 +48,9 @@
 //!   ─▶ upstream client (pooled, TLS), sent once, never retried
 //!   ◀─ the answer streamed back unchanged; a fault of wssgate's own as SOAP Fault
 //! ```
+//! A `mode = "decrypt"` route (the receiver side) reads the body whole instead
+//! and decrypts it with its ring's active or retained keys ([`proxy`]'s
+//! `inbound`); one fault for every failed decryption, so it is no oracle.
 //! Renewal operations reach the same gate and snapshot through [`control`]: a
 //! pause closes the gate, an exchange publishes a new snapshot, a resume opens
 //! the gate after any staged certificate is live — so held requests go out
@@ -64,6 +69,7 @@ pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod descriptors;
+pub mod keyring;
 pub mod keystore;
 pub mod listener;
 pub mod proxy;

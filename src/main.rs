@@ -38,6 +38,8 @@ enum Command {
     Check,
     /// Inspect and change the keystore: aliases, certificates, archive.
     Keystore(KeystoreArgs),
+    /// Inspect and change the key rings: private keys of the decrypt side.
+    Keyring(command::keyring::KeyringArgs),
     /// Talk to a running daemon's admin API.
     Ctl(ctl::CtlArgs),
     /// Walk an overlap or exclusive certificate renewal against a running daemon.
@@ -94,6 +96,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(config.path(), args),
         Command::Check => check(config, out, &mut io::stderr()),
         Command::Keystore(args) => command::keystore::keystore(config, args, out),
+        Command::Keyring(args) => command::keyring::keyring(config, args, out),
         Command::Ctl(args) => ctl::ctl(config, args, out),
         Command::Renew(args) => ctl::renew(config, args, out),
         Command::Demo(DemoArgs { what: None }) => demo(out),

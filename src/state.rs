@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::config::{Config, RouteConfig};
+use crate::config::{Config, RouteConfig, RouteMode};
+use crate::keyring::Ring;
 use crate::keystore::{ExpiryWarning, Keystore, KeystoreError};
 use crate::wss::Recipient;
 
@@ -23,6 +24,8 @@ pub enum SnapshotError {
         route: String,
         source: KeystoreError,
     },
+    #[error("key ring {ring:?}: {source}")]
+    Ring { ring: String, source: KeystoreError },
     #[error(transparent)]
     Keystore(#[from] KeystoreError),
     #[error("keystore.state_dir {0} is not a directory")]
@@ -74,11 +77,16 @@ pub fn token_digest(token: &str) -> [u8; 32] {
     openssl::sha::sha256(token.trim().as_bytes())
 }
 
-/// A route with the certificate it encrypts for.
+/// A route with the certificate it encrypts for and the key rings it decrypts with.
 #[derive(Debug, Clone)]
 pub struct Route {
     pub config: RouteConfig,
-    pub recipient: Arc<Recipient>,
+    /// The certificate of `alias` (none on a decrypt route).
+    pub recipient: Option<Arc<Recipient>>,
+    /// A decrypt route's `ring`.
+    pub ring: Option<Arc<Ring>>,
+    /// `response = "decrypt"`: the `response_ring`.
+    pub response_ring: Option<Arc<Ring>>,
 }
 
 /// Everything a request needs, immutable once built.
@@ -89,6 +97,8 @@ pub struct Snapshot {
     pub routes: Vec<Route>,
     /// Active certificate per alias in use.
     pub aliases: BTreeMap<String, Arc<Recipient>>,
+    /// The key rings the routes use, with their usable keys.
+    pub rings: BTreeMap<String, Arc<Ring>>,
     /// Counts successful loads, starting at 1.
     pub generation: u64,
     pub loaded_at: SystemTime,
@@ -106,10 +116,22 @@ impl Snapshot {
     ) -> Result<Snapshot, SnapshotError> {
         let keystore = Keystore::new(config.keystore.clone());
         let mut aliases: BTreeMap<String, Arc<Recipient>> = BTreeMap::new();
+        let mut rings: BTreeMap<String, Arc<Ring>> = BTreeMap::new();
+        for name in config.rings() {
+            let keys = keystore
+                .ring_keys(name, now)
+                .map_err(|source| SnapshotError::Ring {
+                    ring: name.to_string(),
+                    source,
+                })?;
+            rings.insert(name.to_string(), Arc::new(Ring::new(name, keys)));
+        }
+        let ring = |name: &Option<String>| name.as_ref().and_then(|n| rings.get(n)).cloned();
         let mut routes = Vec::with_capacity(config.routes.len());
         for route in &config.routes {
             let recipient = match aliases.get(&route.alias) {
-                Some(r) => r.clone(),
+                _ if route.mode == RouteMode::Decrypt => None,
+                Some(r) => Some(r.clone()),
                 None => {
                     let policy = config.certificate_policy(&route.alias);
                     let r = keystore.active(&route.alias, &policy).map_err(|source| {
@@ -119,12 +141,14 @@ impl Snapshot {
                         }
                     })?;
                     aliases.insert(route.alias.clone(), r.clone());
-                    r
+                    Some(r)
                 }
             };
             routes.push(Route {
                 config: route.clone(),
                 recipient,
+                ring: ring(&route.ring),
+                response_ring: ring(&route.response_ring),
             });
         }
         let state_dir = &config.keystore.state_dir;
@@ -181,9 +205,17 @@ impl Snapshot {
             config,
             routes,
             aliases,
+            rings,
             generation,
             loaded_at: now,
         })
+    }
+
+    /// Resolve the metric handles of every ring key (once, before publishing).
+    fn bind_metrics(&self, metrics: &crate::telemetry::Metrics) {
+        for ring in self.rings.values() {
+            ring.bind_metrics(metrics);
+        }
     }
 
     /// Certificates in use that expire within `keystore.expiry_warning_days` of `now`.
@@ -309,11 +341,13 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(snapshot: Snapshot, config_path: std::path::PathBuf) -> Shared {
+        let metrics = crate::telemetry::Metrics::default();
+        snapshot.bind_metrics(&metrics);
         Shared {
             current: arc_swap::ArcSwap::from_pointee(snapshot),
             config_path,
             reload_lock: std::sync::Mutex::new(()),
-            metrics: Default::default(),
+            metrics,
         }
     }
 
@@ -370,6 +404,10 @@ impl Shared {
                 let changed = changes(&old, &new);
                 let generation = new.generation;
                 new.log_expiry(SystemTime::now());
+                for (name, ring) in &old.rings {
+                    ring.unbind_gone(new.rings.get(name).map(|r| &**r), &self.metrics);
+                }
+                new.bind_metrics(&self.metrics);
                 self.current.store(Arc::new(new));
                 self.metrics
                     .reloads
@@ -409,6 +447,12 @@ fn same_content(old: &Snapshot, new: &Snapshot) -> bool {
                 .get(alias)
                 .is_some_and(|n| n.info().sha256 == cert.info().sha256)
         })
+        && old.rings.len() == new.rings.len()
+        && old.rings.iter().all(|(name, ring)| {
+            new.rings
+                .get(name)
+                .is_some_and(|n| n.fingerprints() == ring.fingerprints())
+        })
         && old.admin_tokens.len() == new.admin_tokens.len()
         && old
             .admin_tokens
@@ -440,6 +484,34 @@ fn changes(old: &Snapshot, new: &Snapshot) -> Vec<String> {
                 cert.info().serial
             )),
             _ => {}
+        }
+    }
+    for (name, ring) in &new.rings {
+        let before = old
+            .rings
+            .get(name)
+            .map(|r| r.fingerprints())
+            .unwrap_or_default();
+        for key in &ring.keys {
+            if !before.contains(&key.key.summary.sha256.as_str()) {
+                out.push(format!(
+                    "key ring {name}: key serial {} added",
+                    key.key.summary.serial
+                ));
+            }
+        }
+        if let Some(o) = old.rings.get(name) {
+            for key in &o.keys {
+                if !ring
+                    .fingerprints()
+                    .contains(&key.key.summary.sha256.as_str())
+                {
+                    out.push(format!(
+                        "key ring {name}: key serial {} gone",
+                        key.key.summary.serial
+                    ));
+                }
+            }
         }
     }
     if old.config.proxy != new.config.proxy {

@@ -84,6 +84,12 @@ pub struct Metrics {
     pub paused: Family<Labels, Gauge>,
     /// Expiry (Unix seconds) of the certificate in use, by alias and serial.
     pub not_after: Family<Labels, Gauge>,
+    /// Messages decrypted per key ring and key (`ring`, `serial`).
+    pub decryptions: Family<Labels, Counter>,
+    /// When each ring key last decrypted a message (Unix time; 0: never).
+    pub keyring_last_used: Family<Labels, Gauge>,
+    /// Expiry of each usable ring key's certificate (Unix time).
+    pub keyring_not_after: Family<Labels, Gauge>,
     /// Each route's request series, resolved on its first request (route names
     /// come from the configuration, so this stays as small as the route table).
     routes: arc_swap::ArcSwap<std::collections::HashMap<String, Arc<RouteMetrics>>>,
@@ -116,6 +122,9 @@ impl Default for Metrics {
         let held = Family::<Labels, Gauge>::default();
         let paused = Family::<Labels, Gauge>::default();
         let not_after = Family::<Labels, Gauge>::default();
+        let decryptions = Family::<Labels, Counter>::default();
+        let keyring_last_used = Family::<Labels, Gauge>::default();
+        let keyring_not_after = Family::<Labels, Gauge>::default();
         registry.register(
             "requests",
             "Requests by route and outcome",
@@ -167,6 +176,21 @@ impl Default for Metrics {
             "Expiry of the certificate in use (Unix time)",
             not_after.clone(),
         );
+        registry.register(
+            "decryptions",
+            "Messages decrypted by key ring and key",
+            decryptions.clone(),
+        );
+        registry.register(
+            "keyring_last_used_seconds",
+            "When the ring key last decrypted a message (Unix time, 0: never)",
+            keyring_last_used.clone(),
+        );
+        registry.register(
+            "keyring_not_after_seconds",
+            "Expiry of the certificate of each usable ring key (Unix time)",
+            keyring_not_after.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -180,6 +204,9 @@ impl Default for Metrics {
             held,
             paused,
             not_after,
+            decryptions,
+            keyring_last_used,
+            keyring_not_after,
             routes: Default::default(),
         }
     }

@@ -1,8 +1,8 @@
 //! Reload when the configuration or the keystore changes on disk.
 //!
 //! What is watched is what a snapshot is built from: the configuration file, the
-//! admin token files, and the keystore directory — by watching their directories
-//! (not recursively) and keeping only the events about those files (anything in
+//! admin token files, the keystore directory and the key rings' `private_dir` —
+//! by watching their directories (not recursively) and keeping only the events about those files (anything in
 //! the keystore directory). Other files beside the configuration, such as the
 //! daemon's own log, trigger nothing. Kubernetes updates a mounted Secret or ConfigMap by making a
 //! new hidden directory and renaming a `..data` symlink onto it; that rename is an
@@ -26,8 +26,9 @@ pub const DEBOUNCE: Duration = Duration::from_millis(500);
 /// The files a snapshot is built from.
 #[derive(Debug, Clone)]
 struct Watched {
-    /// Any change in here counts.
-    keystore: PathBuf,
+    /// Any change in here counts: the keystore directory, and the key rings'
+    /// `private_dir` when it exists.
+    keystore: Vec<PathBuf>,
     /// The configuration and token files.
     files: Vec<PathBuf>,
 }
@@ -36,15 +37,18 @@ impl Watched {
     fn of(config: &crate::config::Config) -> Watched {
         let mut files = vec![config.path.clone()];
         files.extend(config.admin.tokens.iter().map(|t| t.file.clone()));
-        Watched {
-            keystore: config.keystore.dir.clone(),
-            files,
+        let mut keystore = vec![config.keystore.dir.clone()];
+        if config.keystore.private_dir.is_dir()
+            && config.keystore.private_dir != config.keystore.dir
+        {
+            keystore.push(config.keystore.private_dir.clone());
         }
+        Watched { keystore, files }
     }
 
     /// The directories to watch.
     fn dirs(&self) -> Vec<PathBuf> {
-        let mut dirs = vec![self.keystore.clone()];
+        let mut dirs = self.keystore.clone();
         dirs.extend(
             self.files
                 .iter()
@@ -58,7 +62,11 @@ impl Watched {
     /// Whether a change at `path` can change the snapshot. A Kubernetes volume
     /// update renames `..data` in the watched file's directory.
     fn concerns(&self, path: &Path) -> bool {
-        if path.parent() == Some(self.keystore.as_path()) || path == self.keystore {
+        if self
+            .keystore
+            .iter()
+            .any(|dir| path.parent() == Some(dir.as_path()) || path == dir)
+        {
             return true;
         }
         if self.files.iter().any(|f| f == path) {
@@ -119,7 +127,7 @@ mod tests {
     #[test]
     fn only_what_a_snapshot_is_built_from_concerns_the_watcher() {
         let watched = Watched {
-            keystore: PathBuf::from("/etc/wssgate/keystore"),
+            keystore: vec![PathBuf::from("/etc/wssgate/keystore")],
             files: vec![
                 PathBuf::from("/etc/wssgate/wssgate.toml"),
                 PathBuf::from("/run/secrets/admin.token"),

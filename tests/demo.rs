@@ -23,8 +23,18 @@ fn the_demo_shows_both_renewals_and_exits_0() {
         "failed 0, lost 0, duplicated 0",
         "nothing reached the receiver during the pause: yes",
         "every message was decrypted and none was lost",
+        "RECEIVER SIDE: EXCLUSIVE TURNED OVERLAP",
+        "serial 2030 active, serial 2029 retained until",
+        "failed 0, lost 0; no pause",
     ] {
         assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
+    for serial in ["2029", "2030"] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("key serial {serial}")))
+            .unwrap_or_else(|| panic!("no use of serial {serial}:\n{text}"));
+        assert!(!line.contains(": 0 messages"), "{line}");
     }
     for serial in ["2026", "2027", "2028"] {
         assert!(

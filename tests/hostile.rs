@@ -829,6 +829,7 @@ fn keystore_writes_never_follow_a_symbolic_link() {
     let store_in = |root: &std::path::Path| {
         Keystore::new(KeystoreConfig {
             dir: root.join("keystore"),
+            private_dir: root.join("private"),
             state_dir: root.join("var"),
             retention_days: 90,
             min_rsa_bits: 2048,

@@ -17,6 +17,7 @@ use wssgate::wss::certificate::CertificatePolicy;
 fn config(root: &Path) -> KeystoreConfig {
     KeystoreConfig {
         dir: root.join("keystore"),
+        private_dir: root.join("private"),
         state_dir: root.join("var"),
         retention_days: 90,
         min_rsa_bits: 2048,

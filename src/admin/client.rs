@@ -15,9 +15,9 @@ use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 
 use super::contract::{
-    self, Activation, ErrorAnswer, ExchangeAnswer, ExchangeQuery, Health, KeystoreAlias,
-    KeystoreEntry, PauseAnswer, PauseQuery, ReloadAnswer, ResumeAnswer, RouteView, StageAnswer,
-    StatusAnswer, WithdrawAnswer, paths,
+    self, Activation, ErrorAnswer, ExchangeAnswer, ExchangeQuery, Health, KeyringAddAnswer,
+    KeyringView, KeystoreAlias, KeystoreEntry, PauseAnswer, PauseQuery, ReloadAnswer, ResumeAnswer,
+    RouteView, StageAnswer, StatusAnswer, WithdrawAnswer, paths,
 };
 
 /// Why an admin call failed.
@@ -355,6 +355,26 @@ impl AdminClient {
     pub async fn keystore_alias(&self, alias: &str) -> Result<KeystoreAlias, CtlError> {
         Ok(self
             .call(Method::GET, &paths::keystore_alias(alias), None)
+            .await?
+            .1)
+    }
+
+    pub async fn keyrings(&self) -> Result<Vec<KeyringView>, CtlError> {
+        Ok(self.call(Method::GET, paths::KEYRING, None).await?.1)
+    }
+
+    pub async fn keyring(&self, ring: &str) -> Result<KeyringView, CtlError> {
+        Ok(self
+            .call(Method::GET, &paths::keyring_alias(ring), None)
+            .await?
+            .1)
+    }
+
+    /// Add a key (PEM private key and certificate) to `ring`; returns once it
+    /// is active.
+    pub async fn keyring_add(&self, ring: &str, pem: Bytes) -> Result<KeyringAddAnswer, CtlError> {
+        Ok(self
+            .call(Method::PUT, &paths::keyring_alias(ring), Some(pem))
             .await?
             .1)
     }

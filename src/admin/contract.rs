@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::keyring::{KeyView, KeyringView};
 pub use crate::keystore::{ArchiveRecord, CertificateSummary, HistoryEntry, Pending};
 
 /// `GET /healthz`, `GET /readyz`.
@@ -39,7 +40,15 @@ pub struct RouteView {
     /// `hold` or `reject`.
     pub on_pause: String,
     pub algorithms: String,
+    /// An encrypt route's certificate, or a decrypt route's active ring key's.
     pub certificate: CertificateView,
+    /// `encrypt`, `pass-through` or `decrypt`.
+    #[serde(default = "default_mode")]
+    pub mode: String,
+}
+
+fn default_mode() -> String {
+    "encrypt".into()
 }
 
 /// The certificate a route encrypts for now.
@@ -170,6 +179,22 @@ pub struct KeystoreAlias {
     pub pending: Option<Pending>,
     pub history: Vec<HistoryEntry>,
     pub archive: Vec<ArchiveRecord>,
+}
+
+/// `PUT /v1/keyring/{alias}`, 200: the key is active (500 with `error` set and
+/// `live` false: on disk, but the reload failed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyringAddAnswer {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub ring: String,
+    /// The key that was active, now retained.
+    pub previous: Option<CertificateSummary>,
+    pub current: CertificateSummary,
+    /// When the previous key stops being used (RFC 3339).
+    pub previous_retain_until: Option<String>,
+    pub generation: Option<u64>,
+    pub live: bool,
 }
 
 /// Every refusal: 4xx and 5xx answers other than the typed ones above.
@@ -338,6 +363,7 @@ pub mod paths {
     pub const ROUTES: &str = "/v1/routes";
     pub const RELOAD: &str = "/v1/reload";
     pub const KEYSTORE: &str = "/v1/keystore";
+    pub const KEYRING: &str = "/v1/keyring";
 
     pub fn route(name: &str) -> String {
         format!("{ROUTES}/{}", segment(name))
@@ -353,6 +379,10 @@ pub mod paths {
 
     pub fn keystore_alias(alias: &str) -> String {
         format!("{KEYSTORE}/{}", segment(alias))
+    }
+
+    pub fn keyring_alias(ring: &str) -> String {
+        format!("{KEYRING}/{}", segment(ring))
     }
 
     pub fn withdraw(alias: &str) -> String {

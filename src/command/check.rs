@@ -98,6 +98,34 @@ pub fn check(
             too_close.push(format!("{alias} ({days} days left)"));
         }
     }
+    if !snapshot.rings.is_empty() {
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{:<16} {:<9} {:<24} {:<22} {:<22}  SHA256",
+            "RING", "STATE", "SERIAL", "NOT AFTER", "RETAIN UNTIL"
+        )?;
+        for (name, ring) in &snapshot.rings {
+            for k in &ring.keys {
+                let summary = &k.key.summary;
+                writeln!(
+                    out,
+                    "{:<16} {:<9} {:<24} {:<22} {:<22}  {}",
+                    name,
+                    match k.state() {
+                        crate::keystore::KeyState::Active => "active",
+                        crate::keystore::KeyState::Retained => "retained",
+                    },
+                    summary.serial,
+                    summary.not_after,
+                    k.key
+                        .retain_until
+                        .map_or("-".to_string(), crate::time::rfc3339),
+                    summary.sha256
+                )?;
+            }
+        }
+    }
     for w in snapshot.expiry_warnings(now) {
         writeln!(
             warnings,

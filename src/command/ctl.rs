@@ -76,19 +76,34 @@ pub enum CtlCommand {
     Keystore { alias: Option<String> },
 }
 
+/// What `wssgate renew` renews.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RenewProcedure {
+    Overlap,
+    Exclusive,
+    Keyring,
+}
+
 #[derive(Debug, Args)]
 pub struct RenewArgs {
     #[command(flatten)]
     pub admin: AdminArgs,
-    /// overlap (the receiver accepts old and new key for a while) or exclusive
-    /// (it holds one key: pause, exchange, swap, resume).
+    /// overlap (the receiver accepts old and new key for a while), exclusive
+    /// (it holds one key: pause, exchange, swap, resume), or keyring (the
+    /// receiver side: add a key to a ring of this daemon's decrypt routes).
     #[arg(value_enum)]
-    pub procedure: Procedure,
+    pub procedure: RenewProcedure,
+    /// `renew keyring RING --add NEW.pem`: the ring.
+    pub ring: Option<String>,
+    /// overlap, exclusive: the alias whose certificate is renewed.
     #[arg(long)]
-    pub alias: String,
-    /// The receiver's new certificate.
+    pub alias: Option<String>,
+    /// overlap, exclusive: the receiver's new certificate.
     #[arg(long, value_name = "NEW.pem")]
-    pub cert: PathBuf,
+    pub cert: Option<PathBuf>,
+    /// keyring: the new private key and its certificate (PEM).
+    #[arg(long, value_name = "NEW.pem")]
+    pub add: Option<PathBuf>,
     /// The receiver administrator has confirmed out of band; do not prompt.
     #[arg(long)]
     pub receiver_ready: bool,
@@ -328,15 +343,25 @@ async fn run_ctl(
 }
 
 pub fn renew(config: &ConfigArg, args: RenewArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    let procedure = match args.procedure {
+        RenewProcedure::Overlap => Procedure::Overlap,
+        RenewProcedure::Exclusive => Procedure::Exclusive,
+        RenewProcedure::Keyring => return renew_keyring(config, args, out),
+    };
+    let (Some(alias), Some(cert)) = (&args.alias, &args.cert) else {
+        return Err(Failure::usage(
+            "renew overlap|exclusive needs --alias ALIAS and --cert NEW.pem",
+        ));
+    };
     let client = client(config, &args.admin)?;
-    let certificate = read_file(&args.cert)?;
+    let certificate = read_file(cert)?;
     // Refuse a bad certificate before anything is paused.
     crate::wss::Recipient::from_bytes(&certificate)
         .and_then(|r| {
             r.check(&crate::wss::CertificatePolicy::default())
                 .map(|()| r)
         })
-        .map_err(|e| Failure::invalid(format!("{}: {e}", args.cert.display())))?;
+        .map_err(|e| Failure::invalid(format!("{}: {e}", cert.display())))?;
     let confirmation = if args.receiver_ready {
         Confirmation::Given
     } else {
@@ -345,12 +370,43 @@ pub fn renew(config: &ConfigArg, args: RenewArgs, out: &mut dyn Write) -> Result
     let ctl = ctl_command(config, &args.admin);
     block_on(super::renew::renew(
         &client,
-        args.procedure,
-        &args.alias,
+        procedure,
+        alias,
         Bytes::from(certificate),
         Duration::from_secs(args.wait),
         confirmation,
         &ctl,
+        out,
+    ))?
+    .map_err(ctl_failure)
+}
+
+/// `renew keyring RING --add NEW.pem`: the key checked here, added through the
+/// admin API, and a report of which keys senders still use.
+fn renew_keyring(config: &ConfigArg, args: RenewArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    let (Some(ring), Some(file)) = (&args.ring, &args.add) else {
+        return Err(Failure::usage("renew keyring needs RING and --add NEW.pem"));
+    };
+    if args.alias.is_some() || args.cert.is_some() {
+        return Err(Failure::usage(
+            "renew keyring takes RING and --add, not --alias or --cert",
+        ));
+    }
+    let pem = read_file(file)?;
+    crate::wss::keys::from_pem(&pem, &file.display().to_string())
+        .map_err(Failure::invalid)
+        .and_then(|entry| match entry.certificate {
+            Some(_) => Ok(()),
+            None => Err(Failure::invalid(format!(
+                "{}: no certificate beside the key",
+                file.display()
+            ))),
+        })?;
+    let client = client(config, &args.admin)?;
+    block_on(super::renew::renew_keyring(
+        &client,
+        ring,
+        Bytes::from(pem),
         out,
     ))?
     .map_err(ctl_failure)

@@ -110,7 +110,7 @@ impl KeystoreRow {
     }
 }
 
-fn keystore_failure(e: ks::KeystoreError) -> Failure {
+pub(super) fn keystore_failure(e: ks::KeystoreError) -> Failure {
     if e.is_invalid_input() {
         Failure::invalid(e)
     } else {

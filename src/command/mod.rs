@@ -5,6 +5,7 @@
 //!
 //! - [`files`]: `encrypt` and `decrypt` (output is written only on success);
 //! - [`keystore`]: `keystore list|show|import|exchange|history|purge`;
+//! - [`keyring`]: `keyring list|show|add|history|purge`, the private key rings;
 //! - [`check`]: `check`, the configuration and expiry report;
 //! - [`ctl`]: `ctl …` and `renew`, through the typed admin client;
 //! - [`renew`]: the renewal procedures `renew` walks.
@@ -12,6 +13,7 @@
 pub mod check;
 pub mod ctl;
 pub mod files;
+pub mod keyring;
 pub mod keystore;
 pub mod renew;
 

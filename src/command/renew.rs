@@ -237,3 +237,62 @@ fn previous_serial(answer: &crate::admin::contract::ExchangeAnswer) -> &str {
         .as_ref()
         .map_or("(none)", |p| p.serial.as_str())
 }
+
+/// The receiver side of a renewal: add the new key to `ring` (active at once,
+/// the previous one retained), then report which keys senders still use — the
+/// exclusive procedure of a one-key receiver turned into an overlap one.
+pub async fn renew_keyring(
+    admin: &AdminClient,
+    ring: &str,
+    pem: Bytes,
+    out: &mut dyn Write,
+) -> Result<(), CtlError> {
+    let added = admin.keyring_add(ring, pem).await?;
+    let _ = writeln!(
+        out,
+        "ring {ring}: serial {} active (sha256 {}, not after {}), generation {}",
+        added.current.serial,
+        added.current.sha256,
+        added.current.not_after,
+        added.generation.map_or("-".to_string(), |g| g.to_string())
+    );
+    if let Some(p) = &added.previous {
+        let _ = writeln!(
+            out,
+            "ring {ring}: serial {} retained until {}: messages still encrypted for it decrypt",
+            p.serial,
+            added.previous_retain_until.as_deref().unwrap_or("-")
+        );
+    }
+    let after = admin.keyring(ring).await?;
+    report_key_use(&after, out);
+    let _ = writeln!(
+        out,
+        "next: senders encrypt for the new certificate (serial {}) when they are ready; `wssgate renew keyring {ring}` again, or GET /v1/keyring/{ring}, shows when the retained keys stop being used",
+        added.current.serial
+    );
+    Ok(())
+}
+
+/// Which keys of a ring decrypted messages, and when last.
+pub fn report_key_use(view: &crate::keyring::KeyringView, out: &mut dyn Write) {
+    for k in &view.keys {
+        let state = match k.state {
+            crate::keystore::KeyState::Active => "active",
+            crate::keystore::KeyState::Retained => "retained",
+        };
+        let used = match &k.last_used {
+            Some(at) => format!("still used: {} messages, last at {at}", k.decryptions),
+            None => "not used since the daemon started".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "    {state:<9} serial {:<24} {used}{}",
+            k.serial,
+            k.retain_until
+                .as_deref()
+                .map(|u| format!(" (retained until {u})"))
+                .unwrap_or_default()
+        );
+    }
+}

@@ -192,6 +192,9 @@ pub struct AdminConfig {
 pub struct KeystoreConfig {
     /// `ALIAS.pem` per alias.
     pub dir: PathBuf,
+    /// The key rings: `ALIAS.pem` per ring, the active private key and its
+    /// certificate, owner-only (mode 0600 or stricter).
+    pub private_dir: PathBuf,
     /// Archive, audit log and pause state.
     pub state_dir: PathBuf,
     pub retention_days: u32,
@@ -223,6 +226,19 @@ pub enum RouteMode {
     /// alias's certificate is still loaded and checked, so switching the route
     /// to `encrypt` is a reload.
     PassThrough,
+    /// The receiver side: decrypt the request with the keys of the route's
+    /// `ring` (active or retained) and forward the plaintext.
+    Decrypt,
+}
+
+/// What an encrypt route does with the upstream's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseMode {
+    /// Streamed back unchanged.
+    Pass,
+    /// Decrypted with the keys of `response_ring` before it reaches the client
+    /// (an answer that is not encrypted passes unchanged).
+    Decrypt,
 }
 
 impl RouteMode {
@@ -230,6 +246,7 @@ impl RouteMode {
         match self {
             RouteMode::Encrypt => "encrypt",
             RouteMode::PassThrough => "pass-through",
+            RouteMode::Decrypt => "decrypt",
         }
     }
 }
@@ -255,7 +272,20 @@ pub struct RouteConfig {
     /// Path prefix, starting with `/`.
     pub path: String,
     pub upstream: http::Uri,
+    /// The certificate alias an encrypt or pass-through route encrypts for; on a
+    /// decrypt route, the name of its `ring` (no certificate is loaded for it).
     pub alias: String,
+    /// `mode = "decrypt"`: the key ring requests are decrypted with.
+    pub ring: Option<String>,
+    /// A decrypt route refuses a request without an EncryptedKey (`not-encrypted`);
+    /// false: such a request is forwarded as it is.
+    pub require_encryption: bool,
+    /// `allow_legacy = true`: rsa-1_5 may be used to encrypt and accepted when
+    /// decrypting (requests of a decrypt route, answers of `response = "decrypt"`).
+    pub allow_legacy: bool,
+    pub response: ResponseMode,
+    /// `response = "decrypt"`: the key ring answers are decrypted with.
+    pub response_ring: Option<String>,
     pub algorithms: Algorithms,
     pub must_understand: bool,
     pub on_pause: OnPause,
@@ -526,6 +556,7 @@ impl Config {
         }
         let keystore = KeystoreConfig {
             dir: ctx.path(k.dir.as_ref().map_or("keystore", |v| v.get_ref())),
+            private_dir: ctx.path(k.private_dir.as_ref().map_or("private", |v| v.get_ref())),
             state_dir: ctx.path(k.state_dir.as_ref().map_or("var", |v| v.get_ref())),
             retention_days: retention_days as u32,
             min_rsa_bits: ctx.number(
@@ -610,7 +641,18 @@ impl Config {
 
     /// The route names using `alias`.
     pub fn routes_for_alias(&self, alias: &str) -> impl Iterator<Item = &RouteConfig> {
-        self.routes.iter().filter(move |r| r.alias == alias)
+        self.routes
+            .iter()
+            .filter(move |r| r.mode != RouteMode::Decrypt && r.alias == alias)
+    }
+
+    /// The key rings the routes use (request or response side), each once.
+    pub fn rings(&self) -> std::collections::BTreeSet<&str> {
+        self.routes
+            .iter()
+            .flat_map(|r| [r.ring.as_deref(), r.response_ring.as_deref()])
+            .flatten()
+            .collect()
     }
 
     /// The checks a certificate under `alias` must pass: the keystore's minimum

@@ -296,14 +296,6 @@ pub(super) fn route(
             "must be an http:// or https:// URL with a host",
         );
     }
-    let alias = r.alias.get_ref().to_string();
-    if !is_valid_alias(&alias) {
-        return ctx.err(
-            Some(r.alias.span()),
-            &key("alias"),
-            format!("{alias:?} is not a valid alias (letters, digits, . _ -; at most 128)"),
-        );
-    }
     let profile: Profile = ctx
         .named(&r.profile, &key("profile"))?
         .unwrap_or(Profile::Default);
@@ -358,14 +350,109 @@ pub(super) fn route(
     let mode = match r.mode.as_ref().map(|v| (v.get_ref().as_str(), v.span())) {
         None | Some(("encrypt", _)) => RouteMode::Encrypt,
         Some(("pass-through", _)) => RouteMode::PassThrough,
+        Some(("decrypt", _)) => RouteMode::Decrypt,
         Some((other, span)) => {
             return ctx.err(
                 Some(span),
                 &key("mode"),
-                format!("{other:?} is not encrypt or pass-through"),
+                format!("{other:?} is not encrypt, pass-through or decrypt"),
             );
         }
     };
+    let ring_name = |value: &Spanned<String>, k: &str| -> Result<String, ConfigError> {
+        let name = value.get_ref().to_string();
+        if is_valid_alias(&name) {
+            Ok(name)
+        } else {
+            ctx.err(
+                Some(value.span()),
+                &key(k),
+                format!("{name:?} is not a valid alias (letters, digits, . _ -; at most 128)"),
+            )
+        }
+    };
+    let ring = r.ring.as_ref().map(|v| ring_name(v, "ring")).transpose()?;
+    let alias = match (mode, &r.alias, &ring) {
+        (RouteMode::Decrypt, None, Some(ring)) => ring.clone(),
+        (RouteMode::Decrypt, None, None) => {
+            return ctx.err(
+                r.mode.as_ref().map(|v| v.span()),
+                &key("ring"),
+                "a decrypt route needs ring = \"ALIAS\" (the key ring it decrypts with)",
+            );
+        }
+        (RouteMode::Decrypt, Some(a), _) => {
+            return ctx.err(
+                Some(a.span()),
+                &key("alias"),
+                "a decrypt route encrypts for no certificate: name its key ring with ring = \"ALIAS\"",
+            );
+        }
+        (_, None, _) => {
+            return ctx.err(Some(r.name.span()), &key("alias"), "missing alias");
+        }
+        (_, Some(a), _) => ring_name(a, "alias")?,
+    };
+    if mode != RouteMode::Decrypt
+        && let Some(v) = &r.ring
+    {
+        return ctx.err(
+            Some(v.span()),
+            &key("ring"),
+            "ring is for mode = \"decrypt\" (an encrypt route decrypts answers with response_ring)",
+        );
+    }
+    if mode != RouteMode::Decrypt && r.require_encryption.is_some() {
+        return ctx.err(
+            Some(r.name.span()),
+            &key("require_encryption"),
+            "require_encryption is for mode = \"decrypt\"",
+        );
+    }
+    let response = match r
+        .response
+        .as_ref()
+        .map(|v| (v.get_ref().as_str(), v.span()))
+    {
+        None | Some(("pass", _)) => ResponseMode::Pass,
+        Some(("decrypt", span)) if mode == RouteMode::Decrypt => {
+            return ctx.err(
+                Some(span),
+                &key("response"),
+                "a decrypt route passes answers unchanged",
+            );
+        }
+        Some(("decrypt", _)) => ResponseMode::Decrypt,
+        Some((other, span)) => {
+            return ctx.err(
+                Some(span),
+                &key("response"),
+                format!("{other:?} is not pass or decrypt"),
+            );
+        }
+    };
+    let response_ring = r
+        .response_ring
+        .as_ref()
+        .map(|v| ring_name(v, "response_ring"))
+        .transpose()?;
+    match (response, &response_ring) {
+        (ResponseMode::Decrypt, None) => {
+            return ctx.err(
+                r.response.as_ref().map(|v| v.span()),
+                &key("response_ring"),
+                "response = \"decrypt\" needs response_ring = \"ALIAS\"",
+            );
+        }
+        (ResponseMode::Pass, Some(_)) => {
+            return ctx.err(
+                r.response_ring.as_ref().map(|v| v.span()),
+                &key("response_ring"),
+                "response_ring is for response = \"decrypt\"",
+            );
+        }
+        _ => {}
+    }
     let client_identity = match (&r.client_cert, &r.client_key) {
         (Some(c), Some(k)) => Some((ctx.path(c.get_ref()), ctx.path(k.get_ref()))),
         (None, None) => None,
@@ -387,6 +474,11 @@ pub(super) fn route(
     Ok(RouteConfig {
         upstream,
         alias,
+        ring,
+        require_encryption: r.require_encryption.unwrap_or(true),
+        allow_legacy: r.allow_legacy.unwrap_or(false),
+        response,
+        response_ring,
         algorithms,
         must_understand: r.must_understand.unwrap_or(true),
         on_pause,

@@ -95,6 +95,7 @@ pub(super) struct RawToken {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawKeystore {
     pub(super) dir: Option<Spanned<String>>,
+    pub(super) private_dir: Option<Spanned<String>>,
     pub(super) state_dir: Option<Spanned<String>>,
     pub(super) retention_days: Option<Spanned<i64>>,
     pub(super) min_rsa_bits: Option<Spanned<i64>>,
@@ -109,7 +110,12 @@ pub(super) struct RawRoute {
     pub(super) name: Spanned<String>,
     pub(super) path: Spanned<String>,
     pub(super) upstream: Spanned<String>,
-    pub(super) alias: Spanned<String>,
+    /// Required on encrypt and pass-through routes; a decrypt route names its `ring`.
+    pub(super) alias: Option<Spanned<String>>,
+    pub(super) ring: Option<Spanned<String>>,
+    pub(super) require_encryption: Option<bool>,
+    pub(super) response: Option<Spanned<String>>,
+    pub(super) response_ring: Option<Spanned<String>>,
     pub(super) profile: Option<Spanned<String>>,
     pub(super) key_identifier: Option<Spanned<String>>,
     pub(super) issuer_name_format: Option<Spanned<String>>,

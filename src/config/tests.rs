@@ -219,6 +219,118 @@ alias = "orders-receiver"
         .unwrap_err();
         assert_eq!(e.key, "proxy.xml_limits.max_text_length", "{e}");
     }
+
+    const DECRYPT: &str = r#"
+[[route]]
+name = "inbound"
+path = "/inbound"
+upstream = "http://127.0.0.1:9000/service"
+mode = "decrypt"
+ring = "tenant"
+"#;
+
+    #[test]
+    fn decrypt_routes_name_their_ring_and_require_encryption_by_default() {
+        let c = parse(DECRYPT).unwrap();
+        let r = &c.routes[0];
+        assert_eq!(r.mode, RouteMode::Decrypt);
+        assert_eq!(r.ring.as_deref(), Some("tenant"));
+        assert_eq!(r.alias, "tenant");
+        assert!(r.require_encryption && !r.allow_legacy);
+        assert_eq!(r.response, ResponseMode::Pass);
+        assert_eq!(c.keystore.private_dir, Path::new("/etc/wssgate/private"));
+        assert_eq!(c.rings().into_iter().collect::<Vec<_>>(), vec!["tenant"]);
+        assert_eq!(
+            c.routes_for_alias("tenant").count(),
+            0,
+            "no certificate is loaded for a ring"
+        );
+        let r = &parse(&format!(
+            "{DECRYPT}require_encryption = false\nallow_legacy = true\n"
+        ))
+        .unwrap()
+        .routes[0];
+        assert!(!r.require_encryption && r.allow_legacy);
+        let c = parse("[keystore]\nprivate_dir = \"keys\"\n").unwrap();
+        assert_eq!(c.keystore.private_dir, Path::new("/etc/wssgate/keys"));
+    }
+
+    #[test]
+    fn encrypt_routes_may_decrypt_answers_with_a_ring() {
+        let c = parse(&format!(
+            "{ROUTE}response = \"decrypt\"\nresponse_ring = \"tenant\"\n"
+        ))
+        .unwrap();
+        let r = &c.routes[0];
+        assert_eq!(
+            (r.response, r.response_ring.as_deref()),
+            (ResponseMode::Decrypt, Some("tenant"))
+        );
+        assert_eq!(c.rings().into_iter().collect::<Vec<_>>(), vec!["tenant"]);
+    }
+
+    #[test]
+    fn contradictory_decrypt_settings_are_refused_with_their_key() {
+        let no_ring = DECRYPT.replace("ring = \"tenant\"\n", "");
+        for (text, key, says) in [
+            (no_ring.clone(), "route.inbound.ring", "needs ring"),
+            (
+                format!("{no_ring}alias = \"x\"\n"),
+                "route.inbound.alias",
+                "ring =",
+            ),
+            (
+                format!("{DECRYPT}response = \"decrypt\"\n"),
+                "route.inbound.response",
+                "unchanged",
+            ),
+            (
+                DECRYPT.replace("\"tenant\"", "\"../etc\""),
+                "route.inbound.ring",
+                "not a valid alias",
+            ),
+            (
+                DECRYPT.replace("\"decrypt\"", "\"decipher\""),
+                "route.inbound.mode",
+                "decrypt",
+            ),
+            (
+                format!("{ROUTE}ring = \"tenant\"\n"),
+                "route.orders.ring",
+                "response_ring",
+            ),
+            (
+                format!("{ROUTE}require_encryption = true\n"),
+                "route.orders.require_encryption",
+                "decrypt",
+            ),
+            (
+                format!("{ROUTE}response = \"decrypt\"\n"),
+                "route.orders.response_ring",
+                "needs response_ring",
+            ),
+            (
+                format!("{ROUTE}response_ring = \"tenant\"\n"),
+                "route.orders.response_ring",
+                "response = \"decrypt\"",
+            ),
+            (
+                format!("{ROUTE}response = \"encrypt\"\n"),
+                "route.orders.response",
+                "pass or decrypt",
+            ),
+            (
+                ROUTE.replace("alias = \"orders-receiver\"\n", ""),
+                "route.orders.alias",
+                "missing",
+            ),
+        ] {
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.key, key, "{text}: {e}");
+            assert!(e.message.contains(says), "{text}: {e}");
+            assert!(e.line.is_some(), "{e}");
+        }
+    }
 }
 
 #[cfg(test)]

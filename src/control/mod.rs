@@ -24,6 +24,7 @@
 //! certificate parsing, reloads) runs on the blocking pool, never on the async
 //! workers.
 
+mod keyring;
 mod pause_file;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,6 +33,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::Mutex;
 
+pub use keyring::KeyLive;
 pub use pause_file::{PauseFile, PausedBy, PausedRoutes, Recovered};
 
 use crate::keystore::audit::{self, AuditRecord};
@@ -63,6 +65,12 @@ pub enum ControlError {
     #[error("the certificate was exchanged on disk but the reload failed: {reason}")]
     NotLive {
         outcome: Box<ExchangeOutcome>,
+        reason: ReloadError,
+    },
+    /// The key ring on disk holds the new key; the running snapshot does not.
+    #[error("the key was added on disk but the reload failed: {reason}")]
+    KeyNotLive {
+        outcome: Box<crate::keystore::RingAddOutcome>,
         reason: ReloadError,
     },
     /// The running snapshot (generation `kept_generation`) stays.
@@ -485,6 +493,7 @@ impl Control {
         let after = self.shared.load();
         if result.is_ok() {
             self.adopt_file_changes(&before, &after).await;
+            self.adopt_ring_changes(&before, &after).await;
         }
         if let Some(actor) = actor {
             let mut record = AuditRecord::new(actor.0, "reload", SystemTime::now());

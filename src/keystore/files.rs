@@ -20,6 +20,16 @@ static TEMPORARY: AtomicU64 = AtomicU64::new(0);
 
 /// Replace `path` with `bytes` atomically and durably.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_mode(path, bytes, 0o666)
+}
+
+/// [`write_atomic`] for a secret (a private key): the file is readable by its
+/// owner only from its creation, so no reader ever sees it with a wider mode.
+pub fn write_atomic_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_mode(path, bytes, 0o600)
+}
+
+fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     refuse_symlink(dir)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
@@ -28,12 +38,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         std::process::id(),
         TEMPORARY.fetch_add(1, Ordering::Relaxed)
     ));
-    let mut f = match create_exclusive(&tmp) {
+    let mut f = match create_exclusive(&tmp, mode) {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             // Left by a crashed process with the same id, or planted: removing
             // a link removes the link, never what it points to.
             fs::remove_file(&tmp)?;
-            create_exclusive(&tmp)?
+            create_exclusive(&tmp, mode)?
         }
         other => other?,
     };
@@ -47,10 +57,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// A new file at `path`: fails if anything (a link included) is there already.
-fn create_exclusive(path: &Path) -> io::Result<File> {
+fn create_exclusive(path: &Path, mode: u32) -> io::Result<File> {
     OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(mode)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
 }

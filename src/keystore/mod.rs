@@ -10,25 +10,30 @@
 //! - `state_dir/active/ALIAS.json`: since when the current certificate is active.
 //! - `state_dir/audit.log`: one JSON line per change.
 //! - `state_dir/keystore.lock`: serializes changes between the CLI and the daemon.
+//! - the key rings of the receiver side, on the same mechanisms (the `ring` module's
+//!   `private_dir/RING.pem`, `state_dir/private-archive/`, `state_dir/private-active/`).
 //!
 //! Every change is crash-safe: files are replaced by rename after fsync, so the
 //! keystore always holds the old or the new certificate, never none and never a
 //! torn file. Readers need no lock. This module knows nothing of HTTP or routes;
 //! callers pass the certificate policy a route needs.
 
+mod archive;
 pub mod audit;
 pub mod files;
 mod import;
+mod ring;
 mod staging;
 
 pub use import::certificate_from_file;
+pub use ring::{KeyState, RingAddOutcome, RingKey, RingKeySummary, RingView, pem_from_pkcs12};
 pub use staging::{Activation, Pending};
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +41,7 @@ use crate::config::{KeystoreConfig, is_valid_alias};
 use crate::time::rfc3339;
 use crate::wss::certificate::{CertificateError, CertificatePolicy, first_reason};
 use crate::wss::{CertificateInfo, Recipient};
+use archive::{ArchivePlace, archive_files, purge_archive, read_archive_record};
 use audit::AuditRecord;
 
 /// Why a keystore operation failed. Each names the alias and file concerned.
@@ -72,6 +78,20 @@ pub enum KeystoreError {
         "alias {alias:?}: the upload holds a private key; wssgate needs only the receiver's certificate (keep private keys with the receiver)"
     )]
     PrivateKey { alias: String },
+    #[error("key ring {0:?} is not in keystore.private_dir")]
+    UnknownRing(String),
+    #[error(
+        "{file}: readable by group or others: a private key file must have mode 0600 or stricter (chmod 600 it)"
+    )]
+    KeyFileExposed { file: String },
+    #[error("key ring {ring:?} ({file}): {reason}")]
+    KeyRefused {
+        ring: String,
+        file: String,
+        reason: String,
+    },
+    #[error("key ring {ring:?} already has this key (sha256 {sha256}); nothing to add")]
+    SameKey { ring: String, sha256: String },
     #[error("simulated crash after step {0:?}")]
     SimulatedCrash(ExchangeStep),
 }
@@ -618,32 +638,11 @@ impl Keystore {
         active_from: SystemTime,
         now: SystemTime,
     ) -> Result<(), KeystoreError> {
-        let dir = self.archive_dir(alias);
-        files::create_dir_all_within(&self.config.state_dir, &dir)
-            .map_err(KeystoreError::io(&dir))?;
-        let retain_until =
-            now + Duration::from_secs(u64::from(self.config.retention_days) * 86_400);
-        let stamp = crate::time::rfc3339_millis(now).replace(':', "");
-        let stem = format!("{stamp}-{}", &summary.sha256[..16]);
-        let record = ArchiveRecord {
-            alias: alias.to_string(),
-            sha256: summary.sha256.clone(),
-            serial: summary.serial.clone(),
-            issuer: summary.issuer.clone(),
-            subject: summary.subject.clone(),
-            not_after: summary.not_after.clone(),
-            active_from: crate::time::rfc3339_millis(active_from),
-            retired_at: crate::time::rfc3339_millis(now),
-            retain_until: crate::time::rfc3339_millis(retain_until),
+        let place = ArchivePlace {
+            dir: self.archive_dir(alias),
+            write: files::write_atomic,
         };
-        let pem_path = dir.join(format!("{stem}.pem"));
-        files::write_atomic(&pem_path, pem).map_err(KeystoreError::io(&pem_path))?;
-        let json_path = dir.join(format!("{stem}.json"));
-        let json = serde_json::to_vec_pretty(&record).map_err(|e| KeystoreError::Metadata {
-            file: json_path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        files::write_atomic(&json_path, &json).map_err(KeystoreError::io(&json_path))
+        self.archive_in(&place, alias, pem, summary, active_from, now)
     }
 
     /// Archived certificates of one alias, oldest retirement first.
@@ -708,86 +707,27 @@ impl Keystore {
     /// The only way an archived certificate is ever deleted.
     pub fn purge(&self, actor: &str, now: SystemTime) -> Result<PurgeReport, KeystoreError> {
         let _lock = self.lock()?;
-        let root = self.config.state_dir.join("archive");
-        let mut report = PurgeReport::default();
-        let aliases = match fs::read_dir(&root) {
-            Ok(l) => l
-                .filter_map(|e| e.ok())
-                .filter(|e| e.path().is_dir())
-                .filter_map(|e| e.file_name().to_str().map(str::to_string))
-                .collect::<Vec<_>>(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(KeystoreError::io(&root)(e)),
-        };
-        for alias in aliases {
-            let dir = root.join(&alias);
-            for (json, pem) in archive_files(&dir)? {
-                let record = read_archive_record(&json)?;
-                let expired = humantime::parse_rfc3339(&record.retain_until).map_err(|e| {
-                    KeystoreError::Metadata {
-                        file: json.display().to_string(),
-                        reason: format!("retain_until: {e}"),
-                    }
-                })? < now;
-                if expired {
-                    // The certificate first, then its metadata: a crash in between
-                    // leaves metadata that the next purge finishes.
-                    match fs::remove_file(&pem) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(KeystoreError::io(&pem)(e)),
-                    }
-                    fs::remove_file(&json).map_err(KeystoreError::io(&json))?;
-                    files::sync_dir(&dir).map_err(KeystoreError::io(&dir))?;
-                    report.deleted.push(record);
-                } else {
-                    report.kept.push(record);
-                }
-            }
-        }
-        let mut record = AuditRecord::new(actor, "purge", now);
+        let report = purge_archive(&self.config.state_dir.join("archive"), now)?;
+        self.audit_purge("purge", actor, &report, now)?;
+        Ok(report)
+    }
+
+    fn audit_purge(
+        &self,
+        action: &str,
+        actor: &str,
+        report: &PurgeReport,
+        now: SystemTime,
+    ) -> Result<(), KeystoreError> {
+        let mut record = AuditRecord::new(actor, action, now);
         record.detail = Some(serde_json::json!({
             "deleted": report.deleted.iter().map(|r| serde_json::json!({
                 "alias": r.alias, "sha256": r.sha256, "serial": r.serial, "retain_until": r.retain_until,
             })).collect::<Vec<_>>(),
             "kept": report.kept.len(),
         }));
-        self.audit(&record)?;
-        Ok(report)
+        self.audit(&record)
     }
-}
-
-/// The metadata beside an archived certificate.
-fn read_archive_record(json: &Path) -> Result<ArchiveRecord, KeystoreError> {
-    let bytes = fs::read(json).map_err(KeystoreError::io(json))?;
-    serde_json::from_slice(&bytes).map_err(|e| KeystoreError::Metadata {
-        file: json.display().to_string(),
-        reason: e.to_string(),
-    })
-}
-
-/// `(metadata.json, certificate.pem)` pairs in an archive directory.
-fn archive_files(dir: &Path) -> Result<Vec<(PathBuf, PathBuf)>, KeystoreError> {
-    let listing = match fs::read_dir(dir) {
-        Ok(l) => l,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(KeystoreError::io(dir)(e)),
-    };
-    let mut out = Vec::new();
-    for item in listing {
-        let path = item.map_err(KeystoreError::io(dir))?.path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        if name.starts_with('.') || !name.ends_with(".json") {
-            continue;
-        }
-        let pem = path.with_extension("pem");
-        out.push((path, pem));
-    }
-    out.sort();
-    Ok(out)
 }
 
 /// A certificate as PEM, to be written at `path` (which an error names).

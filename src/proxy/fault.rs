@@ -38,6 +38,13 @@ pub enum Fault {
     },
     /// The alias has no usable certificate, or the cipher failed.
     EncryptionFailed,
+    /// A decrypt route's request carries no EncryptedKey (`require_encryption`).
+    NotEncrypted,
+    /// A decrypt route's request could not be decrypted: one answer for an
+    /// unknown key, a bad padding, a bad tag or a bad plaintext (no oracle).
+    DecryptionFailed,
+    /// An answer of `response = "decrypt"` could not be decrypted.
+    ResponseDecryptionFailed,
     UpstreamUnreachable(String),
     UpstreamTimeout,
     /// A fault of wssgate's own (a task that died, a URI it built wrongly): the
@@ -70,6 +77,8 @@ impl Fault {
             Fault::MethodNotAllowed => "method-not-allowed",
             Fault::RoutePaused { .. } => "route-paused",
             Fault::EncryptionFailed => "encryption-failed",
+            Fault::NotEncrypted => "not-encrypted",
+            Fault::DecryptionFailed | Fault::ResponseDecryptionFailed => "decryption-failed",
             Fault::UpstreamUnreachable(_) => "upstream-unreachable",
             Fault::UpstreamTimeout => "upstream-timeout",
             Fault::Internal(_) => "internal-error",
@@ -81,7 +90,10 @@ impl Fault {
             Fault::MalformedEnvelope(_)
             | Fault::EmptyBody
             | Fault::AlreadyEncrypted
-            | Fault::XmlLimitExceeded { .. } => StatusCode::BAD_REQUEST,
+            | Fault::XmlLimitExceeded { .. }
+            | Fault::NotEncrypted
+            | Fault::DecryptionFailed => StatusCode::BAD_REQUEST,
+            Fault::ResponseDecryptionFailed => StatusCode::BAD_GATEWAY,
             Fault::UnsupportedMediaType(_) | Fault::UnsupportedEncoding(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
@@ -108,8 +120,12 @@ impl Fault {
             | Fault::PayloadTooLarge(_)
             | Fault::RequestTimeout
             | Fault::NoRoute
-            | Fault::MethodNotAllowed => Culprit::Caller,
-            Fault::UpstreamUnreachable(_) | Fault::UpstreamTimeout => Culprit::Upstream,
+            | Fault::MethodNotAllowed
+            | Fault::NotEncrypted
+            | Fault::DecryptionFailed => Culprit::Caller,
+            Fault::UpstreamUnreachable(_)
+            | Fault::UpstreamTimeout
+            | Fault::ResponseDecryptionFailed => Culprit::Upstream,
             Fault::RoutePaused { .. } | Fault::EncryptionFailed | Fault::Internal(_) => {
                 Culprit::Gateway
             }
@@ -144,6 +160,11 @@ impl Fault {
                 "the route is paused for a certificate renewal; retry later".into()
             }
             Fault::EncryptionFailed => "the request could not be encrypted for the receiver".into(),
+            Fault::NotEncrypted => "the request is not encrypted (no EncryptedKey)".into(),
+            Fault::DecryptionFailed => "the request could not be decrypted".into(),
+            Fault::ResponseDecryptionFailed => {
+                "the receiver's answer could not be decrypted".into()
+            }
             Fault::UpstreamUnreachable(_) => "the receiver could not be reached".into(),
             Fault::UpstreamTimeout => "the receiver did not answer in time".into(),
             Fault::Internal(_) => "wssgate could not handle the request".into(),

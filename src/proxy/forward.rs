@@ -23,11 +23,12 @@ use super::access::Access;
 use super::fault::{Culprit, Fault};
 use super::gate::InFlight;
 use super::headers::{forward_headers, request_id, strip_hop_by_hop, version_from_content_type};
+use super::inbound::{self, Side};
 use super::target::{normalize_path, upstream_uri};
 use super::{BoxError, Proxy, ProxyBody, RequestBody, full_body, stream};
-use crate::config::{AlreadyEncrypted, RouteMode};
+use crate::config::{AlreadyEncrypted, ResponseMode, RouteMode};
 use crate::state::{Route, Snapshot};
-use crate::wss::{self, EncryptError, EncryptOptions, SoapVersion};
+use crate::wss::{self, EncryptError, EncryptOptions, Recipient, SoapVersion};
 
 /// Bodies up to this size are encrypted on the async worker; larger ones on the
 /// blocking pool so they do not stall other connections.
@@ -112,10 +113,19 @@ where
             (sent, Some(encrypted))
         }
     };
-    match streamed {
+    let answer = match streamed {
         None => sent,
         Some(encrypted) => finish_stream(sent, encrypted, exchange),
-    }
+    }?;
+    let route = &admitted.route;
+    let ring = match (route.config.response, &route.response_ring) {
+        (ResponseMode::Decrypt, Some(ring)) => ring.clone(),
+        _ => return Ok(answer),
+    };
+    let options = inbound::options(route.config.allow_legacy, route.config.xml_limits);
+    let max_body = admitted.snapshot.config.proxy.max_body;
+    let request_id = exchange.access.request_id.clone();
+    inbound::decrypt_answer(proxy, ring, answer, max_body, options, request_id).await
 }
 
 /// Route, method, gate, snapshot.
@@ -244,9 +254,49 @@ where
         return Err(Fault::PayloadTooLarge(max_body));
     }
     let route = &admitted.route;
-    let pass_through = route.config.mode == RouteMode::PassThrough;
     exchange.access.alias = Some(route.config.alias.clone());
-    exchange.access.certificate = Some(route.recipient.info().sha256.clone());
+    if route.config.mode == RouteMode::Decrypt {
+        // Buffered whole: the EncryptedKey may follow what it decrypts.
+        let (input, rest) = read_head(body, max_body, max_body, deadline).await?;
+        if rest.is_some() {
+            return Err(Fault::PayloadTooLarge(max_body));
+        }
+        exchange.access.bytes_in = input.len() as u64;
+        exchange.version = wss::sniff_version(&input).or(exchange.version);
+        let ring = route
+            .ring
+            .as_ref()
+            .ok_or_else(|| Fault::Internal("a decrypt route without its key ring".into()))?;
+        let started = std::time::Instant::now();
+        let decrypted = inbound::decrypt(
+            proxy,
+            ring,
+            input,
+            inbound::options(route.config.allow_legacy, route.config.xml_limits),
+            route.config.require_encryption,
+            Side::Request,
+            &exchange.access.request_id,
+        )
+        .await;
+        exchange.access.encryption_seconds = Some(started.elapsed().as_secs_f64());
+        let decrypted = decrypted?;
+        exchange.access.certificate = decrypted.certificate;
+        let output = decrypted.body;
+        exchange.access.bytes_out = output.len() as u64;
+        let mut headers = headers_for(exchange.version);
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(output.len()));
+        return Ok(Prepared::Ready(Outbound {
+            method: Method::POST,
+            headers,
+            body: full_body(output),
+        }));
+    }
+    let pass_through = route.config.mode == RouteMode::PassThrough;
+    let recipient = route
+        .recipient
+        .clone()
+        .ok_or_else(|| Fault::Internal("an encrypt route without its certificate".into()))?;
+    exchange.access.certificate = Some(recipient.info().sha256.clone());
     exchange.access.algorithms = Some(route.config.algorithms.to_string());
     let options = EncryptOptions {
         algorithms: route.config.algorithms,
@@ -263,7 +313,7 @@ where
             head
         } else {
             let started = std::time::Instant::now();
-            let encrypted = encrypt_buffered(proxy, route, head.clone(), options).await?;
+            let encrypted = encrypt_buffered(proxy, &recipient, head.clone(), options).await?;
             exchange.access.encryption_seconds = Some(started.elapsed().as_secs_f64());
             match encrypted {
                 Ok(out) => Bytes::from(out),
@@ -287,7 +337,6 @@ where
     // Streamed: encrypt as it arrives, chunked to the upstream.
     let reader = stream::read_body(head, rest, max_body, deadline);
     let (mut writer, upstream_body) = stream::body_channel();
-    let recipient = route.recipient.clone();
     let encryption = tokio::task::spawn_blocking(move || {
         let result = if pass_through {
             copy_unchanged(reader, &mut writer)
@@ -403,14 +452,14 @@ fn copy_unchanged(
 
 async fn encrypt_buffered(
     proxy: &Proxy,
-    route: &Route,
+    recipient: &Arc<Recipient>,
     input: Bytes,
     options: EncryptOptions,
 ) -> Result<Result<Vec<u8>, EncryptError>, Fault> {
     if input.len() <= INLINE_ENCRYPT_LIMIT {
-        return Ok(wss::encrypt_to_vec(&input, &route.recipient, &options).map(|(out, _)| out));
+        return Ok(wss::encrypt_to_vec(&input, recipient, &options).map(|(out, _)| out));
     }
-    let recipient = route.recipient.clone();
+    let recipient = recipient.clone();
     let permit = proxy.encryptions.clone().acquire_owned().await;
     match tokio::task::spawn_blocking(move || {
         let _permit = permit;

@@ -5,17 +5,23 @@
 //!
 //! Bodies up to `stream_threshold` are buffered and sent with a Content-Length;
 //! larger ones are encrypted as they arrive and streamed chunked to the upstream,
-//! so memory stays flat up to `max_body`. wssgate's own errors are SOAP Faults made
-//! in one place ([`fault`]). A request is never retried once a byte was sent.
+//! so memory stays flat up to `max_body`. A decrypt route (the receiver side)
+//! reads the request whole and decrypts it with its key ring instead, and an
+//! encrypt route with `response = "decrypt"` decrypts the answer (`inbound`).
+//! wssgate's own errors are SOAP Faults made in one place ([`fault`]). A request
+//! is never retried once a byte was sent.
 
 mod access;
 pub mod fault;
 mod forward;
 pub mod gate;
 mod headers;
+mod inbound;
 pub mod stream;
 mod target;
 pub mod upstream;
+
+pub use inbound::decrypt_request;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -61,8 +67,9 @@ pub struct Proxy {
     clients: upstream::Clients,
     /// Pause state per route; outlives snapshots.
     pub gates: Arc<gate::Gates>,
-    /// Bounds buffered encryptions running at once on the blocking pool: more
-    /// than the cores can run only adds threads and their working memory.
+    /// Bounds buffered encryptions and decryptions running at once on the
+    /// blocking pool: more than the cores can run only adds threads and their
+    /// working memory.
     encryptions: Arc<tokio::sync::Semaphore>,
     /// Client connections open at once, within the descriptor budget
     /// ([`crate::descriptors`]).

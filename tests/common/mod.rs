@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use openssl::pkey::{PKey, Private};
+
+pub mod java;
 pub use wssgate::receiver::CertSpec;
 use wssgate::receiver::KeyPair;
 
@@ -359,6 +361,32 @@ alias = "orders-receiver"
         )
     }
 
+    /// The configuration of one decrypt route `/inbound` to `upstream`, with the
+    /// key ring `tenant` (`{dir}/private/tenant.pem`).
+    pub fn decrypt_config(upstream: &str, extra_route: &str, extra_proxy: &str) -> String {
+        format!(
+            r#"[proxy]
+listen = "127.0.0.1:0"
+upstream_timeout = "5s"
+shutdown_grace = "5s"
+drain_delay = "200ms"
+{extra_proxy}
+[keystore]
+dir = "{{dir}}/keystore"
+private_dir = "{{dir}}/private"
+state_dir = "{{dir}}/var"
+
+[[route]]
+name = "inbound"
+path = "/inbound"
+upstream = "{upstream}"
+mode = "decrypt"
+ring = "tenant"
+{extra_route}
+"#
+        )
+    }
+
     pub type Client = hyper_util::client::legacy::Client<
         hyper_util::client::legacy::connect::HttpConnector,
         Full<Bytes>,
@@ -522,6 +550,16 @@ pub fn write_keystore(dir: &std::path::Path, certificates: &[(&str, Vec<u8>)]) {
     for (alias, pem) in certificates {
         std::fs::write(dir.join(format!("keystore/{alias}.pem")), pem).unwrap();
     }
+}
+
+/// A key ring `dir/private/RING.pem` (key and certificate, mode 0600), as
+/// `keystore.private_dir = "{dir}/private"` reads it.
+pub fn write_ring(dir: &std::path::Path, ring: &str, key: &TestReceiver) {
+    std::fs::create_dir_all(dir.join("private")).unwrap();
+    write_secret(
+        &dir.join(format!("private/{ring}.pem")),
+        key.key_and_cert_pem(),
+    );
 }
 
 pub fn free_port() -> u16 {

@@ -8,6 +8,8 @@
 //       per case and receiver: "dom|stax<TAB>name<TAB>ok", "...<TAB>differs<TAB>what" or
 //       "...<TAB>refused<TAB>reason" (the exception, then what WSS4J logged meanwhile).
 //       "ok" means the Body children equal the original's after exclusive C14N.
+//   encrypt KEYSTORE.p12 PASSWORD MANIFEST
+//       A WSS4J 3 sender (Senders.java): encrypts each case for a certificate.
 //   serve KEYSTORE.p12 PASSWORD
 //       Publishes the CXF services of Services.java on 127.0.0.1, prints
 //       "listening<TAB>PORT<TAB>path,path,...", and runs until standard input closes.
@@ -38,14 +40,15 @@ public final class Harness {
         // WSS4J's own initialization (it registers its messages with Santuario's).
         org.apache.wss4j.dom.engine.WSSConfig.init();
         quietLogging();
-        if (args.length < 3 || (args[0].equals("decrypt") && args.length < 4)) {
-            System.err.println("usage: decrypt KEYSTORE PASSWORD MANIFEST | serve KEYSTORE PASSWORD");
+        if (args.length < 3 || (!args[0].equals("serve") && args.length < 4)) {
+            System.err.println("usage: decrypt|encrypt KEYSTORE PASSWORD MANIFEST | serve KEYSTORE PASSWORD");
             System.exit(2);
         }
         Crypto crypto = crypto(args[1], args[2]);
         CallbackHandler passwords = passwords(args[2]);
         switch (args[0]) {
             case "decrypt" -> Receivers.run(crypto, passwords, Paths.get(args[3]));
+            case "encrypt" -> Senders.run(crypto, Paths.get(args[3]));
             case "serve" -> Services.run(crypto, passwords);
             default -> {
                 System.err.println("unknown mode " + args[0]);

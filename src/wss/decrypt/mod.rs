@@ -11,17 +11,45 @@
 //! BinarySecurityToken, `wsse:KeyIdentifier` (SKI, ThumbprintSHA1, X509v3),
 //! `ds:X509Certificate` and `ds:X509SKI`. An EncryptedKey without any of them is
 //! tried with every key.
+//!
+//! [`decrypt_with`] is the gateway's entry: the XML limits of the route on the
+//! input and on the plaintext, rsa-1_5 only when allowed, and no timing or
+//! answer that tells the causes of a failure apart ([`oracle`]): an unknown key
+//! costs a private-key operation as a known one does, and a failed rsa-1_5
+//! unwrap continues with a random key (implicit rejection), so that it fails
+//! where a wrong key would, in the data decryption.
+
+mod limits;
+pub mod oracle;
+
+pub use limits::LimitExceeded;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use openssl::hash::MessageDigest;
-use roxmltree::{Document, Node, ParsingOptions};
+use std::collections::HashMap;
 
+use roxmltree::{Document, Node, NodeId, ParsingOptions};
+
+use super::Limits;
 use super::algorithms::{DataEncryption, KeyTransport, digest_from_uri, mgf_from_uri, ns, uri};
 use super::certificate::{CertificateInfo, parse_certificate, same_distinguished_name};
 use super::cipher::{self, CipherError, UnwrapParams};
 use super::input;
 use super::keys::{KeyRing, PrivateKeyEntry};
+
+/// Most EncryptedKeys decrypted in one message: each costs private-key
+/// operations, and a message is encrypted for one recipient.
+pub const MAX_ENCRYPTED_KEYS: usize = 16;
+
+/// How the gateway decrypts: bounds and policy.
+#[derive(Debug, Clone, Copy)]
+pub struct DecryptOptions {
+    /// Accept rsa-1_5 key transport (`allow_legacy`).
+    pub allow_rsa15: bool,
+    /// The route's XML limits, applied to the input and to the result.
+    pub limits: Limits,
+}
 
 /// Why a document could not be decrypted.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +76,12 @@ pub enum DecryptError {
     Cipher(#[from] CipherError),
     #[error("decrypted content is not well-formed XML in place: {0}")]
     BadPlaintext(String),
+    #[error("{0}")]
+    Limit(#[from] LimitExceeded),
+    #[error("more than {MAX_ENCRYPTED_KEYS} EncryptedKeys")]
+    TooManyEncryptedKeys,
+    #[error("key transport rsa-1_5 is refused unless allow_legacy = true")]
+    LegacyRefused,
 }
 
 /// What one decryption found.
@@ -61,6 +95,8 @@ pub struct DecryptSummary {
     pub key_sources: Vec<String>,
     /// Data encryption algorithms met.
     pub data_algorithms: Vec<DataEncryption>,
+    /// Which of the keys given to [`decrypt_with`] were used, by index.
+    pub keys_used: Vec<usize>,
 }
 
 /// A byte-range edit of the original text.
@@ -162,14 +198,33 @@ fn id_of<'a>(node: &Node<'a, '_>) -> Option<&'a str> {
         .or_else(|| node.attribute("ID"))
 }
 
-fn find_by_id<'a, 'i>(doc: &'a Document<'i>, reference: &str) -> Option<Node<'a, 'i>> {
-    let id = reference.strip_prefix('#')?;
-    doc.descendants()
-        .find(|n| n.is_element() && id_of(n) == Some(id))
+/// The elements of a document by Id, built once: a reference is found in
+/// constant time, so many references cost no more than one each.
+struct Ids<'a, 'i> {
+    doc: &'a Document<'i>,
+    by_id: HashMap<&'a str, NodeId>,
+}
+
+impl<'a, 'i> Ids<'a, 'i> {
+    fn of(doc: &'a Document<'i>) -> Ids<'a, 'i> {
+        let mut by_id = HashMap::new();
+        for n in doc.descendants().filter(|n| n.is_element()) {
+            if let Some(id) = id_of(&n) {
+                // The first element with an Id wins, as a document-order search would.
+                by_id.entry(id).or_insert(n.id());
+            }
+        }
+        Ids { doc, by_id }
+    }
+
+    fn find(&self, reference: &str) -> Option<Node<'a, 'i>> {
+        let id = reference.strip_prefix('#')?;
+        self.by_id.get(id).and_then(|n| self.doc.get_node(*n))
+    }
 }
 
 /// Work out which key an EncryptedKey names from its KeyInfo.
-fn key_reference(doc: &Document<'_>, ek: Node<'_, '_>) -> Result<KeyReference, DecryptError> {
+fn key_reference(ids: &Ids<'_, '_>, ek: Node<'_, '_>) -> Result<KeyReference, DecryptError> {
     let Some(key_info) = child(ek, ns::DS, "KeyInfo") else {
         return Ok(KeyReference::Unnamed);
     };
@@ -186,7 +241,7 @@ fn key_reference(doc: &Document<'_>, ek: Node<'_, '_>) -> Result<KeyReference, D
                     return Ok(r);
                 }
             } else if is(&node, ns::WSSE, "Reference") {
-                let Some(target) = node.attribute("URI").and_then(|u| find_by_id(doc, u)) else {
+                let Some(target) = node.attribute("URI").and_then(|u| ids.find(u)) else {
                     continue;
                 };
                 if is(&target, ns::WSSE, "BinarySecurityToken") {
@@ -312,6 +367,38 @@ pub fn decrypt_document(
     document: &[u8],
     keys: &KeyRing,
 ) -> Result<(Vec<u8>, DecryptSummary), DecryptError> {
+    let keys: Vec<&PrivateKeyEntry> = keys.entries.iter().collect();
+    decode_and(document, |text| decrypt_text(text, &keys, None))
+}
+
+/// Decrypt a document as the gateway does: with `keys` (tried in order where
+/// several match), within `options`' limits and policy. An error tells the
+/// cause for the log; callers must answer every decryption failure alike
+/// ([`oracle::Failure`]).
+pub fn decrypt_with(
+    document: &[u8],
+    keys: &[&PrivateKeyEntry],
+    options: &DecryptOptions,
+) -> Result<(Vec<u8>, DecryptSummary), DecryptError> {
+    decode_and(document, |text| decrypt_text(text, keys, Some(options)))
+}
+
+/// Whether a document holds an EncryptedKey (a decrypt route's
+/// `require_encryption`), judged on the bytes before any parsing.
+pub fn mentions_encrypted_key(document: &[u8]) -> bool {
+    memchr_find(document, b"EncryptedKey")
+}
+
+fn memchr_find(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Decode a document to UTF-8 text, run `work` on it, and encode the result as
+/// the input was (a UTF-8 byte order mark kept).
+fn decode_and(
+    document: &[u8],
+    work: impl FnOnce(&str) -> Result<(String, DecryptSummary), DecryptError>,
+) -> Result<(Vec<u8>, DecryptSummary), DecryptError> {
     let (mut reader, info) = input::utf8_reader(document).map_err(|e| match e {
         input::InputError::Io(io) => DecryptError::Read(io),
         input::InputError::Unsupported(u) => DecryptError::Encoding(u),
@@ -332,7 +419,7 @@ pub fn decrypt_document(
             &text[end..]
         );
     }
-    let (out, summary) = decrypt_text(&text, keys)?;
+    let (out, summary) = work(&text)?;
     let mut bytes = Vec::with_capacity(out.len() + 3);
     if info.utf8_bom {
         bytes.extend_from_slice(&[0xEF, 0xBB, 0xBF]);
@@ -341,16 +428,30 @@ pub fn decrypt_document(
     Ok((bytes, summary))
 }
 
-fn parse(text: &str) -> Result<Document<'_>, DecryptError> {
+fn parse<'i>(text: &'i str, limits: Option<&Limits>) -> Result<Document<'i>, DecryptError> {
     let options = ParsingOptions {
         allow_dtd: false,
+        nodes_limit: limits.map_or(u32::MAX, limits::nodes_limit),
         ..ParsingOptions::default()
     };
-    Document::parse_with_options(text, options).map_err(|e| DecryptError::Parse(e.to_string()))
+    let doc = Document::parse_with_options(text, options).map_err(|e| match e {
+        roxmltree::Error::NodesLimitReached => DecryptError::Limit(LimitExceeded::elements(limits)),
+        e => DecryptError::Parse(e.to_string()),
+    })?;
+    if let Some(limits) = limits {
+        limits::check(&doc, limits)?;
+    }
+    Ok(doc)
 }
 
-fn decrypt_text(text: &str, keys: &KeyRing) -> Result<(String, DecryptSummary), DecryptError> {
-    let doc = parse(text)?;
+fn decrypt_text(
+    text: &str,
+    keys: &[&PrivateKeyEntry],
+    options: Option<&DecryptOptions>,
+) -> Result<(String, DecryptSummary), DecryptError> {
+    let limits = options.map(|o| &o.limits);
+    let doc = parse(text, limits)?;
+    let ids = Ids::of(&doc);
     let encrypted_keys: Vec<Node<'_, '_>> = doc
         .descendants()
         .filter(|n| is(n, ns::XENC, "EncryptedKey"))
@@ -358,29 +459,45 @@ fn decrypt_text(text: &str, keys: &KeyRing) -> Result<(String, DecryptSummary), 
     if encrypted_keys.is_empty() {
         return Err(DecryptError::NoEncryptedKey);
     }
+    if options.is_some() && encrypted_keys.len() > MAX_ENCRYPTED_KEYS {
+        return Err(DecryptError::TooManyEncryptedKeys);
+    }
     let mut summary = DecryptSummary::default();
     let mut edits: Vec<Edit> = Vec::new();
     let mut unmatched: Vec<String> = Vec::new();
     let mut removed: Vec<roxmltree::NodeId> = Vec::new();
     for ek in encrypted_keys {
-        let reference = key_reference(&doc, ek)?;
+        let reference = key_reference(&ids, ek)?;
         // Keys whose certificate matches first, then keys held without a
         // certificate (they can only be tried).
-        let candidates: Vec<_> = keys
-            .entries
+        let candidates: Vec<(usize, &PrivateKeyEntry)> = keys
             .iter()
-            .filter(|k| reference.matches(k))
+            .enumerate()
+            .filter(|(_, k)| reference.matches(k))
             .chain(
-                keys.entries
-                    .iter()
-                    .filter(|k| k.info.is_none() && !reference.matches(k)),
+                keys.iter()
+                    .enumerate()
+                    .filter(|(_, k)| k.info.is_none() && !reference.matches(k)),
             )
+            .map(|(i, k)| (i, *k))
             .collect();
         if candidates.is_empty() {
+            if options.is_some() {
+                // As much private-key work as a known key: an unknown key is
+                // not told apart by the time it takes.
+                oracle::equal_work(keys, ek);
+            }
             unmatched.push(reference.to_string());
             continue;
         }
         let found = unwrap_params(ek)?;
+        if let Some(o) = options
+            && found.transport == KeyTransport::Rsa15
+            && !o.allow_rsa15
+        {
+            oracle::equal_work(keys, ek);
+            return Err(DecryptError::LegacyRefused);
+        }
         let wrapped = cipher_value(ek)?;
         let params = UnwrapParams {
             transport: found.transport,
@@ -388,30 +505,56 @@ fn decrypt_text(text: &str, keys: &KeyRing) -> Result<(String, DecryptSummary), 
             mgf1: found.mgf1,
             label: found.label.as_deref(),
         };
+        let targets = targets_of(&ids, ek)?;
         let mut unwrapped = None;
-        for entry in &candidates {
+        for (index, entry) in &candidates {
             if let Ok(k) = cipher::unwrap_key(&entry.key, params, &wrapped) {
-                unwrapped = Some((k, *entry));
+                unwrapped = Some((k, *index, *entry));
                 break;
             }
         }
-        let Some((content_key, entry)) = unwrapped else {
+        // rsa-1_5 with implicit rejection: a failed unwrap, or a key of the
+        // wrong length, goes on with a random key of the right length, so it
+        // fails in the data decryption like any wrong key.
+        let mut rejected = None;
+        if options.is_some() && found.transport == KeyTransport::Rsa15 {
+            let expected = oracle::expected_key_len(&targets);
+            let usable = unwrapped
+                .as_ref()
+                .is_some_and(|(k, _, _)| Some(k.len()) == expected || expected.is_none());
+            if !usable && let Some((index, entry)) = candidates.first() {
+                let random = oracle::random_key(expected.unwrap_or(32))?;
+                unwrapped = Some((random, *index, *entry));
+                rejected = Some(DecryptError::UnwrapFailed {
+                    id: id_of(&ek).unwrap_or("(no Id)").to_string(),
+                    reference: reference.to_string(),
+                });
+            }
+        }
+        let Some((content_key, index, entry)) = unwrapped else {
             return Err(DecryptError::UnwrapFailed {
                 id: id_of(&ek).unwrap_or("(no Id)").to_string(),
                 reference: reference.to_string(),
             });
         };
-        let targets = targets_of(&doc, ek)?;
         for ed in targets {
-            let edit = decrypt_one(ed, &content_key, &mut summary)?;
-            edits.push(edit);
+            match decrypt_one(ed, &content_key, &mut summary) {
+                Ok(edit) => edits.push(edit),
+                // The real cause, for the log.
+                Err(e) => return Err(rejected.unwrap_or(e)),
+            }
+        }
+        if let Some(cause) = rejected {
+            // A random key that decrypted: the plaintext cannot be the sender's.
+            return Err(cause);
         }
         if let Some(info) = &entry.info {
             summary.certificates.push(info.sha256.clone());
         }
         summary.key_sources.push(entry.source.clone());
+        summary.keys_used.push(index);
         removed.push(ek.id());
-        if let Some(token) = referenced_token(&doc, ek) {
+        if let Some(token) = referenced_token(&ids, ek) {
             removed.push(token.id());
         }
     }
@@ -419,6 +562,7 @@ fn decrypt_text(text: &str, keys: &KeyRing) -> Result<(String, DecryptSummary), 
         return Err(DecryptError::NoMatchingKey(unmatched.join("; ")));
     }
     // Removals: a Security header whose elements all go is removed whole.
+    let removed_set: std::collections::HashSet<NodeId> = removed.iter().copied().collect();
     for id in &removed {
         let node = doc.get_node(*id).ok_or(DecryptError::Malformed("node"))?;
         if let Some(parent) = node.parent_element()
@@ -426,7 +570,7 @@ fn decrypt_text(text: &str, keys: &KeyRing) -> Result<(String, DecryptSummary), 
             && parent
                 .children()
                 .filter(|c| c.is_element())
-                .all(|c| removed.contains(&c.id()))
+                .all(|c| removed_set.contains(&c.id()))
         {
             edits.push(Edit {
                 start: parent.range().start,
@@ -445,6 +589,12 @@ fn decrypt_text(text: &str, keys: &KeyRing) -> Result<(String, DecryptSummary), 
     // that data, as libxmlsec1 does.
     let root = doc.root_element();
     if is(&root, ns::XENC, "EncryptedData") && !carries_xml(&root) {
+        if options.is_some() {
+            // The gateway forwards SOAP envelopes, never bare data.
+            return Err(DecryptError::BadPlaintext(
+                "the document is encrypted data, not an envelope".into(),
+            ));
+        }
         let data = edits
             .into_iter()
             .find(|e| e.start == root.range().start)
@@ -454,7 +604,7 @@ fn decrypt_text(text: &str, keys: &KeyRing) -> Result<(String, DecryptSummary), 
     }
     let out = apply(text, edits);
     // The plaintext came from the message: it must fit where it was put.
-    parse(&out).map_err(|e| DecryptError::BadPlaintext(e.to_string()))?;
+    parse(&out, limits).map_err(|e| DecryptError::BadPlaintext(e.to_string()))?;
     Ok((out, summary))
 }
 
@@ -467,25 +617,27 @@ fn carries_xml(ed: &Node<'_, '_>) -> bool {
 }
 
 /// The BinarySecurityToken an EncryptedKey references, if any.
-fn referenced_token<'a, 'i>(doc: &'a Document<'i>, ek: Node<'a, 'i>) -> Option<Node<'a, 'i>> {
+fn referenced_token<'a, 'i>(ids: &Ids<'a, 'i>, ek: Node<'a, 'i>) -> Option<Node<'a, 'i>> {
     let key_info = child(ek, ns::DS, "KeyInfo")?;
     let str_node = child(key_info, ns::WSSE, "SecurityTokenReference")?;
     let reference = child(str_node, ns::WSSE, "Reference")?;
-    let target = find_by_id(doc, reference.attribute("URI")?)?;
+    let target = ids.find(reference.attribute("URI")?)?;
     is(&target, ns::WSSE, "BinarySecurityToken").then_some(target)
 }
 
 /// The EncryptedData elements an EncryptedKey is for: its ReferenceList, or the
 /// EncryptedData that carries it in its KeyInfo, or those referencing it by Id.
 fn targets_of<'a, 'i>(
-    doc: &'a Document<'i>,
+    ids: &Ids<'a, 'i>,
     ek: Node<'a, 'i>,
 ) -> Result<Vec<Node<'a, 'i>>, DecryptError> {
+    let doc = ids.doc;
     let mut targets = Vec::new();
     if let Some(list) = child(ek, ns::XENC, "ReferenceList") {
         for r in list.children().filter(|c| is(c, ns::XENC, "DataReference")) {
             let u = r.attribute("URI").unwrap_or_default();
-            let ed = find_by_id(doc, u)
+            let ed = ids
+                .find(u)
                 .filter(|n| is(n, ns::XENC, "EncryptedData"))
                 .ok_or_else(|| DecryptError::DanglingReference(u.to_string()))?;
             targets.push(ed);

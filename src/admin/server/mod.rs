@@ -1,38 +1,38 @@
 //! The admin API server: authentication, routing of paths to [`Control`]
 //! operations and views, and the one conversion of [`ControlError`] into an HTTP
-//! answer. It holds no renewal logic.
+//! answer (`errors`). It holds no renewal logic. Request bodies with
+//! certificates and keys are read in `bodies`; the listeners are in `listen`.
 
-use std::convert::Infallible;
+mod bodies;
+mod errors;
+mod listen;
+
+use bodies::{certificate_body, key_body};
+pub use errors::ApiError;
+use errors::{error_response, file_names_only, json_response};
+pub use listen::{run, run_probe, tls_acceptor};
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Body;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use serde::Serialize;
-use tokio::net::TcpListener;
 
 use super::contract::{
-    self, AliasView, CertificateView, ErrorAnswer, ExchangeAnswer, ExchangeQuery, Health,
+    self, AliasView, CertificateView, ExchangeAnswer, ExchangeQuery, Health, KeyringAddAnswer,
     KeystoreAlias, KeystoreEntry, PauseAnswer, PauseQuery, ReloadAnswer, ReloadCounts,
-    ReloadRefused, ResumeAnswer, RouteState, RouteView, StageAnswer, StatusAnswer, WithdrawAnswer,
+    ResumeAnswer, RouteState, RouteView, StageAnswer, StatusAnswer, WithdrawAnswer,
 };
-use crate::config::{ListenerLimits, OnPause, Role};
+use crate::config::{OnPause, Role};
 use crate::control::{Actor, Control, ControlError};
 use crate::keystore::{self, CertificateSummary, Keystore, KeystoreError};
-use crate::listener::Acceptor;
 use crate::proxy::{BoxError, ProxyBody, full_body};
 use crate::state::{ReloadTrigger, Snapshot, token_digest};
 use crate::time::rfc3339;
-
-/// Largest certificate accepted by `PUT /v1/keystore/{alias}`.
-const MAX_CERTIFICATE_BYTES: usize = 1 << 20;
 
 /// What the admin API works on.
 pub struct Admin {
@@ -45,113 +45,6 @@ pub struct Admin {
     pub draining: AtomicBool,
     /// The address the admin listener is bound to (for the Host check).
     pub bound: SocketAddr,
-}
-
-/// An answer other than success: status and a JSON body.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    body: serde_json::Value,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError::with_body(
-            status,
-            &ErrorAnswer {
-                error: message.into(),
-            },
-        )
-    }
-
-    fn with_body(status: StatusCode, body: &impl Serialize) -> ApiError {
-        ApiError {
-            status,
-            body: serde_json::to_value(body).unwrap_or_default(),
-        }
-    }
-}
-
-fn keystore_status(e: &KeystoreError) -> StatusCode {
-    match e {
-        KeystoreError::UnknownAlias(_) | KeystoreError::InvalidAlias(_) => StatusCode::NOT_FOUND,
-        e if e.is_invalid_input() => StatusCode::UNPROCESSABLE_ENTITY,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-/// The one mapping from what went wrong to what the caller is told.
-impl From<ControlError> for ApiError {
-    fn from(e: ControlError) -> ApiError {
-        match e {
-            ControlError::UnknownRoute(_) | ControlError::NothingStaged(_) => {
-                ApiError::new(StatusCode::NOT_FOUND, e.to_string())
-            }
-            ControlError::Keystore(ref k) => ApiError::new(keystore_status(k), e.to_string()),
-            ControlError::NotLive {
-                ref outcome,
-                ref reason,
-            } => ApiError::with_body(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &ExchangeAnswer {
-                    error: Some(format!(
-                        "the certificate was exchanged on disk but the reload failed: {reason}"
-                    )),
-                    alias: outcome.alias.clone(),
-                    previous: outcome.previous.clone(),
-                    current: outcome.current.clone(),
-                    generation: None,
-                    live: false,
-                },
-            ),
-            ControlError::Reload {
-                ref reason,
-                kept_generation,
-            } => ApiError::with_body(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &ReloadRefused {
-                    error: reason.to_string(),
-                    generation: kept_generation,
-                    kept: "the running configuration is unchanged".into(),
-                },
-            ),
-            ControlError::PauseNotSaved(_)
-            | ControlError::ResumeNotSaved(_)
-            | ControlError::ActivationFailed(_)
-            | ControlError::Internal(_) => {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-            }
-        }
-    }
-}
-
-impl From<contract::QueryError> for ApiError {
-    fn from(e: contract::QueryError) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
-    }
-}
-
-fn json_response(status: StatusCode, value: &impl Serialize) -> Response<ProxyBody> {
-    let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
-    body.push(b'\n');
-    let mut r = Response::new(full_body(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
-}
-
-fn error_response(e: ApiError) -> Response<ProxyBody> {
-    let mut r = json_response(e.status, &e.body);
-    if e.status == StatusCode::UNAUTHORIZED {
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    r
 }
 
 /// The caller, once authenticated.
@@ -174,6 +67,8 @@ enum Endpoint {
     Keystore,
     KeystoreAlias(String),
     Withdraw(String),
+    Keyring,
+    KeyringAlias(String),
 }
 
 impl Endpoint {
@@ -193,6 +88,8 @@ impl Endpoint {
             ["v1", "keystore"] => Endpoint::Keystore,
             ["v1", "keystore", alias] => Endpoint::KeystoreAlias(alias.to_string()),
             ["v1", "keystore", alias, "withdraw"] => Endpoint::Withdraw(alias.to_string()),
+            ["v1", "keyring"] => Endpoint::Keyring,
+            ["v1", "keyring", ring] => Endpoint::KeyringAlias(ring.to_string()),
             _ => return None,
         })
     }
@@ -205,12 +102,13 @@ impl Endpoint {
             | Endpoint::Status
             | Endpoint::Routes
             | Endpoint::Route(_)
-            | Endpoint::Keystore => (&[Method::GET], Some(Role::Read)),
+            | Endpoint::Keystore
+            | Endpoint::Keyring => (&[Method::GET], Some(Role::Read)),
             Endpoint::Pause(_) | Endpoint::Resume(_) | Endpoint::Reload => {
                 (&[Method::POST], Some(Role::Operator))
             }
             Endpoint::Withdraw(_) => (&[Method::POST], Some(Role::Keys)),
-            Endpoint::KeystoreAlias(_) => (
+            Endpoint::KeystoreAlias(_) | Endpoint::KeyringAlias(_) => (
                 &[Method::GET, Method::PUT],
                 Some(if method == Method::PUT {
                     Role::Keys
@@ -526,6 +424,31 @@ impl Admin {
                 .await?;
                 Ok(json_response(StatusCode::OK, &WithdrawAnswer { withdrawn }))
             }
+            Endpoint::Keyring => Ok(json_response(StatusCode::OK, &control.keyrings().await?)),
+            Endpoint::KeyringAlias(ring) if method == Method::GET => Ok(json_response(
+                StatusCode::OK,
+                &control.keyring(&ring).await?,
+            )),
+            Endpoint::KeyringAlias(ring) => {
+                let within = snapshot.config.admin.listener.request_timeout;
+                let body = key_body(request, within).await?;
+                let live = detached(control, actor, move |c, a| async move {
+                    c.keyring_add(&ring, body, Actor(&a)).await
+                })
+                .await?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &KeyringAddAnswer {
+                        error: None,
+                        ring: live.outcome.ring,
+                        previous: live.outcome.previous,
+                        current: live.outcome.current,
+                        previous_retain_until: live.outcome.previous_retain_until,
+                        generation: Some(live.generation),
+                        live: true,
+                    },
+                ))
+            }
         }
     }
 
@@ -597,7 +520,30 @@ impl Admin {
     fn route_view(&self, snapshot: &Snapshot, name: &str) -> Option<RouteView> {
         let route = snapshot.route(name)?;
         let gate = self.control.gates().get(name);
-        let info = route.recipient.info();
+        let certificate = match (&route.recipient, &route.ring) {
+            (Some(recipient), _) => {
+                let info = recipient.info();
+                CertificateView {
+                    serial: info.serial.clone(),
+                    issuer: info.issuer.clone(),
+                    subject: info.subject.clone(),
+                    sha256: info.sha256.clone(),
+                    not_after: rfc3339(info.not_after),
+                }
+            }
+            // A decrypt route: the certificate senders encrypt for now.
+            (None, Some(ring)) => {
+                let s = &ring.keys.first()?.key.summary;
+                CertificateView {
+                    serial: s.serial.clone(),
+                    issuer: s.issuer.clone(),
+                    subject: s.subject.clone(),
+                    sha256: s.sha256.clone(),
+                    not_after: s.not_after.clone(),
+                }
+            }
+            (None, None) => return None,
+        };
         Some(RouteView {
             name: name.to_string(),
             state: if gate.is_paused() {
@@ -616,13 +562,8 @@ impl Admin {
             }
             .into(),
             algorithms: route.config.algorithms.to_string(),
-            certificate: CertificateView {
-                serial: info.serial.clone(),
-                issuer: info.issuer.clone(),
-                subject: info.subject.clone(),
-                sha256: info.sha256.clone(),
-                not_after: rfc3339(info.not_after),
-            },
+            certificate,
+            mode: route.config.mode.name().to_string(),
         })
     }
 
@@ -784,220 +725,4 @@ where
     tokio::spawn(async move { op(control, actor).await })
         .await
         .map_err(|e| ControlError::Internal(e.to_string()))?
-}
-
-/// The certificate in a request body, under 1 MiB and whole `within` the admin's
-/// `request_timeout`: PEM whatever the content type says (`curl --data-binary`
-/// sends a form type), or DER with a certificate type.
-async fn certificate_body<B>(request: Request<B>, within: Duration) -> Result<Bytes, ApiError>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default();
-    let collected = tokio::time::timeout(
-        within,
-        Limited::new(request.into_body(), MAX_CERTIFICATE_BYTES).collect(),
-    )
-    .await
-    .map_err(|_| {
-        ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "the certificate did not arrive within admin.request_timeout",
-        )
-    })?;
-    let body = collected
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "the certificate must be under 1 MiB",
-            )
-        })?
-        .to_bytes();
-    let certificate_type = matches!(
-        content_type.as_str(),
-        "application/x-pem-file"
-            | "application/pem-certificate-chain"
-            | "text/plain"
-            | "application/pkix-cert"
-            | ""
-    );
-    if !certificate_type && !body.trim_ascii_start().starts_with(b"-----BEGIN") {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("content type {content_type:?} is not a certificate, and the body is not PEM"),
-        ));
-    }
-    Ok(body)
-}
-
-/// Serve the admin API on `listener` (with TLS when `tls` is given) until
-/// `shutdown` completes, within the `[admin]` connection cap and timeouts.
-pub async fn run(
-    admin: Arc<Admin>,
-    listener: TcpListener,
-    tls: Option<openssl::ssl::SslAcceptor>,
-    shutdown: impl Future<Output = ()>,
-) {
-    let tls = tls.map(Arc::new);
-    let limits = admin.control.shared().load().config.admin.listener;
-    let mut acceptor = Acceptor::new(
-        listener,
-        "admin",
-        limits.max_connections.unwrap_or(usize::MAX),
-    );
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            (stream, _, permit) = acceptor.accept() => {
-                let admin = admin.clone();
-                let tls = tls.clone();
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    let service = service_fn(move |req| {
-                        let admin = admin.clone();
-                        async move { Ok::<_, Infallible>(admin.handle(req).await) }
-                    });
-                    let builder = crate::listener::http1(&limits);
-                    match tls {
-                        Some(acceptor) => {
-                            // A handshake gets as long as a request head: a client
-                            // that opens a socket and says nothing is cut there too.
-                            let handshake = async {
-                                let ssl = openssl::ssl::Ssl::new(acceptor.context()).ok()?;
-                                let mut stream = tokio_openssl::SslStream::new(ssl, stream).ok()?;
-                                std::pin::Pin::new(&mut stream).accept().await.ok()?;
-                                Some(stream)
-                            };
-                            let Ok(Some(stream)) =
-                                tokio::time::timeout(limits.header_timeout, handshake).await
-                            else {
-                                return;
-                            };
-                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
-                        }
-                        None => {
-                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
-                        }
-                    }
-                });
-            }
-            () = &mut shutdown => return,
-        }
-    }
-}
-
-/// Serve the probe endpoints on `listener` until `shutdown` completes, within
-/// `limits` (`[probe]`).
-pub async fn run_probe(
-    admin: Arc<Admin>,
-    listener: TcpListener,
-    limits: ListenerLimits,
-    shutdown: impl Future<Output = ()>,
-) {
-    let mut acceptor = Acceptor::new(
-        listener,
-        "probe",
-        limits.max_connections.unwrap_or(usize::MAX),
-    );
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            (stream, _, permit) = acceptor.accept() => {
-                let admin = admin.clone();
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    let service = service_fn(move |req| {
-                        let admin = admin.clone();
-                        async move { Ok::<_, Infallible>(admin.handle_probe(req).await) }
-                    });
-                    let _ = crate::listener::http1(&limits)
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-            () = &mut shutdown => return,
-        }
-    }
-}
-
-/// `message` with every absolute path cut to its last component: `(/etc/x/a.pem)`
-/// becomes `(a.pem)`.
-fn file_names_only(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(at) = rest.find('/') {
-        let starts_word = at == 0
-            || rest[..at]
-                .chars()
-                .next_back()
-                .is_some_and(|c| c.is_whitespace() || "(\"'=".contains(c));
-        let end = rest[at..]
-            .find(|c: char| c.is_whitespace() || ")\"',;:".contains(c))
-            .map_or(rest.len(), |n| at + n);
-        let path = &rest[at..end];
-        // A lone "/" or "/…/" is no file; text such as "and/or" is not a path.
-        let name = path.rsplit('/').next().unwrap_or("");
-        out.push_str(&rest[..at]);
-        if starts_word && !name.is_empty() {
-            out.push_str(name);
-        } else {
-            out.push_str(path);
-        }
-        rest = &rest[end..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// The TLS acceptor for a non-loopback admin listener.
-pub fn tls_acceptor(
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> Result<openssl::ssl::SslAcceptor, String> {
-    use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod};
-    let mut b =
-        SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).map_err(|e| e.to_string())?;
-    b.set_certificate_chain_file(cert)
-        .map_err(|e| format!("{}: {e}", cert.display()))?;
-    b.set_private_key_file(key, SslFiletype::PEM)
-        .map_err(|e| format!("{}: {e}", key.display()))?;
-    b.check_private_key().map_err(|e| e.to_string())?;
-    Ok(b.build())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn file_names_only_cuts_directories_of_absolute_paths() {
-        assert_eq!(
-            file_names_only("admin token \"ops\" (/tmp/x/secrets/ops.token): No such file"),
-            "admin token \"ops\" (ops.token): No such file"
-        );
-        assert_eq!(
-            file_names_only("/var/lib/wssgate/audit.log: denied"),
-            "audit.log: denied"
-        );
-        assert_eq!(
-            file_names_only("and/or stays, / too"),
-            "and/or stays, / too"
-        );
-        assert_eq!(
-            file_names_only("state_dir/archive/a.json"),
-            "state_dir/archive/a.json"
-        );
-    }
 }

@@ -1,0 +1,211 @@
+//! The key rings as the running daemon uses them: each ring's usable keys
+//! (active first, then retained ones until their `retain_until`), and per key
+//! the handles of its metrics, resolved once when the snapshot is published so
+//! that a decryption only increments a counter and stores a time — no label is
+//! built on the request path.
+//!
+//! Storage (files, archive, audit) is [`crate::keystore`]'s; this module only
+//! holds what a snapshot loaded.
+
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+
+use crate::keystore::{KeyState, RingKey};
+use crate::telemetry::{Labels, Metrics};
+use crate::wss::keys::PrivateKeyEntry;
+
+/// One key ring of a snapshot.
+#[derive(Debug)]
+pub struct Ring {
+    pub name: String,
+    /// Active first, then retained keys, newest retirement first.
+    pub keys: Vec<LiveKey>,
+}
+
+/// A ring key with its usage.
+#[derive(Debug)]
+pub struct LiveKey {
+    pub key: RingKey,
+    /// Set once when the snapshot is published ([`Ring::bind_metrics`]); the
+    /// counters live in the metrics registry, so they outlive snapshots.
+    usage: OnceLock<Usage>,
+}
+
+#[derive(Debug)]
+struct Usage {
+    decryptions: Counter,
+    last_used: Gauge,
+}
+
+fn unix_seconds(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl LiveKey {
+    /// Messages this key decrypted since the daemon started.
+    pub fn decryptions(&self) -> u64 {
+        self.usage.get().map_or(0, |u| u.decryptions.get())
+    }
+
+    /// When it last decrypted a message, if it has.
+    pub fn last_used(&self) -> Option<SystemTime> {
+        let secs = self.usage.get().map_or(0, |u| u.last_used.get());
+        (secs > 0).then(|| UNIX_EPOCH + std::time::Duration::from_secs(secs as u64))
+    }
+
+    pub fn state(&self) -> KeyState {
+        self.key.state
+    }
+
+    /// Whether the key may still decrypt at `now`.
+    pub fn usable_at(&self, now: SystemTime) -> bool {
+        self.key.retain_until.is_none_or(|until| now < until)
+    }
+}
+
+impl Ring {
+    pub fn new(name: &str, keys: Vec<RingKey>) -> Ring {
+        Ring {
+            name: name.to_string(),
+            keys: keys
+                .into_iter()
+                .map(|key| LiveKey {
+                    key,
+                    usage: OnceLock::new(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The keys usable at `now`, in the order they are tried, with their index
+    /// in [`Ring::keys`]: a key past its `retain_until` is gone at that moment,
+    /// not at the next reload.
+    pub fn usable(&self, now: SystemTime) -> (Vec<usize>, Vec<&PrivateKeyEntry>) {
+        self.keys
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| k.usable_at(now))
+            .map(|(i, k)| (i, &k.key.entry))
+            .unzip()
+    }
+
+    /// Count a decryption by key `index` at `now`.
+    pub fn record_use(&self, index: usize, now: SystemTime) {
+        if let Some(usage) = self.keys.get(index).and_then(|k| k.usage.get()) {
+            usage.decryptions.inc();
+            usage.last_used.set(unix_seconds(now));
+        }
+    }
+
+    fn labels(&self, key: &LiveKey) -> Labels {
+        vec![
+            ("ring", self.name.clone()),
+            ("serial", key.key.summary.serial.clone()),
+        ]
+    }
+
+    /// Resolve each key's metric handles, and publish its expiry.
+    pub fn bind_metrics(&self, metrics: &Metrics) {
+        for key in &self.keys {
+            let labels = self.labels(key);
+            let not_after = key
+                .key
+                .entry
+                .info
+                .as_ref()
+                .map_or(0, |i| unix_seconds(i.not_after));
+            metrics
+                .keyring_not_after
+                .get_or_create(&labels)
+                .set(not_after);
+            let _ = key.usage.set(Usage {
+                decryptions: metrics.decryptions.get_or_create(&labels).clone(),
+                last_used: metrics.keyring_last_used.get_or_create(&labels).clone(),
+            });
+        }
+    }
+
+    /// Remove the metrics of keys that `next` no longer holds.
+    pub fn unbind_gone(&self, next: Option<&Ring>, metrics: &Metrics) {
+        for key in &self.keys {
+            let kept = next.is_some_and(|n| {
+                n.keys
+                    .iter()
+                    .any(|k| k.key.summary.sha256 == key.key.summary.sha256)
+            });
+            if !kept {
+                let labels = self.labels(key);
+                metrics.keyring_not_after.remove(&labels);
+                metrics.decryptions.remove(&labels);
+                metrics.keyring_last_used.remove(&labels);
+            }
+        }
+    }
+
+    /// The SHA-256 of each key, in order (to compare snapshots).
+    pub fn fingerprints(&self) -> Vec<&str> {
+        self.keys
+            .iter()
+            .map(|k| k.key.summary.sha256.as_str())
+            .collect()
+    }
+}
+
+/// One key of a ring as `GET /v1/keyring/{alias}` and `wssgate keyring show`
+/// report it: its certificate's facts and its use, never the key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeyView {
+    /// Decimal.
+    pub serial: String,
+    pub sha256: String,
+    /// RFC 3339.
+    pub not_after: String,
+    pub state: KeyState,
+    /// When a retained key stops being used (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_until: Option<String>,
+    /// Messages it decrypted since the daemon started.
+    pub decryptions: u64,
+    /// When it last decrypted one (RFC 3339), if it has.
+    #[serde(default)]
+    pub last_used: Option<String>,
+}
+
+/// A ring: its usable keys, active first, and the routes that use it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeyringView {
+    pub ring: String,
+    /// Routes that decrypt requests (`ring`) or answers (`response_ring`) with it.
+    pub routes: Vec<String>,
+    /// Whether the running snapshot holds the ring (false: no route uses it,
+    /// or it changed on disk since the last reload; usage is then not counted).
+    pub live: bool,
+    pub keys: Vec<KeyView>,
+}
+
+impl KeyView {
+    /// A key as loaded, with its use when it is `live` in the snapshot.
+    pub fn of(key: &RingKey, live: Option<&LiveKey>) -> KeyView {
+        KeyView {
+            serial: key.summary.serial.clone(),
+            sha256: key.summary.sha256.clone(),
+            not_after: key.summary.not_after.clone(),
+            state: key.state,
+            retain_until: key.retain_until.map(crate::time::rfc3339),
+            decryptions: live.map_or(0, LiveKey::decryptions),
+            last_used: live.and_then(LiveKey::last_used).map(crate::time::rfc3339),
+        }
+    }
+}
+
+impl Ring {
+    /// The key with this SHA-256, if the ring holds it.
+    pub fn key(&self, sha256: &str) -> Option<&LiveKey> {
+        self.keys.iter().find(|k| k.key.summary.sha256 == sha256)
+    }
+}
