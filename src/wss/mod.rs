@@ -11,6 +11,7 @@
 //! hand it a [`Recipient`] (a parsed certificate) and the algorithm choice.
 
 pub mod algorithms;
+pub mod c14n;
 pub mod certificate;
 pub mod cipher;
 pub mod decrypt;
