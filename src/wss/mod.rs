@@ -19,6 +19,7 @@ mod envelope;
 mod header;
 pub mod input;
 pub mod keys;
+pub mod sign;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -26,14 +27,19 @@ use openssl::pkey::{PKey, Public};
 use openssl::x509::X509;
 
 pub use algorithms::{
-    AlgorithmOverrides, Algorithms, DataEncryption, IssuerNameFormat, KeyIdentifier, KeyTransport,
-    OaepDigest, Profile,
+    AlgorithmOverrides, Algorithms, DataEncryption, DigestAlgorithm, IssuerNameFormat,
+    KeyIdentifier, KeyTransport, OaepDigest, Profile, SignOrder, SignatureAlgorithm,
+    SigningDefaults,
 };
 pub use certificate::{CertificateError, CertificateInfo, CertificatePolicy};
 pub use envelope::{
     EncryptError, EncryptSummary, encrypt_envelope, encrypt_to_vec, namespace_work, sniff_version,
 };
 pub use header::escape as escape_text;
+pub use sign::{
+    SignError, SignPart, SignPlan, SignSummary, SignedMessage, SigningKey, sign_envelope,
+    sign_envelope_at,
+};
 
 /// SOAP version, from the Envelope namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -143,13 +143,13 @@ fn outs_filled(out: &[u8]) -> bool {
 /// Namespace declarations in scope: prefix ("" for the default) to a stack of
 /// URIs, and per open element the prefixes it declared (to pop them).
 #[derive(Default)]
-struct Scopes {
+pub(crate) struct Scopes {
     by_prefix: HashMap<String, Vec<String>>,
     frames: Vec<Vec<String>>,
 }
 
 impl Scopes {
-    fn push(&mut self, declared: Vec<(String, String)>) {
+    pub(crate) fn push(&mut self, declared: Vec<(String, String)>) {
         let mut prefixes = Vec::with_capacity(declared.len());
         for (prefix, uri) in declared {
             self.by_prefix.entry(prefix.clone()).or_default().push(uri);
@@ -158,7 +158,7 @@ impl Scopes {
         self.frames.push(prefixes);
     }
 
-    fn pop(&mut self) {
+    pub(crate) fn pop(&mut self) {
         for prefix in self.frames.pop().unwrap_or_default() {
             if let Some(stack) = self.by_prefix.get_mut(&prefix) {
                 stack.pop();
@@ -171,7 +171,7 @@ impl Scopes {
 
     /// The URI bound to `prefix`; `""` (no namespace) for an undeclared or
     /// undeclared-by-`xmlns=""` default.
-    fn resolve(&self, prefix: &str) -> Option<&str> {
+    pub(crate) fn resolve(&self, prefix: &str) -> Option<&str> {
         if prefix == "xml" {
             return Some(ns::XML);
         }
@@ -196,22 +196,22 @@ struct Subtree<'o, W: Write> {
 
 /// An attribute of the element being written: its namespace URI and local
 /// name (the sort key), qualified name and normalized value.
-struct Attr {
-    uri: String,
-    local: String,
-    qname: String,
-    value: String,
+pub(crate) struct Attr {
+    pub(crate) uri: String,
+    pub(crate) local: String,
+    pub(crate) qname: String,
+    pub(crate) value: String,
 }
 
 /// A start tag with its namespace declarations and attributes, parsed once and
 /// written into every subtree it belongs to.
-struct Element {
-    qname: String,
-    prefix: String,
-    attrs: Vec<Attr>,
+pub(crate) struct Element {
+    pub(crate) qname: String,
+    pub(crate) prefix: String,
+    pub(crate) attrs: Vec<Attr>,
 }
 
-fn split_qname(name: &str) -> (&str, &str) {
+pub(crate) fn split_qname(name: &str) -> (&str, &str) {
     match name.split_once(':') {
         Some((p, l)) => (p, l),
         None => ("", name),
@@ -454,7 +454,7 @@ fn end_element<W: Write>(
 
 /// Split a start tag into its namespace declarations and its other attributes
 /// (values normalized as an XML parser does).
-fn parse_start(
+pub(crate) fn parse_start(
     e: &BytesStart<'_>,
     position: u64,
 ) -> Result<(Vec<(String, String)>, Element), C14nError> {
@@ -494,7 +494,7 @@ fn parse_start(
 }
 
 /// Resolve the attributes' namespaces (the element's own declarations in scope).
-fn resolve(mut element: Element, scopes: &Scopes) -> Result<Element, C14nError> {
+pub(crate) fn resolve(mut element: Element, scopes: &Scopes) -> Result<Element, C14nError> {
     if !element.prefix.is_empty() && scopes.resolve(&element.prefix).is_none() {
         return Err(C14nError::UndeclaredPrefix(element.prefix.clone()));
     }
