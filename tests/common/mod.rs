@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use openssl::pkey::{PKey, Private};
+
+pub mod java;
 pub use wssgate::receiver::CertSpec;
 use wssgate::receiver::KeyPair;
 
@@ -125,7 +127,14 @@ pub fn tamper_after(message: &[u8], marker: &str) -> Option<Vec<u8>> {
     }
     let pos = pos?;
     let mut out = message.to_vec();
-    out[pos] = if out[pos] == b'A' { b'B' } else { b'A' };
+    // A digit stays a digit (a Timestamp stays a valid time: only the signature
+    // can tell), a letter a letter.
+    out[pos] = match out[pos] {
+        b'9' => b'0',
+        d @ b'0'..=b'8' => d + 1,
+        b'A' => b'B',
+        _ => b'A',
+    };
     Some(out)
 }
 

@@ -8,6 +8,9 @@
 //       per case and receiver: "dom|stax<TAB>name<TAB>ok", "...<TAB>differs<TAB>what" or
 //       "...<TAB>refused<TAB>reason" (the exception, then what WSS4J logged meanwhile).
 //       "ok" means the Body children equal the original's after exclusive C14N.
+//   verify KEYSTORE.p12 PASSWORD MANIFEST SIGNER.pem
+//       Signed messages (see Verifiers.java): each case through both receivers, with
+//       the signer's certificate as the trusted one; prints "...<TAB>ok<TAB>signed names".
 //   serve KEYSTORE.p12 PASSWORD
 //       Publishes the CXF services of Services.java on 127.0.0.1, prints
 //       "listening<TAB>PORT<TAB>path,path,...", and runs until standard input closes.
@@ -38,14 +41,18 @@ public final class Harness {
         // WSS4J's own initialization (it registers its messages with Santuario's).
         org.apache.wss4j.dom.engine.WSSConfig.init();
         quietLogging();
-        if (args.length < 3 || (args[0].equals("decrypt") && args.length < 4)) {
-            System.err.println("usage: decrypt KEYSTORE PASSWORD MANIFEST | serve KEYSTORE PASSWORD");
+        if (args.length < 3 || (args[0].equals("decrypt") && args.length < 4)
+                || (args[0].equals("verify") && args.length < 5)) {
+            System.err.println("usage: decrypt KEYSTORE PASSWORD MANIFEST | verify KEYSTORE PASSWORD MANIFEST SIGNER.pem"
+                    + " | serve KEYSTORE PASSWORD");
             System.exit(2);
         }
         Crypto crypto = crypto(args[1], args[2]);
         CallbackHandler passwords = passwords(args[2]);
         switch (args[0]) {
             case "decrypt" -> Receivers.run(crypto, passwords, Paths.get(args[3]));
+            case "verify" -> Verifiers.run(keyStore(args[1], args[2]), args[2], passwords, Paths.get(args[3]),
+                    Paths.get(args[4]));
             case "serve" -> Services.run(crypto, passwords);
             default -> {
                 System.err.println("unknown mode " + args[0]);
@@ -67,13 +74,17 @@ public final class Harness {
     }
 
     static Crypto crypto(String keystore, String password) throws Exception {
+        Merlin merlin = new Merlin();
+        merlin.setKeyStore(keyStore(keystore, password));
+        return merlin;
+    }
+
+    static KeyStore keyStore(String keystore, String password) throws Exception {
         KeyStore ks = KeyStore.getInstance("PKCS12");
         try (InputStream in = Files.newInputStream(Paths.get(keystore))) {
             ks.load(in, password.toCharArray());
         }
-        Merlin merlin = new Merlin();
-        merlin.setKeyStore(ks);
-        return merlin;
+        return ks;
     }
 
     static CallbackHandler passwords(String password) {
