@@ -178,6 +178,36 @@ fn wss4j3_dom_and_streaming_verify_signatures_and_refuse_tampering() {
             );
         }
     }
+    // Signed by a key the receivers do not trust: refused, whichever way the
+    // certificate is named (carried in a token, or looked up and not found).
+    let stranger = common::TestReceiver::new(&common::CertSpec {
+        common_name: "not trusted".into(),
+        serial: 666,
+        ..common::CertSpec::default()
+    });
+    let stranger = wss::SigningKey::new(stranger.key.clone(), stranger.cert.clone()).unwrap();
+    let (_, original, _) = &envelopes[0];
+    let input = std::fs::read(original).unwrap();
+    for ki in KeyIdentifier::ALL {
+        let plan = SignPlan {
+            key_identifier: *ki,
+            ..SignPlan::default()
+        };
+        let signed = wss::sign_envelope(
+            &input[..],
+            &stranger,
+            &plan,
+            Some(&recipient),
+            &EncryptOptions::default(),
+        )
+        .unwrap();
+        add(
+            format!("untrusted signer {ki}"),
+            &signed.bytes,
+            original,
+            None,
+        );
+    }
 
     let manifest: String = cases
         .iter()
@@ -225,9 +255,15 @@ fn wss4j3_dom_and_streaming_verify_signatures_and_refuse_tampering() {
             None => {
                 let reason = f.get(3).unwrap_or(&"").to_ascii_lowercase();
                 f[2] == "refused"
-                    && ["signature", "digest", "when verifying the message"]
-                        .iter()
-                        .any(|r| reason.contains(r))
+                    && [
+                        "signature",
+                        "digest",
+                        "when verifying the message",
+                        "trust",
+                        "certificate",
+                    ]
+                    .iter()
+                    .any(|r| reason.contains(r))
             }
         };
         if !as_expected {
