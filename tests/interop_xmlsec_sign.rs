@@ -168,3 +168,71 @@ fn libxmlsec1_verifies_every_combination_and_rejects_tampering() {
         assert!(error.starts_with("VerificationError"), "{r:#}");
     }
 }
+
+/// Corpus envelopes that cannot be signed as asked: their Security header
+/// already holds a Timestamp (one per header), or, to be encrypted too, their
+/// Body is empty.
+fn corpus_refusal(name: &str, input: &[u8], encrypted: bool, error: &wss::SignError) -> bool {
+    let has_timestamp = input.windows(10).any(|w| w == b"Timestamp>");
+    match error {
+        wss::SignError::TimestampPresent => has_timestamp,
+        wss::SignError::Encrypt(wss::EncryptError::EmptyBody) => {
+            encrypted
+                && [
+                    "cxf__wsrm-Message1.xml",
+                    "wss4j__SignaturePrefixListMessage.xml",
+                ]
+                .contains(&name)
+        }
+        _ => false,
+    }
+}
+
+#[test]
+fn libxmlsec1_verifies_signatures_on_the_whole_corpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = common::receiver();
+    let (rx_key, _, _) = receiver.write_to(dir.path(), "rx");
+    let (_, signer_cert, _) = common::signer().write_to(dir.path(), "signer");
+    let recipient = receiver.recipient();
+    let key = common::signing_key();
+    let mut cases = Vec::new();
+    let mut refused = Vec::new();
+    for path in common::corpus_files() {
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let input = std::fs::read(&path).unwrap();
+        for encrypted in [false, true] {
+            let rx = encrypted.then_some(&recipient);
+            let plan = SignPlan::default();
+            match wss::sign_envelope(&input[..], &key, &plan, rx, &EncryptOptions::default()) {
+                Ok(signed) => {
+                    let file = dir.path().join(format!("c{}.xml", cases.len()));
+                    std::fs::write(&file, &signed.bytes).unwrap();
+                    cases.push(json!({
+                        "name": format!("{name} encrypted:{encrypted}"),
+                        "signed": file, "cert": signer_cert,
+                        "key": encrypted.then(|| rx_key.clone()),
+                        "order": "sign-then-encrypt",
+                        "signature_id": signed.summary.signature_id,
+                    }));
+                }
+                Err(e) if corpus_refusal(&name, &input, encrypted, &e) => {
+                    refused.push(name.clone())
+                }
+                Err(e) => panic!("{name} encrypted:{encrypted}: {e}"),
+            }
+        }
+    }
+    assert!(
+        cases.len() >= 70,
+        "{} signed, refused: {refused:?}",
+        cases.len()
+    );
+    let results = run_verify(&cases, dir.path(), "corpus");
+    let failures: Vec<&Value> = results.iter().filter(|r| r["ok"] != json!(true)).collect();
+    assert!(
+        failures.is_empty(),
+        "{} failed: {failures:#?}",
+        failures.len()
+    );
+}

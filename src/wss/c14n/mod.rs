@@ -11,6 +11,7 @@
 //! uses (plus the PrefixList), so neither deep nesting nor many declarations
 //! make it quadratic. Nothing recurses: depth costs heap, not stack.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{self, Write};
 
@@ -169,6 +170,19 @@ impl Scopes {
         }
     }
 
+    /// The binding of `prefix` in scope, both strings borrowed from the scopes
+    /// (`("", "")` for an undeclared default; `None` for an undeclared prefix).
+    fn binding(&self, prefix: &str) -> Option<(&str, &str)> {
+        if prefix == "xml" {
+            return Some(("xml", ns::XML));
+        }
+        match self.by_prefix.get_key_value(prefix) {
+            Some((p, stack)) => Some((p.as_str(), stack.last().map_or("", String::as_str))),
+            None if prefix.is_empty() => Some(("", "")),
+            None => None,
+        }
+    }
+
     /// The URI bound to `prefix`; `""` (no namespace) for an undeclared or
     /// undeclared-by-`xmlns=""` default.
     pub(crate) fn resolve(&self, prefix: &str) -> Option<&str> {
@@ -196,19 +210,23 @@ struct Subtree<'o, W: Write> {
 
 /// An attribute of the element being written: its namespace URI and local
 /// name (the sort key), qualified name and normalized value.
-pub(crate) struct Attr {
+pub(crate) struct Attr<'e> {
     pub(crate) uri: String,
-    pub(crate) local: String,
-    pub(crate) qname: String,
-    pub(crate) value: String,
+    pub(crate) local: &'e str,
+    pub(crate) qname: &'e str,
+    pub(crate) value: Cow<'e, str>,
 }
 
 /// A start tag with its namespace declarations and attributes, parsed once and
 /// written into every subtree it belongs to.
-pub(crate) struct Element {
-    pub(crate) qname: String,
-    pub(crate) prefix: String,
-    pub(crate) attrs: Vec<Attr>,
+///
+/// It borrows from the parser's event: nothing is copied for the common element
+/// (no namespace declarations, values without references).
+pub(crate) struct Element<'e> {
+    pub(crate) qname: &'e str,
+    pub(crate) prefix: &'e str,
+    /// Sorted by (namespace URI, local name), the canonical order.
+    pub(crate) attrs: Vec<Attr<'e>>,
 }
 
 pub(crate) fn split_qname(name: &str) -> (&str, &str) {
@@ -281,7 +299,7 @@ fn run<W: Write>(
                         }
                         if let Some(i) = ids.iter().position(|id| *id == attr.value) {
                             if found[i] {
-                                return Err(C14nError::DuplicateId(attr.value.clone()));
+                                return Err(C14nError::DuplicateId(attr.value.to_string()));
                             }
                             found[i] = true;
                             if let Some(out) = free[i].take() {
@@ -296,8 +314,8 @@ fn run<W: Write>(
                     }
                 }
                 if named.is_some_and(|(uri, local)| {
-                    split_qname(&element.qname).1 == local
-                        && scopes.resolve(&element.prefix) == Some(uri)
+                    split_qname(element.qname).1 == local
+                        && scopes.resolve(element.prefix) == Some(uri)
                 }) && let Some(out) = free.get_mut(0).and_then(Option::take)
                 {
                     open.push(Subtree {
@@ -311,12 +329,11 @@ fn run<W: Write>(
                     subtree.start(&element, &scopes, options)?;
                 }
                 if empty {
-                    end_element(&mut open, &mut scopes, &mut depth, &element.qname, whole)?;
+                    end_element(&mut open, &mut scopes, &mut depth, element.qname, whole)?;
                 }
             }
             Event::End(e) => {
-                let name = e.name().0.to_string();
-                end_element(&mut open, &mut scopes, &mut depth, &name, whole)?;
+                end_element(&mut open, &mut scopes, &mut depth, e.name().0, whole)?;
                 if whole && depth == 0 {
                     root_done = true;
                 }
@@ -454,35 +471,34 @@ fn end_element<W: Write>(
 
 /// Split a start tag into its namespace declarations and its other attributes
 /// (values normalized as an XML parser does).
-pub(crate) fn parse_start(
-    e: &BytesStart<'_>,
+pub(crate) fn parse_start<'e>(
+    e: &'e BytesStart<'_>,
     position: u64,
-) -> Result<(Vec<(String, String)>, Element), C14nError> {
+) -> Result<(Vec<(String, String)>, Element<'e>), C14nError> {
     let malformed = |reason: String| C14nError::Malformed { position, reason };
-    let qname = e.name().0.to_string();
+    let qname = e.name().0;
     let mut declared = Vec::new();
     let mut attrs = Vec::new();
     for attr in e.attributes() {
         let attr = attr.map_err(|err| malformed(format!("bad attribute: {err}")))?;
-        let key = attr.key.0.to_string();
+        let key = attr.key.0;
         let value = attr
             .normalized_value(quick_xml::XmlVersion::Explicit1_0)
-            .map_err(|err| malformed(format!("bad attribute value: {err}")))?
-            .into_owned();
+            .map_err(|err| malformed(format!("bad attribute value: {err}")))?;
         if key == "xmlns" {
-            declared.push((String::new(), value));
+            declared.push((String::new(), value.into_owned()));
         } else if let Some(prefix) = key.strip_prefix("xmlns:") {
-            declared.push((prefix.to_string(), value));
+            declared.push((prefix.to_string(), value.into_owned()));
         } else {
             attrs.push(Attr {
                 uri: String::new(),
-                local: String::new(),
+                local: split_qname(key).1,
                 qname: key,
                 value,
             });
         }
     }
-    let prefix = split_qname(&qname).0.to_string();
+    let prefix = split_qname(qname).0;
     Ok((
         declared,
         Element {
@@ -493,20 +509,28 @@ pub(crate) fn parse_start(
     ))
 }
 
-/// Resolve the attributes' namespaces (the element's own declarations in scope).
-pub(crate) fn resolve(mut element: Element, scopes: &Scopes) -> Result<Element, C14nError> {
-    if !element.prefix.is_empty() && scopes.resolve(&element.prefix).is_none() {
-        return Err(C14nError::UndeclaredPrefix(element.prefix.clone()));
+/// Resolve the attributes' namespaces (the element's own declarations in
+/// scope) and put them in canonical order.
+pub(crate) fn resolve<'e>(
+    mut element: Element<'e>,
+    scopes: &Scopes,
+) -> Result<Element<'e>, C14nError> {
+    if !element.prefix.is_empty() && scopes.resolve(element.prefix).is_none() {
+        return Err(C14nError::UndeclaredPrefix(element.prefix.to_string()));
     }
     for attr in &mut element.attrs {
-        let (prefix, local) = split_qname(&attr.qname);
-        attr.local = local.to_string();
+        let (prefix, _) = split_qname(attr.qname);
         if !prefix.is_empty() {
             attr.uri = scopes
                 .resolve(prefix)
                 .ok_or_else(|| C14nError::UndeclaredPrefix(prefix.to_string()))?
                 .to_string();
         }
+    }
+    if element.attrs.len() > 1 {
+        element
+            .attrs
+            .sort_by(|a, b| (&a.uri, a.local).cmp(&(&b.uri, b.local)));
     }
     Ok(element)
 }
@@ -517,32 +541,21 @@ impl<W: Write> Subtree<'_, W> {
     /// in (namespace URI, local name) order.
     fn start(
         &mut self,
-        element: &Element,
+        element: &Element<'_>,
         scopes: &Scopes,
         options: &C14nOptions,
     ) -> Result<(), C14nError> {
-        let mut candidates: Vec<&str> = Vec::with_capacity(element.attrs.len() + 1);
-        candidates.push(&element.prefix);
-        for attr in &element.attrs {
-            let (prefix, _) = split_qname(&attr.qname);
-            if !prefix.is_empty() && prefix != "xml" {
-                candidates.push(prefix);
-            }
-        }
-        for prefix in &options.inclusive_prefixes {
-            candidates.push(prefix);
-        }
-        candidates.sort_unstable();
-        candidates.dedup();
+        // What to declare here, found without allocating in the common case
+        // (nothing new): the element's prefix, its attributes', the PrefixList.
         let mut render: Vec<(&str, &str)> = Vec::new();
-        for prefix in candidates {
-            let Some(uri) = scopes.resolve(prefix) else {
-                // A PrefixList entry not in scope here renders nothing.
-                continue;
-            };
-            if prefix == "xml" {
-                continue;
+        let mut consider = |prefix: &str| {
+            if prefix == "xml" || render.iter().any(|(p, _)| *p == prefix) {
+                return;
             }
+            let Some((p, uri)) = scopes.binding(prefix) else {
+                // A PrefixList entry not in scope here renders nothing.
+                return;
+            };
             let current = self
                 .rendered
                 .get(prefix)
@@ -555,9 +568,20 @@ impl<W: Write> Subtree<'_, W> {
                 current != Some(uri)
             };
             if needed {
-                render.push((prefix, uri));
+                render.push((p, uri));
+            }
+        };
+        consider(element.prefix);
+        for attr in &element.attrs {
+            let (prefix, _) = split_qname(attr.qname);
+            if !prefix.is_empty() {
+                consider(prefix);
             }
         }
+        for prefix in &options.inclusive_prefixes {
+            consider(prefix);
+        }
+        render.sort_unstable();
         let out = &mut *self.out;
         out.write_all(b"<")?;
         out.write_all(element.qname.as_bytes())?;
@@ -578,9 +602,7 @@ impl<W: Write> Subtree<'_, W> {
                 .push(uri.to_string());
             frame.push(prefix.to_string());
         }
-        let mut attrs: Vec<&Attr> = element.attrs.iter().collect();
-        attrs.sort_by(|a, b| (&a.uri, &a.local).cmp(&(&b.uri, &b.local)));
-        for attr in attrs {
+        for attr in &element.attrs {
             out.write_all(b" ")?;
             out.write_all(attr.qname.as_bytes())?;
             out.write_all(b"=\"")?;

@@ -381,9 +381,11 @@ pub fn sign_envelope_at<R: Read>(
     // One pass digests every signed element.
     let id_refs: Vec<&str> = prepared.signed_ids.iter().map(String::as_str).collect();
     let md = plan.digest_algorithm.md();
+    // The canonical form comes in small writes; a buffer makes them few calls
+    // into the digest.
     let mut hashers = id_refs
         .iter()
-        .map(|_| Hasher::new(md))
+        .map(|_| Hasher::new(md).map(|h| std::io::BufWriter::with_capacity(32 * 1024, h)))
         .collect::<Result<Vec<_>, _>>()
         .map_err(crypto)?;
     c14n::canonicalize_ids(
@@ -393,7 +395,10 @@ pub fn sign_envelope_at<R: Read>(
         &mut hashers,
     )?;
     let mut digests = Vec::with_capacity(hashers.len());
-    for mut h in hashers {
+    for h in hashers {
+        let mut h = h
+            .into_inner()
+            .map_err(|e| SignError::Crypto(e.error().to_string()))?;
         digests.push(B64.encode(h.finish().map_err(crypto)?));
     }
 

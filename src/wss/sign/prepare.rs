@@ -20,6 +20,9 @@ const WSA: &[&str] = &[
     "http://schemas.xmlsoap.org/ws/2004/08/addressing",
 ];
 
+/// The deepest element the pass looks at: a Security header's child.
+const DEEPEST: usize = 4;
+
 /// The message with Ids and security content in place, but no Signature yet.
 pub(super) struct Prepared {
     pub(super) text: String,
@@ -85,6 +88,16 @@ pub(super) fn prepare(
         match event {
             Event::Eof => break,
             Event::DocType(_) => return Err(SignError::Doctype),
+            // Below the header blocks' children nothing is looked at: the depth
+            // is counted, the rest is left to the canonicalization pass.
+            Event::Start(_) if depth >= DEEPEST => {
+                depth += 1;
+                if depth > limit {
+                    return Err(SignError::TooDeep { limit });
+                }
+            }
+            Event::Empty(_) if depth >= DEEPEST => {}
+            Event::End(_) if depth > DEEPEST => depth -= 1,
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let empty = matches!(event, Event::Empty(_));
                 let (declared, element) =
@@ -95,8 +108,8 @@ pub(super) fn prepare(
                 if depth > limit {
                     return Err(SignError::TooDeep { limit });
                 }
-                let local = c14n::split_qname(&element.qname).1;
-                let uri = scopes.resolve(&element.prefix).unwrap_or_default();
+                let local = c14n::split_qname(element.qname).1;
+                let uri = scopes.resolve(element.prefix).unwrap_or_default();
                 let env = version.map(SoapVersion::namespace).unwrap_or_default();
                 let mut part = None;
                 match depth {
@@ -108,7 +121,7 @@ pub(super) fn prepare(
                             });
                         };
                         version = Some(v);
-                        envelope_prefix = element.prefix.clone();
+                        envelope_prefix = element.prefix.to_string();
                     }
                     2 if uri == env && local == "Header" => {
                         if header_seen || body_at.is_some() {
@@ -116,7 +129,7 @@ pub(super) fn prepare(
                         }
                         header_seen = true;
                         if empty {
-                            header_empty = Some((after - 2, element.qname.clone()));
+                            header_empty = Some((after - 2, element.qname.to_string()));
                         } else {
                             in_header = true;
                         }
@@ -292,7 +305,7 @@ fn identify(
         .iter()
         .find(|a| a.uri == ns::WSU && a.local == "Id")
     {
-        return Ok((attr.value.clone(), None));
+        return Ok((attr.value.to_string(), None));
     }
     let id = fresh_id("id")?;
     let mut prefix = "wsu".to_string();
