@@ -1,7 +1,7 @@
 //! The buffered signing path: time and peak memory per message size.
 //!
 //! `sign-only`, `sign-then-encrypt` and `encrypt-then-sign` run the whole engine
-//! (read into the buffer, the Id and header pass, one canonicalization pass that
+//! (`sign_to_vec` on the buffered request: the Id and header pass, one canonicalization pass that
 //! digests every part, RSA-2048 signature, the streaming encryptor on the buffer);
 //! `encrypt-only` is the streaming encryptor alone on the same envelope, the cost
 //! signing adds to. Before the timings, each case runs once on the largest size
@@ -58,7 +58,7 @@ fn bench(c: &mut Criterion) {
         let options = &options;
         move |input: &[u8]| {
             let rx = order.map(|_| recipient);
-            wss::sign_envelope(input, key, &plan, rx, options)
+            wss::sign_to_vec(input, key, &plan, rx, options)
                 .unwrap()
                 .bytes
                 .len()

@@ -38,7 +38,7 @@ pub use envelope::{
 pub use header::escape as escape_text;
 pub use sign::{
     SignError, SignPart, SignPlan, SignSummary, SignedMessage, SigningKey, sign_envelope,
-    sign_envelope_at,
+    sign_envelope_at, sign_to_vec, sign_to_vec_at,
 };
 
 /// SOAP version, from the Envelope namespace.

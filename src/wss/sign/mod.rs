@@ -21,6 +21,7 @@ mod xml;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
 use std::io::Read;
 use std::time::{Duration, SystemTime};
 
@@ -110,6 +111,10 @@ pub struct SignPlan {
 /// The Timestamp lifetime when none is configured (`timestamp_ttl`).
 pub const DEFAULT_TIMESTAMP_TTL: Duration = Duration::from_secs(300);
 
+/// The longest Timestamp lifetime accepted: a Timestamp limits replay, and
+/// receivers refuse long-lived ones anyway.
+pub const MAX_TIMESTAMP_TTL: Duration = Duration::from_secs(86_400);
+
 impl Default for SignPlan {
     fn default() -> Self {
         SignPlan::from_defaults(SigningDefaults::default())
@@ -156,6 +161,9 @@ impl SignPlan {
         if self.timestamp_ttl == Some(Duration::ZERO) {
             return Err(PlanError::ZeroTimestampTtl);
         }
+        if self.timestamp_ttl.is_some_and(|t| t > MAX_TIMESTAMP_TTL) {
+            return Err(PlanError::TimestampTtlTooLong);
+        }
         if self.encrypt_signature && self.order != SignOrder::SignThenEncrypt {
             return Err(PlanError::EncryptSignatureOrder);
         }
@@ -174,6 +182,8 @@ pub enum PlanError {
     TimestampNotAdded,
     #[error("timestamp_ttl must be more than zero")]
     ZeroTimestampTtl,
+    #[error("timestamp_ttl must be at most one day")]
+    TimestampTtlTooLong,
     #[error("encrypt_signature needs order = \"sign-then-encrypt\"")]
     EncryptSignatureOrder,
     #[error("encrypt_signature needs a recipient to encrypt for")]
@@ -344,6 +354,74 @@ pub fn sign_envelope_at<R: Read>(
     options: &EncryptOptions,
     now: SystemTime,
 ) -> Result<SignedMessage, SignError> {
+    check(key, plan, recipient)?;
+    let limit = plan.max_body.or(options.limits.max_bytes);
+    let text = read_utf8(input, limit)?;
+    sign_text(text.into(), key, plan, recipient, options, now)
+}
+
+/// Sign an envelope already in memory (a buffered request body). A UTF-8
+/// message is read in place, without the copy [`sign_envelope`] makes.
+pub fn sign_to_vec(
+    envelope: &[u8],
+    key: &SigningKey,
+    plan: &SignPlan,
+    recipient: Option<&Recipient>,
+    options: &EncryptOptions,
+) -> Result<SignedMessage, SignError> {
+    sign_to_vec_at(envelope, key, plan, recipient, options, SystemTime::now())
+}
+
+/// [`sign_to_vec`] with the Timestamp created at `now`.
+pub fn sign_to_vec_at(
+    envelope: &[u8],
+    key: &SigningKey,
+    plan: &SignPlan,
+    recipient: Option<&Recipient>,
+    options: &EncryptOptions,
+    now: SystemTime,
+) -> Result<SignedMessage, SignError> {
+    check(key, plan, recipient)?;
+    let limit = plan.max_body.or(options.limits.max_bytes);
+    if let Some(limit) = limit
+        && envelope.len() as u64 > limit
+    {
+        return Err(SignError::TooLarge(InputTooLarge { limit }));
+    }
+    let text = match plain_utf8(envelope) {
+        Some(text) => Cow::Borrowed(text),
+        None => Cow::Owned(read_utf8(envelope, limit)?),
+    };
+    sign_text(text, key, plan, recipient, options, now)
+}
+
+/// The envelope as it is, when it is UTF-8 that needs no transcoding (no
+/// byte-order mark, no UTF-16, no other declared encoding).
+fn plain_utf8(envelope: &[u8]) -> Option<&str> {
+    let head = &envelope[..envelope.len().min(2)];
+    if envelope.starts_with(&[0xEF, 0xBB, 0xBF])
+        || head.contains(&0)
+        || head.iter().any(|&b| b >= 0xFE)
+    {
+        return None;
+    }
+    if let Some(declared) = input::declared_encoding(envelope)
+        && !matches!(
+            declared.to_ascii_lowercase().as_str(),
+            "utf-8" | "utf8" | "us-ascii" | "ascii"
+        )
+    {
+        return None;
+    }
+    std::str::from_utf8(envelope).ok()
+}
+
+/// What is refused before the message is read.
+fn check(
+    key: &SigningKey,
+    plan: &SignPlan,
+    recipient: Option<&Recipient>,
+) -> Result<(), SignError> {
     plan.validate()?;
     if plan.encrypt_signature && recipient.is_none() {
         return Err(PlanError::EncryptSignatureWithoutEncryption.into());
@@ -351,23 +429,36 @@ pub fn sign_envelope_at<R: Read>(
     if plan.key_identifier == KeyIdentifier::Ski && key.info().ski.is_none() {
         return Err(CertificateError::NoSubjectKeyIdentifier.into());
     }
-    let limit = plan.max_body.or(options.limits.max_bytes);
-    let mut text = read_utf8(input, limit)?;
+    Ok(())
+}
+
+fn sign_text(
+    mut text: Cow<'_, str>,
+    key: &SigningKey,
+    plan: &SignPlan,
+    recipient: Option<&Recipient>,
+    options: &EncryptOptions,
+    now: SystemTime,
+) -> Result<SignedMessage, SignError> {
     let bytes_in = text.len() as u64;
 
     let mut encryption = None;
     if let (SignOrder::EncryptThenSign, Some(recipient)) = (plan.order, recipient) {
         let (encrypted, summary) = encrypt_to_vec(text.as_bytes(), recipient, options)?;
         text = String::from_utf8(encrypted)
-            .map_err(|_| SignError::Crypto("the encryptor wrote invalid UTF-8".into()))?;
+            .map_err(|_| SignError::Crypto("the encryptor wrote invalid UTF-8".into()))?
+            .into();
         encryption = Some(summary);
     }
 
     let ids = xml::Ids::fresh()?;
-    let timestamp = plan.timestamp_ttl.map(|ttl| TimestampTimes {
-        created: now,
-        expires: now + ttl,
-    });
+    let timestamp = match plan.timestamp_ttl {
+        Some(ttl) => Some(TimestampTimes {
+            created: now,
+            expires: now.checked_add(ttl).ok_or(PlanError::TimestampTtlTooLong)?,
+        }),
+        None => None,
+    };
     let mut security_content = String::with_capacity(4096);
     let timestamp_xml = timestamp.map(|t| xml::timestamp(&ids.timestamp, t));
     if let Some(ts) = &timestamp_xml {
@@ -377,6 +468,8 @@ pub fn sign_envelope_at<R: Read>(
         super::header::binary_security_token(&key.certificate, &ids.token, &mut security_content);
     }
     let prepared = prepare::prepare(&text, plan, options, &security_content, &ids)?;
+    // The message is in `prepared` now: one copy less at the peak.
+    drop(text);
 
     // One pass digests every signed element.
     let id_refs: Vec<&str> = prepared.signed_ids.iter().map(String::as_str).collect();

@@ -41,16 +41,14 @@ fn at() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_800_000_000)
 }
 
+/// Sign in memory, and check that reading from a stream gives the same message
+/// (but for its fresh Ids and signature).
 fn sign(input: &str, plan: &SignPlan, rx: Option<&Recipient>) -> SignedMessage {
-    sign_envelope_at(
-        input.as_bytes(),
-        &key(),
-        plan,
-        rx,
-        &EncryptOptions::default(),
-        at(),
-    )
-    .unwrap()
+    let opts = EncryptOptions::default();
+    let streamed = sign_envelope_at(input.as_bytes(), &key(), plan, rx, &opts, at()).unwrap();
+    let signed = sign_to_vec_at(input.as_bytes(), &key(), plan, rx, &opts, at()).unwrap();
+    assert_eq!(streamed.bytes.len(), signed.bytes.len());
+    signed
 }
 
 /// Check SignatureValue and every Reference digest with our canonicalizer.
@@ -320,6 +318,15 @@ fn refusals() {
         ..SignPlan::default()
     };
     assert!(matches!(run(SOAP11, &small), SignError::TooLarge(_)));
+    assert!(matches!(
+        sign_to_vec_at(SOAP11.as_bytes(), &k, &small, None, &opts, at()),
+        Err(SignError::TooLarge(_))
+    ));
+    // Not UTF-8 while claiming to be: refused, not read in place.
+    assert!(matches!(
+        sign_to_vec_at(b"<a>\xff</a>", &k, &plan, None, &opts, at()),
+        Err(SignError::Malformed { .. })
+    ));
     let no_ts = SignPlan {
         timestamp_ttl: None,
         ..SignPlan::default()
@@ -327,6 +334,23 @@ fn refusals() {
     assert!(matches!(
         run(SOAP11, &no_ts),
         SignError::Plan(PlanError::TimestampNotAdded)
+    ));
+    let deep = format!(
+        r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>{}{}</s:Body></s:Envelope>"#,
+        "<a>".repeat(300),
+        "</a>".repeat(300)
+    );
+    assert!(matches!(
+        run(&deep, &plan),
+        SignError::TooDeep { limit: 256 }
+    ));
+    let long = SignPlan {
+        timestamp_ttl: Some(Duration::from_secs(86_401)),
+        ..SignPlan::default()
+    };
+    assert!(matches!(
+        run(SOAP11, &long),
+        SignError::Plan(PlanError::TimestampTtlTooLong)
     ));
     let enc_sig = SignPlan {
         encrypt_signature: true,
