@@ -22,6 +22,8 @@ pub use error::{EncryptError, EncryptSummary};
 pub use namespaces::namespace_work;
 use namespaces::*;
 use xml::*;
+/// The XML rules the canonicalizer shares with the rewriter.
+pub(crate) use {body::first_invalid_character, xml::is_xml_name};
 
 use std::cell::Cell;
 use std::collections::HashMap;

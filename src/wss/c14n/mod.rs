@@ -20,6 +20,7 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;
 
 use super::algorithms::ns;
+use super::envelope::{first_invalid_character, is_xml_name};
 
 #[cfg(test)]
 mod tests;
@@ -283,7 +284,9 @@ fn run<W: Write>(
         match event {
             Event::Eof => break,
             Event::DocType(_) => return Err(C14nError::Doctype),
-            Event::Decl(_) => {}
+            // Only as the very first thing: elsewhere it is not XML.
+            Event::Decl(_) if before == 0 => {}
+            Event::Decl(_) => return Err(malformed("misplaced XML declaration")),
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let empty = matches!(event, Event::Empty(_));
                 let (declared, element) = parse_start(e, before)?;
@@ -339,13 +342,21 @@ fn run<W: Write>(
                 }
             }
             Event::Text(t) => {
+                check_characters(t.as_bytes(), before)?;
+                if t.contains("]]>") {
+                    return Err(malformed("']]>' in character data"));
+                }
                 if depth == 0 {
+                    if !t.trim_ascii().is_empty() {
+                        return Err(malformed("text outside the root element"));
+                    }
                     continue;
                 }
                 let text = t.xml10_content();
                 write_all(&mut open, |out| escape_text(&text, out))?;
             }
             Event::CData(c) => {
+                check_characters(c.as_bytes(), before)?;
                 if depth == 0 {
                     return Err(malformed("CDATA outside the root element"));
                 }
@@ -367,6 +378,7 @@ fn run<W: Write>(
                 write_all(&mut open, |out| escape_text(&text, out))?;
             }
             Event::Comment(c) => {
+                check_characters(c.as_bytes(), before)?;
                 if !options.with_comments {
                     continue;
                 }
@@ -378,7 +390,14 @@ fn run<W: Write>(
                 })?;
             }
             Event::PI(pi) => {
+                check_characters(pi.as_bytes(), before)?;
                 let target = pi.target().to_string();
+                if target.eq_ignore_ascii_case("xml")
+                    || !is_xml_name(&target)
+                    || target.contains(':')
+                {
+                    return Err(malformed("invalid processing instruction target"));
+                }
                 let content = pi.content().trim_start_matches([' ', '\t', '\r', '\n']);
                 let content = quick_xml::events::BytesText::new(content)
                     .xml10_content()
@@ -405,6 +424,18 @@ fn run<W: Write>(
         return Err(C14nError::IdNotFound(ids[i].to_string()));
     }
     Ok(())
+}
+
+/// Characters XML does not allow (controls, U+FFFE/U+FFFF) are refused: the
+/// output would not be XML.
+fn check_characters(bytes: &[u8], position: u64) -> Result<(), C14nError> {
+    match first_invalid_character(bytes) {
+        Some((at, reason)) => Err(C14nError::Malformed {
+            position: position + at as u64,
+            reason: reason.to_string(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// A comment or PI: inside the root it is written where it is; around the root
@@ -477,11 +508,28 @@ pub(crate) fn parse_start<'e>(
 ) -> Result<(Vec<(String, String)>, Element<'e>), C14nError> {
     let malformed = |reason: String| C14nError::Malformed { position, reason };
     let qname = e.name().0;
+    if !is_xml_name(qname) {
+        return Err(malformed(format!("invalid element name {qname:?}")));
+    }
+    if let Some((_, reason)) = first_invalid_character(e.as_bytes()) {
+        return Err(malformed(reason.to_string()));
+    }
+    if matches!(split_qname(qname).0, "xmlns" | "xml") {
+        return Err(malformed(format!(
+            "element name {qname:?} has a reserved prefix"
+        )));
+    }
     let mut declared = Vec::new();
     let mut attrs = Vec::new();
     for attr in e.attributes() {
         let attr = attr.map_err(|err| malformed(format!("bad attribute: {err}")))?;
         let key = attr.key.0;
+        if !is_xml_name(key) {
+            return Err(malformed(format!("invalid attribute name {key:?}")));
+        }
+        if attr.value.contains('<') {
+            return Err(malformed("'<' in an attribute value".into()));
+        }
         let value = attr
             .normalized_value(quick_xml::XmlVersion::Explicit1_0)
             .map_err(|err| malformed(format!("bad attribute value: {err}")))?;
@@ -531,6 +579,18 @@ pub(crate) fn resolve<'e>(
         element
             .attrs
             .sort_by(|a, b| (&a.uri, a.local).cmp(&(&b.uri, b.local)));
+        // `p:a` and `q:a` with p and q bound to one namespace (Namespaces in XML
+        // §6.3): adjacent once sorted.
+        if element
+            .attrs
+            .windows(2)
+            .any(|w| !w[0].uri.is_empty() && w[0].uri == w[1].uri && w[0].local == w[1].local)
+        {
+            return Err(C14nError::Malformed {
+                position: 0,
+                reason: "two attributes with the same namespace and local name".into(),
+            });
+        }
     }
     Ok(element)
 }
