@@ -35,20 +35,20 @@ fn key_identifiers() -> Vec<(KeyIdentifier, IssuerNameFormat)> {
     v
 }
 
-#[test]
-fn wss4j_decrypts_every_supported_combination() {
+/// Compile the receivers of tests/interop into `dir`; the classpath to run them.
+fn compile(dir: &Path) -> String {
     for jar in CLASSPATH {
         assert!(
             Path::new(jar).exists(),
             "{jar} missing: install libwss4j-java (scripts/install-test-deps)"
         );
     }
-    let dir = tempfile::tempdir().unwrap();
     let classpath = CLASSPATH.join(":");
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/Wss4jDecrypt.java");
+    let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
     let javac = Command::new("javac")
-        .args(["-d", dir.path().to_str().unwrap(), "-cp", &classpath])
-        .arg(&source)
+        .args(["-d", dir.to_str().unwrap(), "-cp", &classpath])
+        .arg(sources.join("Wss4jDecrypt.java"))
+        .arg(sources.join("Wss4j16Verify.java"))
         .output()
         .expect("javac (a JDK) is needed for the WSS4J interop test");
     assert!(
@@ -56,6 +56,13 @@ fn wss4j_decrypts_every_supported_combination() {
         "{}",
         String::from_utf8_lossy(&javac.stderr)
     );
+    format!("{}:{classpath}", dir.display())
+}
+
+#[test]
+fn wss4j_decrypts_every_supported_combination() {
+    let dir = tempfile::tempdir().unwrap();
+    let classpath = compile(dir.path());
 
     let rx = common::receiver();
     let p12 = openssl::pkcs12::Pkcs12::builder()
@@ -129,7 +136,7 @@ fn wss4j_decrypts_every_supported_combination() {
     std::fs::write(&manifest_path, manifest).unwrap();
     let run = Command::new("java")
         .arg("-cp")
-        .arg(format!("{}:{classpath}", dir.path().display()))
+        .arg(&classpath)
         .arg("Wss4jDecrypt")
         .arg(&keystore)
         .arg("changeit")
@@ -150,4 +157,144 @@ fn wss4j_decrypts_every_supported_combination() {
         failures.join("\n")
     );
     assert_eq!(stdout.lines().count(), n, "every case reported");
+}
+
+/// WSS4J 1.6 verifies what the engine signs, with the signer's certificate as the
+/// trusted one: SOAP 1.1 and 1.2, every order, every key identifier for the
+/// signature (the encryption ones are covered above), RSA-SHA1/256/512; a
+/// tampered Body or Timestamp and an untrusted signer are refused.
+#[test]
+fn wss4j_verifies_signed_messages() {
+    use wssgate::wss::{DigestAlgorithm, SignPlan, SignatureAlgorithm};
+    let dir = tempfile::tempdir().unwrap();
+    let classpath = compile(dir.path());
+    let rx = common::receiver();
+    let p12 = openssl::pkcs12::Pkcs12::builder()
+        .name("receiver")
+        .pkey(&rx.key)
+        .cert(&rx.cert)
+        .build2("changeit")
+        .unwrap();
+    let keystore = dir.path().join("receiver.p12");
+    std::fs::write(&keystore, p12.to_der().unwrap()).unwrap();
+    let (_, signer_cert, _) = common::signer().write_to(dir.path(), "signer");
+    let key = common::signing_key();
+    let stranger = common::TestReceiver::new(&common::CertSpec {
+        common_name: "not trusted".into(),
+        ..common::CertSpec::default()
+    });
+    let stranger = wss::SigningKey::new(stranger.key.clone(), stranger.cert.clone()).unwrap();
+    let originals = [
+        common::data_dir().join("soap/node-soap__multiCall_xsi_type.xml"),
+        common::data_dir().join("soap/axiom__xsi-type.xml"),
+    ];
+    // (name, file, original, accepted)
+    let mut cases = Vec::new();
+    let mut write = |name: String, bytes: &[u8], original: &Path, accepted: bool| {
+        let path = dir.path().join(format!("s{}.xml", cases.len()));
+        std::fs::write(&path, bytes).unwrap();
+        cases.push((name, path, original.to_path_buf(), accepted));
+    };
+    for original in &originals {
+        let input = std::fs::read(original).unwrap();
+        let file = original.file_name().unwrap().to_str().unwrap();
+        for (order_name, order, encrypt_signature) in common::sign_orders() {
+            for ki in KeyIdentifier::ALL {
+                for (sa, da) in [
+                    (SignatureAlgorithm::RsaSha256, DigestAlgorithm::Sha256),
+                    (SignatureAlgorithm::RsaSha1, DigestAlgorithm::Sha1),
+                    (SignatureAlgorithm::RsaSha512, DigestAlgorithm::Sha512),
+                ] {
+                    let plan = SignPlan {
+                        signature_algorithm: sa,
+                        digest_algorithm: da,
+                        key_identifier: *ki,
+                        order: order.unwrap_or(wss::SignOrder::SignThenEncrypt),
+                        encrypt_signature,
+                        ..SignPlan::default()
+                    };
+                    let recipient = rx.recipient();
+                    let target = order.map(|_| &recipient);
+                    let options = EncryptOptions::default();
+                    let signed =
+                        wss::sign_envelope(&input[..], &key, &plan, target, &options).unwrap();
+                    let name = format!("{file} {order_name} {ki} {sa} {da}");
+                    write(name.clone(), &signed.bytes, original, true);
+                    if sa != SignatureAlgorithm::RsaSha256 {
+                        continue;
+                    }
+                    let text = String::from_utf8_lossy(&signed.bytes).into_owned();
+                    let at = text.find("<wsu:Expires>").unwrap();
+                    let mut bytes = signed.bytes[..at].to_vec();
+                    bytes.extend(common::tamper_after(&signed.bytes[at..], "<wsu:").unwrap());
+                    write(
+                        format!("{name} tampered Timestamp"),
+                        &bytes,
+                        original,
+                        false,
+                    );
+                    if order.is_none() {
+                        let at = text.find(":Body ").unwrap();
+                        let mut bytes = signed.bytes[..at].to_vec();
+                        bytes.extend(common::tamper_after(&signed.bytes[at..], ":Body").unwrap());
+                        write(format!("{name} tampered Body"), &bytes, original, false);
+                    }
+                    let signed =
+                        wss::sign_envelope(&input[..], &stranger, &plan, target, &options).unwrap();
+                    write(
+                        format!("{name} untrusted signer"),
+                        &signed.bytes,
+                        original,
+                        false,
+                    );
+                }
+            }
+        }
+    }
+    let manifest: String = cases
+        .iter()
+        .map(|(name, file, original, _)| {
+            format!("{name}\t{}\t{}\n", file.display(), original.display())
+        })
+        .collect();
+    let manifest_path = dir.path().join("manifest.tsv");
+    std::fs::write(&manifest_path, manifest).unwrap();
+    let run = Command::new("java")
+        .arg("-cp")
+        .arg(&classpath)
+        .arg("Wss4j16Verify")
+        .arg(&keystore)
+        .arg("changeit")
+        .arg(&manifest_path)
+        .arg(&signer_cert)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), cases.len(), "every case reported");
+    let mut wrong = Vec::new();
+    for ((name, _, _, accepted), line) in cases.iter().zip(&lines) {
+        let f: Vec<&str> = line.splitn(3, '\t').collect();
+        assert_eq!(f[1], name);
+        let ok = if *accepted {
+            f[0] == "ok" && f[2] == "Body,Timestamp"
+        } else {
+            f[0] == "refused"
+        };
+        if !ok {
+            wrong.push(*line);
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} not as expected:\n{}",
+        wrong.len(),
+        lines.len(),
+        wrong.join("\n")
+    );
 }

@@ -157,11 +157,141 @@ named_enum!(
         Basic128 = "basic128",
         WcfBasic256 = "wcf-basic256",
         WcfBasic128 = "wcf-basic128",
+        /// What WCF's `Basic256` suite signs and encrypts with (MutualCertificate,
+        /// `SignBeforeEncrypt`): thumbprints, RSA-SHA1 and SHA-1 digests.
+        WcfBasic256Sign = "wcf-basic256-sign",
         /// XML Encryption 1.1 (`rsa-oaep` + GCM): refused by every standard
         /// WS-SecurityPolicy suite and by WSS4J before 2.1.3.
         Modern = "modern",
     }
 );
+
+named_enum!(
+    /// The signature method of `ds:SignedInfo`.
+    SignatureAlgorithm, "signature algorithm", {
+        RsaSha256 = "rsa-sha256",
+        /// Legacy receivers (WCF `Basic256`, WS-SecurityPolicy suites without `Sha256`).
+        RsaSha1 = "rsa-sha1",
+        RsaSha512 = "rsa-sha512",
+    }
+);
+
+named_enum!(
+    /// The digest of each `ds:Reference`.
+    DigestAlgorithm, "digest algorithm", {
+        Sha256 = "sha256",
+        Sha1 = "sha1",
+        Sha512 = "sha512",
+    }
+);
+
+named_enum!(
+    /// Whether the Body is signed as plaintext and then encrypted, or encrypted
+    /// and then signed as its EncryptedData.
+    SignOrder, "order", {
+        SignThenEncrypt = "sign-then-encrypt",
+        EncryptThenSign = "encrypt-then-sign",
+    }
+);
+
+impl SignatureAlgorithm {
+    pub fn uri(self) -> &'static str {
+        match self {
+            SignatureAlgorithm::RsaSha256 => "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+            SignatureAlgorithm::RsaSha1 => "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
+            SignatureAlgorithm::RsaSha512 => "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512",
+        }
+    }
+
+    pub fn from_uri(uri: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|a| a.uri() == uri)
+    }
+
+    pub(crate) fn md(self) -> openssl::hash::MessageDigest {
+        use openssl::hash::MessageDigest;
+        match self {
+            SignatureAlgorithm::RsaSha256 => MessageDigest::sha256(),
+            SignatureAlgorithm::RsaSha1 => MessageDigest::sha1(),
+            SignatureAlgorithm::RsaSha512 => MessageDigest::sha512(),
+        }
+    }
+}
+
+impl DigestAlgorithm {
+    pub fn uri(self) -> &'static str {
+        match self {
+            DigestAlgorithm::Sha256 => "http://www.w3.org/2001/04/xmlenc#sha256",
+            DigestAlgorithm::Sha1 => "http://www.w3.org/2000/09/xmldsig#sha1",
+            DigestAlgorithm::Sha512 => "http://www.w3.org/2001/04/xmlenc#sha512",
+        }
+    }
+
+    pub fn from_uri(uri: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|a| a.uri() == uri)
+    }
+
+    pub(crate) fn md(self) -> openssl::hash::MessageDigest {
+        use openssl::hash::MessageDigest;
+        match self {
+            DigestAlgorithm::Sha256 => MessageDigest::sha256(),
+            DigestAlgorithm::Sha1 => MessageDigest::sha1(),
+            DigestAlgorithm::Sha512 => MessageDigest::sha512(),
+        }
+    }
+}
+
+/// What a policy-suite profile sets for signing, beside its encryption
+/// [`Algorithms`]: the algorithms, how the signing certificate is named, and
+/// whether a Timestamp is added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SigningDefaults {
+    pub signature_algorithm: SignatureAlgorithm,
+    pub digest_algorithm: DigestAlgorithm,
+    pub key_identifier: KeyIdentifier,
+    pub issuer_name_format: IssuerNameFormat,
+    pub timestamp: bool,
+    pub order: SignOrder,
+    pub encrypt_signature: bool,
+}
+
+impl Default for SigningDefaults {
+    /// DESIGN.md's defaults: RSA-SHA256, SHA-256, a BinarySecurityToken, a
+    /// Timestamp, sign-then-encrypt, the signature not encrypted.
+    fn default() -> Self {
+        SigningDefaults {
+            signature_algorithm: SignatureAlgorithm::RsaSha256,
+            digest_algorithm: DigestAlgorithm::Sha256,
+            key_identifier: KeyIdentifier::Bst,
+            issuer_name_format: IssuerNameFormat::Rfc2253,
+            timestamp: true,
+            order: SignOrder::SignThenEncrypt,
+            encrypt_signature: false,
+        }
+    }
+}
+
+impl Profile {
+    /// The signing half of a policy-suite profile; `None` for the profiles that
+    /// only name an encryption suite (signing, when asked for, uses the defaults).
+    pub fn signing(self) -> Option<SigningDefaults> {
+        match self {
+            // WS-SecurityPolicy Basic256Sha256 with an AsymmetricBinding as CXF
+            // and WSS4J configure it: X509 tokens referenced by issuer and serial.
+            Profile::Basic256Sha256 => Some(SigningDefaults {
+                key_identifier: KeyIdentifier::IssuerSerial,
+                ..SigningDefaults::default()
+            }),
+            Profile::WcfBasic256Sign => Some(SigningDefaults {
+                signature_algorithm: SignatureAlgorithm::RsaSha1,
+                digest_algorithm: DigestAlgorithm::Sha1,
+                key_identifier: KeyIdentifier::Thumbprint,
+                issuer_name_format: IssuerNameFormat::Wcf,
+                ..SigningDefaults::default()
+            }),
+            _ => None,
+        }
+    }
+}
 
 impl DataEncryption {
     pub fn uri(self) -> &'static str {
@@ -318,7 +448,7 @@ impl Profile {
                 ),
                 // WCF matches a thumbprint reliably; should a route choose
                 // issuer-serial instead, the issuer is written the way WCF reads it.
-                Profile::WcfBasic256 => (
+                Profile::WcfBasic256 | Profile::WcfBasic256Sign => (
                     Thumbprint,
                     IssuerNameFormat::Wcf,
                     RsaOaepMgf1p,
@@ -520,6 +650,33 @@ mod tests {
             DataEncryption::Aes128Cbc
         );
         assert_eq!("basic256sha256".parse(), Ok(Profile::Basic256Sha256));
+    }
+
+    #[test]
+    fn signing_profiles_match_the_design() {
+        let b = Profile::Basic256Sha256;
+        let (enc, sign) = (b.algorithms(), b.signing().unwrap());
+        assert_eq!(enc.key_identifier, KeyIdentifier::IssuerSerial);
+        assert_eq!(enc.data_encryption, DataEncryption::Aes256Cbc);
+        assert_eq!(enc.key_transport, KeyTransport::RsaOaepMgf1p);
+        assert_eq!(sign.signature_algorithm, SignatureAlgorithm::RsaSha256);
+        assert_eq!(sign.digest_algorithm, DigestAlgorithm::Sha256);
+        assert_eq!(sign.key_identifier, KeyIdentifier::IssuerSerial);
+        assert!(sign.timestamp);
+        let w = Profile::WcfBasic256Sign;
+        assert_eq!(w.algorithms().key_identifier, KeyIdentifier::Thumbprint);
+        assert_eq!(
+            w.signing().unwrap().signature_algorithm,
+            SignatureAlgorithm::RsaSha1
+        );
+        assert_eq!("wcf-basic256-sign".parse(), Ok(Profile::WcfBasic256Sign));
+        assert_eq!(Profile::Default.signing(), None);
+        for s in SignatureAlgorithm::ALL {
+            assert_eq!(SignatureAlgorithm::from_uri(s.uri()), Some(*s));
+        }
+        for d in DigestAlgorithm::ALL {
+            assert_eq!(DigestAlgorithm::from_uri(d.uri()), Some(*d));
+        }
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub use error::{EncryptError, EncryptSummary};
 pub use namespaces::namespace_work;
 use namespaces::*;
 use xml::*;
+/// The XML rules the canonicalizer shares with the rewriter.
+pub(crate) use {body::first_invalid_character, xml::is_xml_name};
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -77,6 +79,19 @@ pub fn encrypt_to_vec(
     Ok((out, summary))
 }
 
+/// Encrypt a whole envelope held in memory, and the header element whose
+/// unqualified `Id` is `element_id` too (a Signature), with the same key.
+pub(crate) fn encrypt_to_vec_with(
+    envelope: &[u8],
+    recipient: &Recipient,
+    options: &EncryptOptions,
+    element_id: Option<&str>,
+) -> Result<(Vec<u8>, EncryptSummary), EncryptError> {
+    let mut out = Vec::with_capacity(envelope.len() * 4 / 3 + 4096);
+    let summary = encrypt_envelope_with(envelope, &mut out, recipient, options, element_id)?;
+    Ok((out, summary))
+}
+
 /// Encrypt the envelope read from `input` for `recipient`, writing to `output`.
 ///
 /// On error, what was written to `output` is incomplete and must be discarded.
@@ -85,6 +100,16 @@ pub fn encrypt_envelope<R: Read, W: Write>(
     output: W,
     recipient: &Recipient,
     options: &EncryptOptions,
+) -> Result<EncryptSummary, EncryptError> {
+    encrypt_envelope_with(input, output, recipient, options, None)
+}
+
+fn encrypt_envelope_with<R: Read, W: Write>(
+    input: R,
+    output: W,
+    recipient: &Recipient,
+    options: &EncryptOptions,
+    element_id: Option<&str>,
 ) -> Result<EncryptSummary, EncryptError> {
     let algorithms = options.algorithms;
     if algorithms.key_identifier == KeyIdentifier::Ski && recipient.info().ski.is_none() {
@@ -106,7 +131,10 @@ pub fn encrypt_envelope<R: Read, W: Write>(
         algorithms.oaep_digest,
         &content_key,
     )?;
-    let ids = MessageIds::fresh()?;
+    let mut ids = MessageIds::fresh()?;
+    if element_id.is_some() {
+        ids.encrypted_element = Some(format!("ED-{}", hex::encode(cipher::random_bytes(8)?)));
+    }
     let security_elements = header::security_elements(recipient, &algorithms, &ids, &wrapped);
 
     let mut out = CountingWriter {
@@ -133,6 +161,9 @@ pub fn encrypt_envelope<R: Read, W: Write>(
         in_header: false,
         security_written: false,
         reused_security: false,
+        security_offset: 0,
+        element_id,
+        element_depth: None,
         body: BodyState::NotYet,
         plaintext_bytes: 0,
         frame: Vec::with_capacity(1024),
@@ -147,6 +178,12 @@ pub fn encrypt_envelope<R: Read, W: Write>(
     config.expand_empty_elements = false;
     rewriter.run()?;
     let version = rewriter.version.ok_or(EncryptError::NoRoot)?;
+    if rewriter.element_id.is_some() {
+        return Err(EncryptError::Malformed {
+            position: rewriter.position(),
+            reason: "the element to encrypt is not in the Header".into(),
+        });
+    }
     let Sink::Plain(mut out) = std::mem::replace(&mut rewriter.sink, Sink::Gone) else {
         return Err(EncryptError::NoBody);
     };
@@ -158,6 +195,7 @@ pub fn encrypt_envelope<R: Read, W: Write>(
         plaintext_bytes: rewriter.plaintext_bytes,
         bytes_out: out.count,
         reused_security_header: rewriter.reused_security,
+        security_elements_offset: rewriter.security_offset,
     })
 }
 
@@ -226,6 +264,12 @@ struct Rewriter<'o, R: io::BufRead, W: Write> {
     in_header: bool,
     security_written: bool,
     reused_security: bool,
+    /// Output offset of the security elements (see [`EncryptSummary`]).
+    security_offset: u64,
+    /// The unqualified `Id` of a header element to encrypt as an element.
+    element_id: Option<&'o str>,
+    /// The depth of that element while it is being encrypted.
+    element_depth: Option<usize>,
     body: BodyState,
     plaintext_bytes: u64,
     /// Scratch buffer to hand a tag to the sink in one write.
@@ -636,6 +680,8 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
                 self.refuse_soap_structure_in_header(name)?;
                 if self.depth == 2 {
                     self.header_block(e, raw, name, empty)
+                } else if self.is_element_to_encrypt(e) {
+                    self.encrypt_element(raw, empty)
                 } else {
                     self.write_tag(raw, empty)
                 }
@@ -680,6 +726,9 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
             self.finish_encryption(name)?;
         } else {
             self.write_end(name)?;
+            if self.element_depth == Some(closing_depth - 1) {
+                self.finish_element_encryption()?;
+            }
         }
         self.scopes.pop();
         self.depth -= 1;

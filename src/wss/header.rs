@@ -19,6 +19,9 @@ pub struct MessageIds {
     pub encrypted_key: String,
     pub encrypted_data: String,
     pub token: String,
+    /// The EncryptedData that replaces a header element (the Signature), when
+    /// one is encrypted too.
+    pub encrypted_element: Option<String>,
 }
 
 impl MessageIds {
@@ -28,6 +31,7 @@ impl MessageIds {
             encrypted_key: format!("EK-{}", hex::encode(&r[..8])),
             encrypted_data: format!("ED-{}", hex::encode(&r[8..16])),
             token: format!("X509-{}", hex::encode(&r[16..24])),
+            encrypted_element: None,
         })
     }
 }
@@ -46,7 +50,7 @@ pub fn escape(text: &str, out: &mut String) {
 }
 
 /// `wsse:BinarySecurityToken` carrying the certificate (key identifier `bst` only).
-pub fn binary_security_token(recipient: &Recipient, ids: &MessageIds, out: &mut String) {
+pub fn binary_security_token(recipient: &Recipient, token_id: &str, out: &mut String) {
     let _ = write!(
         out,
         r#"<wsse:BinarySecurityToken xmlns:wsse="{wsse}" xmlns:wsu="{wsu}" EncodingType="{enc}" ValueType="{vt}" wsu:Id="{id}">{der}</wsse:BinarySecurityToken>"#,
@@ -54,7 +58,7 @@ pub fn binary_security_token(recipient: &Recipient, ids: &MessageIds, out: &mut 
         wsu = ns::WSU,
         enc = uri::BASE64_BINARY,
         vt = uri::X509V3,
-        id = ids.token,
+        id = token_id,
         der = recipient.der_base64(),
     );
 }
@@ -71,14 +75,34 @@ fn token_reference(
         r#"<wsse:SecurityTokenReference xmlns:wsse="{}">"#,
         ns::WSSE
     );
+    token_reference_content(
+        recipient,
+        algorithms.key_identifier,
+        algorithms.issuer_name_format,
+        &ids.token,
+        out,
+    );
+    out.push_str("</wsse:SecurityTokenReference>");
+}
+
+/// What goes inside a SecurityTokenReference to name `recipient`'s certificate
+/// (`token_id`: the BinarySecurityToken's `wsu:Id`, for `bst`). An `issuer-serial`
+/// reference uses the `ds` prefix, which the enclosing `ds:KeyInfo` declares.
+pub(crate) fn token_reference_content(
+    recipient: &Recipient,
+    key_identifier: KeyIdentifier,
+    issuer_name_format: super::IssuerNameFormat,
+    token_id: &str,
+    out: &mut String,
+) {
     let info = recipient.info();
-    match algorithms.key_identifier {
+    match key_identifier {
         KeyIdentifier::IssuerSerial => {
             let _ = write!(
                 out,
                 r#"<ds:X509Data><ds:X509IssuerSerial><ds:X509IssuerName>"#
             );
-            escape(recipient.issuer_name(algorithms.issuer_name_format), out);
+            escape(recipient.issuer_name(issuer_name_format), out);
             let _ = write!(
                 out,
                 "</ds:X509IssuerName><ds:X509SerialNumber>{}</ds:X509SerialNumber></ds:X509IssuerSerial></ds:X509Data>",
@@ -89,7 +113,7 @@ fn token_reference(
             let _ = write!(
                 out,
                 r##"<wsse:Reference URI="#{}" ValueType="{}"/>"##,
-                ids.token,
+                token_id,
                 uri::X509V3
             );
         }
@@ -114,7 +138,6 @@ fn token_reference(
             );
         }
     }
-    out.push_str("</wsse:SecurityTokenReference>");
 }
 
 /// `xenc:EncryptedKey` with the wrapped content key and the reference list.
@@ -166,10 +189,14 @@ pub fn encrypted_key(
     token_reference(recipient, algorithms, ids, out);
     let _ = write!(
         out,
-        r##"</ds:KeyInfo><xenc:CipherData><xenc:CipherValue>{}</xenc:CipherValue></xenc:CipherData><xenc:ReferenceList><xenc:DataReference URI="#{}"/></xenc:ReferenceList></xenc:EncryptedKey>"##,
+        r##"</ds:KeyInfo><xenc:CipherData><xenc:CipherValue>{}</xenc:CipherValue></xenc:CipherData><xenc:ReferenceList><xenc:DataReference URI="#{}"/>"##,
         B64.encode(wrapped_key),
         ids.encrypted_data
     );
+    if let Some(element) = &ids.encrypted_element {
+        let _ = write!(out, r##"<xenc:DataReference URI="#{element}"/>"##);
+    }
+    out.push_str("</xenc:ReferenceList></xenc:EncryptedKey>");
 }
 
 /// What goes at the top of the Security header: the token (for `bst`), then the key.
@@ -181,19 +208,30 @@ pub fn security_elements(
 ) -> String {
     let mut out = String::with_capacity(2048);
     if algorithms.key_identifier == KeyIdentifier::Bst {
-        binary_security_token(recipient, ids, &mut out);
+        binary_security_token(recipient, &ids.token, &mut out);
     }
     encrypted_key(recipient, algorithms, ids, wrapped_key, &mut out);
     out
 }
 
-/// Everything from `<xenc:EncryptedData …>` up to the opening of its CipherValue.
+/// Everything from `<xenc:EncryptedData …>` up to the opening of its CipherValue,
+/// for the Body's content.
 pub fn encrypted_data_start(algorithms: &Algorithms, ids: &MessageIds) -> String {
+    encrypted_data_start_for(algorithms, ids, &ids.encrypted_data, uri::TYPE_CONTENT)
+}
+
+/// The same for EncryptedData `id` of type `ty` (content or element).
+pub fn encrypted_data_start_for(
+    algorithms: &Algorithms,
+    ids: &MessageIds,
+    id: &str,
+    ty: &str,
+) -> String {
     format!(
         r##"<xenc:EncryptedData xmlns:xenc="{xenc}" Id="{ed}" Type="{ty}"><xenc:EncryptionMethod Algorithm="{alg}"/><ds:KeyInfo xmlns:ds="{ds}"><wsse:SecurityTokenReference xmlns:wsse="{wsse}" xmlns:wsse11="{wsse11}" wsse11:TokenType="{tt}"><wsse:Reference URI="#{ek}"/></wsse:SecurityTokenReference></ds:KeyInfo><xenc:CipherData><xenc:CipherValue>"##,
         xenc = ns::XENC,
-        ed = ids.encrypted_data,
-        ty = uri::TYPE_CONTENT,
+        ed = id,
+        ty = ty,
         alg = algorithms.data_encryption.uri(),
         ds = ns::DS,
         wsse = ns::WSSE,

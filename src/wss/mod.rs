@@ -11,6 +11,7 @@
 //! hand it a [`Recipient`] (a parsed certificate) and the algorithm choice.
 
 pub mod algorithms;
+pub mod c14n;
 pub mod certificate;
 pub mod cipher;
 pub mod decrypt;
@@ -18,6 +19,7 @@ mod envelope;
 mod header;
 pub mod input;
 pub mod keys;
+pub mod sign;
 
 use std::sync::Arc;
 
@@ -27,14 +29,19 @@ use openssl::pkey::{PKey, Public};
 use openssl::x509::X509;
 
 pub use algorithms::{
-    AlgorithmOverrides, Algorithms, DataEncryption, IssuerNameFormat, KeyIdentifier, KeyTransport,
-    OaepDigest, Profile,
+    AlgorithmOverrides, Algorithms, DataEncryption, DigestAlgorithm, IssuerNameFormat,
+    KeyIdentifier, KeyTransport, OaepDigest, Profile, SignOrder, SignatureAlgorithm,
+    SigningDefaults,
 };
 pub use certificate::{CertificateError, CertificateInfo, CertificatePolicy};
 pub use envelope::{
     EncryptError, EncryptSummary, encrypt_envelope, encrypt_to_vec, namespace_work, sniff_version,
 };
 pub use header::escape as escape_text;
+pub use sign::{
+    SignError, SignPart, SignPlan, SignSummary, SignedMessage, SigningKey, sign_envelope,
+    sign_envelope_at, sign_to_vec, sign_to_vec_at,
+};
 
 /// SOAP version, from the Envelope namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

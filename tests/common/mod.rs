@@ -71,6 +71,77 @@ pub fn receiver() -> &'static TestReceiver {
     R.get_or_init(|| TestReceiver::new(&CertSpec::default()))
 }
 
+/// A shared 2048-bit signer (the tenant's own key pair), distinct from the receiver.
+pub fn signer() -> &'static TestReceiver {
+    static S: std::sync::OnceLock<TestReceiver> = std::sync::OnceLock::new();
+    S.get_or_init(|| {
+        TestReceiver::new(&CertSpec {
+            common_name: "tenant signer".into(),
+            organization: "Example Tenant".into(),
+            serial: 1919,
+            ..CertSpec::default()
+        })
+    })
+}
+
+/// The signer as the engine takes it.
+pub fn signing_key() -> wssgate::wss::SigningKey {
+    let s = signer();
+    wssgate::wss::SigningKey::new(s.key.clone(), s.cert.clone()).unwrap()
+}
+
+/// The orders a signed message can be made in, by name: signed only, and the
+/// three ways of combining it with encryption.
+pub fn sign_orders() -> Vec<(&'static str, Option<wssgate::wss::SignOrder>, bool)> {
+    use wssgate::wss::SignOrder;
+    vec![
+        ("sign-only", None, false),
+        ("sign-then-encrypt", Some(SignOrder::SignThenEncrypt), false),
+        ("encrypt-then-sign", Some(SignOrder::EncryptThenSign), false),
+        (
+            "sign-then-encrypt+signature",
+            Some(SignOrder::SignThenEncrypt),
+            true,
+        ),
+    ]
+}
+
+/// Change one letter or digit of character data after `marker` (after the end
+/// of the tag that contains it, outside any tag): a tampered wire byte that
+/// leaves the XML well-formed.
+pub fn tamper_after(message: &[u8], marker: &str) -> Option<Vec<u8>> {
+    let at = memchr_find(message, marker.as_bytes())?;
+    let gt = at + message[at..].iter().position(|&b| b == b'>')? + 1;
+    let mut in_tag = false;
+    let mut pos = None;
+    for (i, &b) in message[gt..].iter().enumerate() {
+        match b {
+            b'<' => in_tag = true,
+            b'>' => in_tag = false,
+            _ if !in_tag && b.is_ascii_alphanumeric() => {
+                pos = Some(gt + i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let pos = pos?;
+    let mut out = message.to_vec();
+    // A digit stays a digit (a Timestamp stays a valid time: only the signature
+    // can tell), a letter a letter.
+    out[pos] = match out[pos] {
+        b'9' => b'0',
+        d @ b'0'..=b'8' => d + 1,
+        b'A' => b'B',
+        _ => b'A',
+    };
+    Some(out)
+}
+
+fn memchr_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
 /// The repository's test data directory.
 pub fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")

@@ -13,6 +13,15 @@ Usage:
                                             encrypts the Body content, the EncryptedKey
                                             inside EncryptedData/KeyInfo
   xmlsec_interop.py compare MANIFEST.json   cases {"name", "original", "decrypted"}
+  xmlsec_interop.py verify MANIFEST.json    cases {"name", "signed", "cert", "key"?}: decrypt
+                                            what the EncryptedKey lists (with "key"), then
+                                            verify the ds:Signature with the signer's "cert"
+                                            (the other way round for "order"
+                                            "encrypt-then-sign")
+                                            (libxmlsec1 checks SignatureValue and every
+                                            Reference, Ids registered by local name "Id", so
+                                            wsu:Id counts) and the Timestamp's window; the
+                                            result names what the References point at
 Each prints a JSON list of {"name", "ok", "error"?}.
 """
 import json
@@ -178,9 +187,72 @@ def compare_case(case):
     return {"name": case["name"], "ok": True}
 
 
+WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
+
+
+def decrypt_all(root, key_path):
+    """Unwrap the EncryptedKey and decrypt every EncryptedData its ReferenceList names
+    (the Body content, and the Signature when it is encrypted), in place."""
+    for ek in root.findall(".//{%s}EncryptedKey" % XENC):
+        manager = xmlsec.KeysManager()
+        ctx = xmlsec.EncryptionContext(manager)
+        ctx.key = xmlsec.Key.from_file(key_path, xmlsec.constants.KeyDataFormatPem)
+        content_key = ctx.decrypt(ek)
+        for ref in ek.findall("{%s}ReferenceList/{%s}DataReference" % (XENC, XENC)):
+            wanted = ref.get("URI").lstrip("#")
+            eds = [e for e in root.iter("{%s}EncryptedData" % XENC) if e.get("Id") == wanted]
+            if len(eds) != 1:
+                raise ValueError("expected one EncryptedData %s, found %d" % (wanted, len(eds)))
+            alg = eds[0].find("{%s}EncryptionMethod" % XENC).get("Algorithm")
+            ctx2 = xmlsec.EncryptionContext(xmlsec.KeysManager())
+            ctx2.key = xmlsec.Key.from_binary_data(content_key_data(alg), content_key)
+            ctx2.decrypt(eds[0])
+        ek.getparent().remove(ek)
+
+
+def verify_case(case):
+    import datetime
+    root = etree.fromstring(open(case["signed"], "rb").read(), PARSER)
+    # Sign-then-encrypt: decrypt, then verify; encrypt-then-sign: the reverse.
+    verify_first = case.get("order") == "encrypt-then-sign"
+    if case.get("key") and not verify_first:
+        decrypt_all(root, case["key"])
+    xmlsec.tree.add_ids(root, ["Id"])
+    signatures = root.findall(".//{%s}Signature" % DSIG)
+    if case.get("signature_id"):
+        # A message that already carried a signature of its own keeps it.
+        signatures = [s for s in signatures if s.get("Id") == case["signature_id"]]
+    if len(signatures) != 1:
+        raise ValueError("expected one Signature, found %d" % len(signatures))
+    ctx = xmlsec.SignatureContext()
+    ctx.key = xmlsec.Key.from_file(case["cert"], xmlsec.constants.KeyDataFormatCertPem)
+    ctx.verify(signatures[0])
+    if case.get("key") and verify_first:
+        decrypt_all(root, case["key"])
+    signed = []
+    for ref in signatures[0].findall("{%s}SignedInfo/{%s}Reference" % (DSIG, DSIG)):
+        wanted = ref.get("URI").lstrip("#")
+        hits = [e for e in root.iter() if isinstance(e.tag, str)
+                and wanted in (e.get("Id"), e.get("{%s}Id" % WSU))]
+        if len(hits) != 1:
+            raise ValueError("Reference %s names %d elements" % (wanted, len(hits)))
+        signed.append(etree.QName(hits[0]).localname)
+    for ts in root.iter("{%s}Timestamp" % WSU):
+        if ts.getparent() is None or etree.QName(ts.getparent()).localname != "Security":
+            continue
+        def when(name):
+            text = ts.find("{%s}%s" % (WSU, name)).text.strip().replace("Z", "+00:00")
+            return datetime.datetime.fromisoformat(text)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        if not (when("Created") <= now + datetime.timedelta(seconds=60) and now < when("Expires")):
+            raise ValueError("Timestamp not valid now")
+    return {"name": case["name"], "ok": True, "signed": signed}
+
+
 def main():
     mode, manifest = sys.argv[1], sys.argv[2]
-    run = {"decrypt": run_case, "encrypt": encrypt_case, "compare": compare_case}[mode]
+    run = {"decrypt": run_case, "encrypt": encrypt_case, "compare": compare_case,
+           "verify": verify_case}[mode]
     cases = json.load(open(manifest))
     results = []
     for case in cases:

@@ -15,7 +15,7 @@ mod seen;
 mod tags;
 mod top_level;
 
-pub(super) use bytes::first_invalid_character;
+pub(crate) use bytes::first_invalid_character;
 use bytes::*;
 use seen::*;
 use top_level::*;

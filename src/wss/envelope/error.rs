@@ -87,4 +87,7 @@ pub struct EncryptSummary {
     pub bytes_out: u64,
     /// Whether an existing Security header was reused.
     pub reused_security_header: bool,
+    /// Where in the output the elements wssgate put first into the Security
+    /// header begin (byte offset): what must precede them goes there.
+    pub security_elements_offset: u64,
 }

@@ -117,6 +117,7 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
             return Err(self.malformed("a second wsse:Security header for the ultimate receiver"));
         }
         self.write_tag(raw, false)?;
+        self.mark_security_offset();
         let elements = std::mem::take(&mut self.security_elements);
         self.write(elements.as_bytes())?;
         self.security_written = true;
@@ -184,9 +185,81 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
         tag.push('>');
         let elements = std::mem::take(&mut self.security_elements);
         self.write(tag.as_bytes())?;
+        self.mark_security_offset();
         self.write(elements.as_bytes())?;
         self.write(b"</wsse:Security>")?;
         self.security_written = true;
+        Ok(())
+    }
+
+    /// Remember where the security elements start in the output (the header
+    /// comes before the Body, so the output is still plain here).
+    fn mark_security_offset(&mut self) {
+        if let Sink::Plain(out) = &self.sink {
+            self.security_offset = out.count;
+        }
+    }
+
+    /// Whether `e` is the header element to encrypt as a whole (its
+    /// unqualified `Id` names it), and none is being encrypted already.
+    pub(super) fn is_element_to_encrypt(&self, e: &BytesStart<'_>) -> bool {
+        let Some(wanted) = self.element_id else {
+            return false;
+        };
+        self.element_depth.is_none()
+            && matches!(self.sink, Sink::Plain(_))
+            && e.attributes()
+                .with_checks(false)
+                .flatten()
+                .any(|a| a.key.0 == "Id" && &*a.value == wanted)
+    }
+
+    /// Replace the element starting here by an EncryptedData of type Element:
+    /// its tags and content go into the cipher until its end tag.
+    pub(super) fn encrypt_element(&mut self, raw: &str, empty: bool) -> Result<(), EncryptError> {
+        let Some(id) = self.ids.encrypted_element.clone() else {
+            return self.write_tag(raw, empty);
+        };
+        let start = header::encrypted_data_start_for(
+            &self.options.algorithms,
+            &self.ids,
+            &id,
+            super::super::algorithms::uri::TYPE_ELEMENT,
+        );
+        let Sink::Plain(mut out) = std::mem::replace(&mut self.sink, Sink::Gone) else {
+            return Err(EncryptError::Write(io::Error::other(
+                "output in wrong state",
+            )));
+        };
+        out.write_all(start.as_bytes())
+            .map_err(EncryptError::Write)?;
+        let writer = EncryptingWriter::new(
+            out,
+            self.options.algorithms.data_encryption,
+            &self.content_key,
+        )?;
+        self.sink = Sink::Cipher(writer);
+        self.element_depth = Some(self.depth);
+        self.write_tag(raw, empty)?;
+        if empty {
+            self.finish_element_encryption()?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn finish_element_encryption(&mut self) -> Result<(), EncryptError> {
+        let Sink::Cipher(writer) = std::mem::replace(&mut self.sink, Sink::Gone) else {
+            return Err(EncryptError::Write(io::Error::other(
+                "output in wrong state",
+            )));
+        };
+        let (mut out, _) = writer.finish().map_err(EncryptError::Write)?;
+        out.write_all(header::ENCRYPTED_DATA_END.as_bytes())
+            .map_err(EncryptError::Write)?;
+        self.sink = Sink::Plain(out);
+        self.element_depth = None;
+        // Never twice: a second element with the Id stays as it is.
+        self.element_id = None;
         Ok(())
     }
 

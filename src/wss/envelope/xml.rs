@@ -126,7 +126,7 @@ pub(super) fn is_name_char(c: char) -> bool {
 }
 
 /// A QName of Namespaces in XML: `prefix:local` or `local`, each an NCName.
-pub(super) fn is_xml_name(name: &str) -> bool {
+pub(crate) fn is_xml_name(name: &str) -> bool {
     let ncname = |part: &str| {
         let mut chars = part.chars();
         chars.next().is_some_and(is_name_start) && chars.all(is_name_char)

@@ -328,9 +328,7 @@ pub(super) fn normalize_attribute(raw: &str) -> String {
 
 /// The first byte XML 1.0 does not allow: a C0 control other than tab, line
 /// feed and carriage return, or the start of U+FFFE or U+FFFF. `bytes` is UTF-8.
-pub(in crate::wss::envelope) fn first_invalid_character(
-    bytes: &[u8],
-) -> Option<(usize, &'static str)> {
+pub(crate) fn first_invalid_character(bytes: &[u8]) -> Option<(usize, &'static str)> {
     const CHUNK: usize = 64;
     let control = |b: u8| b < 0x20 && b != b'\t' && b != b'\n' && b != b'\r';
     for (n, chunk) in bytes.chunks(CHUNK).enumerate() {

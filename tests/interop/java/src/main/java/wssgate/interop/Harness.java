@@ -10,6 +10,9 @@
 //       "ok" means the Body children equal the original's after exclusive C14N.
 //   encrypt KEYSTORE.p12 PASSWORD MANIFEST
 //       A WSS4J 3 sender (Senders.java): encrypts each case for a certificate.
+//   verify KEYSTORE.p12 PASSWORD MANIFEST SIGNER.pem
+//       Signed messages (see Verifiers.java): each case through both receivers, with
+//       the signer's certificate as the trusted one; prints "...<TAB>ok<TAB>signed names".
 //   serve KEYSTORE.p12 PASSWORD
 //       Publishes the CXF services of Services.java on 127.0.0.1, prints
 //       "listening<TAB>PORT<TAB>path,path,...", and runs until standard input closes.
@@ -40,8 +43,11 @@ public final class Harness {
         // WSS4J's own initialization (it registers its messages with Santuario's).
         org.apache.wss4j.dom.engine.WSSConfig.init();
         quietLogging();
-        if (args.length < 3 || (!args[0].equals("serve") && args.length < 4)) {
-            System.err.println("usage: decrypt|encrypt KEYSTORE PASSWORD MANIFEST | serve KEYSTORE PASSWORD");
+        if (args.length < 3 || (args[0].equals("decrypt") && args.length < 4)
+                || (args[0].equals("encrypt") && args.length < 4)
+                || (args[0].equals("verify") && args.length < 5)) {
+            System.err.println("usage: decrypt|encrypt KEYSTORE PASSWORD MANIFEST"
+                    + " | verify KEYSTORE PASSWORD MANIFEST SIGNER.pem | serve KEYSTORE PASSWORD");
             System.exit(2);
         }
         Crypto crypto = crypto(args[1], args[2]);
@@ -49,6 +55,8 @@ public final class Harness {
         switch (args[0]) {
             case "decrypt" -> Receivers.run(crypto, passwords, Paths.get(args[3]));
             case "encrypt" -> Senders.run(crypto, Paths.get(args[3]));
+            case "verify" -> Verifiers.run(keyStore(args[1], args[2]), args[2], passwords, Paths.get(args[3]),
+                    Paths.get(args[4]));
             case "serve" -> Services.run(crypto, passwords);
             default -> {
                 System.err.println("unknown mode " + args[0]);
@@ -70,13 +78,17 @@ public final class Harness {
     }
 
     static Crypto crypto(String keystore, String password) throws Exception {
+        Merlin merlin = new Merlin();
+        merlin.setKeyStore(keyStore(keystore, password));
+        return merlin;
+    }
+
+    static KeyStore keyStore(String keystore, String password) throws Exception {
         KeyStore ks = KeyStore.getInstance("PKCS12");
         try (InputStream in = Files.newInputStream(Paths.get(keystore))) {
             ks.load(in, password.toCharArray());
         }
-        Merlin merlin = new Merlin();
-        merlin.setKeyStore(ks);
-        return merlin;
+        return ks;
     }
 
     static CallbackHandler passwords(String password) {
