@@ -55,6 +55,17 @@ pub(super) fn signing(
             ),
         );
     }
+    if let Some(v) = r
+        .already_encrypted
+        .as_ref()
+        .filter(|v| v.get_ref() == "pass")
+    {
+        return ctx.err(
+            Some(v.span()),
+            &key("already_encrypted"),
+            "a signing route signs what it encrypts: already_encrypted = \"pass\" is refused with sign = true",
+        );
+    }
     let ring = match &r.signing_ring {
         None => {
             return ctx.err(
@@ -332,6 +343,7 @@ sign_max_body = "1MiB""#,
             ("sign_max_body = \"0\"", "sign_max_body"),
             ("sign_max_body = \"17MiB\"", "sign_max_body"),
             ("sign_max_body = \"lots\"", "sign_max_body"),
+            ("already_encrypted = \"pass\"", "already_encrypted"),
         ] {
             assert_eq!(refused_signing(extra), k(key), "{extra}");
         }
