@@ -48,6 +48,9 @@
 //!   ─▶ upstream client (pooled, TLS), sent once, never retried
 //!   ◀─ the answer streamed back unchanged; a fault of wssgate's own as SOAP Fault
 //! ```
+//! A `sign = true` route reads the body whole too (bounded by `sign_max_body`) and
+//! signs it with its signing ring's active key from the same snapshot, encrypting it
+//! before or after ([`proxy`]'s `signing`, [`wss::sign`]).
 //! A `mode = "decrypt"` route (the receiver side) reads the body whole instead
 //! and decrypts it with its ring's active or retained keys ([`proxy`]'s
 //! `inbound`); one fault for every failed decryption, so it is no oracle.

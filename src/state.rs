@@ -15,6 +15,7 @@ use crate::config::{Config, RouteConfig, RouteMode};
 use crate::keyring::Ring;
 use crate::keystore::{ExpiryWarning, Keystore, KeystoreError};
 use crate::wss::Recipient;
+use crate::wss::sign::SigningKey;
 
 /// Why a snapshot could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +27,12 @@ pub enum SnapshotError {
     },
     #[error("key ring {ring:?}: {source}")]
     Ring { ring: String, source: KeystoreError },
+    #[error("route {route:?}: signing_ring {ring:?}: {reason}")]
+    SigningKey {
+        route: String,
+        ring: String,
+        reason: String,
+    },
     #[error(transparent)]
     Keystore(#[from] KeystoreError),
     #[error("keystore.state_dir {0} is not a directory")]
@@ -87,6 +94,35 @@ pub struct Route {
     pub ring: Option<Arc<Ring>>,
     /// `response = "decrypt"`: the `response_ring`.
     pub response_ring: Option<Arc<Ring>>,
+    /// `sign = true`: the active key of `signing_ring`, checked against its
+    /// certificate when the snapshot was built, so that a request signs with the
+    /// key of the same snapshot as the certificate it encrypts for.
+    pub signing_key: Option<Arc<SigningKey>>,
+}
+
+/// The signing key of a `sign = true` route: its ring's active key, refused when
+/// it cannot sign as the route's plan says.
+fn signing_key(
+    route: &str,
+    sign: &crate::config::SignConfig,
+    rings: &BTreeMap<String, Arc<Ring>>,
+) -> Result<SigningKey, SnapshotError> {
+    let fail = |reason: String| SnapshotError::SigningKey {
+        route: route.to_string(),
+        ring: sign.ring.clone(),
+        reason,
+    };
+    let active = rings
+        .get(&sign.ring)
+        .and_then(|r| r.keys.first())
+        .ok_or_else(|| fail("the ring has no active key".into()))?;
+    let key = SigningKey::from_entry(&active.key.entry).map_err(|e| fail(e.to_string()))?;
+    if sign.plan.key_identifier == crate::wss::KeyIdentifier::Ski && key.info().ski.is_none() {
+        return Err(fail(
+            "the active key's certificate has no SubjectKeyIdentifier, which signature_key_identifier = \"ski\" needs".into(),
+        ));
+    }
+    Ok(key)
 }
 
 /// Everything a request needs, immutable once built.
@@ -144,11 +180,16 @@ impl Snapshot {
                     Some(r)
                 }
             };
+            let signing_key = match &route.sign {
+                None => None,
+                Some(sign) => Some(Arc::new(signing_key(&route.name, sign, &rings)?)),
+            };
             routes.push(Route {
                 config: route.clone(),
                 recipient,
                 ring: ring(&route.ring),
                 response_ring: ring(&route.response_ring),
+                signing_key,
             });
         }
         let state_dir = &config.keystore.state_dir;

@@ -61,6 +61,7 @@ pub struct ConfigError {
 
 mod parse;
 mod raw;
+mod sign;
 #[cfg(test)]
 mod tests;
 
@@ -296,6 +297,19 @@ pub struct RouteConfig {
     pub tls: UpstreamTls,
     /// The global `[proxy.xml_limits]` with this route's `xml_limits` over them.
     pub xml_limits: Limits,
+    /// `sign = true`: requests are signed (and timestamped) before they are
+    /// encrypted or after, as the plan says.
+    pub sign: Option<SignConfig>,
+}
+
+/// How a `sign = true` route signs its requests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignConfig {
+    /// `signing_ring`: the key ring whose active key signs.
+    pub ring: String,
+    /// Algorithms, key identifier, parts, Timestamp, order and `sign_max_body`
+    /// (always set), validated.
+    pub plan: crate::wss::sign::SignPlan,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -646,11 +660,17 @@ impl Config {
             .filter(move |r| r.mode != RouteMode::Decrypt && r.alias == alias)
     }
 
-    /// The key rings the routes use (request or response side), each once.
+    /// The key rings the routes use (request or response side, or to sign), each once.
     pub fn rings(&self) -> std::collections::BTreeSet<&str> {
         self.routes
             .iter()
-            .flat_map(|r| [r.ring.as_deref(), r.response_ring.as_deref()])
+            .flat_map(|r| {
+                [
+                    r.ring.as_deref(),
+                    r.response_ring.as_deref(),
+                    r.sign.as_ref().map(|s| s.ring.as_str()),
+                ]
+            })
             .flatten()
             .collect()
     }

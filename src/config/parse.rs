@@ -471,7 +471,11 @@ pub(super) fn route(
             );
         }
     };
+    let allow_legacy = r.allow_legacy.unwrap_or(false);
+    let max_body = global_limits.max_bytes.unwrap_or(u64::MAX);
+    let sign = super::sign::signing(ctx, r, &key, (profile, mode, allow_legacy, max_body))?;
     Ok(RouteConfig {
+        sign,
         upstream,
         alias,
         ring,

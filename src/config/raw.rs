@@ -133,6 +133,17 @@ pub(super) struct RawRoute {
     pub(super) ca_file: Option<Spanned<String>>,
     pub(super) client_cert: Option<Spanned<String>>,
     pub(super) client_key: Option<Spanned<String>>,
+    pub(super) sign: Option<Spanned<bool>>,
+    pub(super) signing_ring: Option<Spanned<String>>,
+    pub(super) signature_algorithm: Option<Spanned<String>>,
+    pub(super) digest_algorithm: Option<Spanned<String>>,
+    pub(super) signature_key_identifier: Option<Spanned<String>>,
+    pub(super) sign_parts: Option<Spanned<Vec<String>>>,
+    pub(super) timestamp: Option<Spanned<bool>>,
+    pub(super) timestamp_ttl: Option<Spanned<String>>,
+    pub(super) order: Option<Spanned<String>>,
+    pub(super) encrypt_signature: Option<Spanned<bool>>,
+    pub(super) sign_max_body: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 
 use super::ProxyBody;
+use crate::wss::sign::SignError;
 use crate::wss::{EncryptError, SoapVersion};
 
 /// Namespace of the detail element in wssgate's own faults.
@@ -206,6 +207,22 @@ impl Fault {
                 Fault::MalformedEnvelope("the request body could not be read".into())
             }
             other => Fault::MalformedEnvelope(other.to_string()),
+        }
+    }
+
+    /// Map a signing error to the fault the caller gets: the caller's input at
+    /// fault → 4xx with its code; the key, the certificate or the crypto → 500
+    /// `internal-error`, the reason only in the log (it never holds key material).
+    pub fn from_sign(e: &SignError) -> Fault {
+        match e {
+            SignError::Encrypt(e) => Fault::from_encrypt(e),
+            SignError::TooLarge(t) => Fault::PayloadTooLarge(t.limit),
+            SignError::TooDeep { limit } => Fault::XmlLimitExceeded {
+                limit: "max_depth",
+                value: *limit as u64,
+            },
+            e if e.is_input_error() => Fault::MalformedEnvelope(e.to_string()),
+            e => Fault::Internal(format!("signing failed: {e}")),
         }
     }
 

@@ -4,7 +4,9 @@
 //!    refuse here), then the snapshot the request keeps to the end;
 //! 2. **prepare** the outbound body — buffered (whole body under
 //!    `stream_threshold`, sent with a Content-Length) or streamed (encrypted as
-//!    it arrives, chunked), encrypted or passed through as the route says;
+//!    it arrives, chunked), encrypted or passed through as the route says; a
+//!    `sign = true` route's body is always buffered (bounded by `sign_max_body`)
+//!    and signed and encrypted in the plan's order ([`super::signing`]);
 //! 3. **send** it upstream, once, and stream the answer back.
 //!
 //! The [`Exchange`] carries what is learned on the way (the SOAP version for a
@@ -24,10 +26,12 @@ use super::fault::{Culprit, Fault};
 use super::gate::InFlight;
 use super::headers::{forward_headers, request_id, strip_hop_by_hop, version_from_content_type};
 use super::inbound::{self, Side};
+use super::signing::{self, Signer};
 use super::target::{normalize_path, upstream_uri};
 use super::{BoxError, Proxy, ProxyBody, RequestBody, full_body, stream};
 use crate::config::{AlreadyEncrypted, ResponseMode, RouteMode};
 use crate::state::{Route, Snapshot};
+use crate::wss::sign::SignedMessage;
 use crate::wss::{self, EncryptError, EncryptOptions, Recipient, SoapVersion};
 
 /// Bodies up to this size are encrypted on the async worker; larger ones on the
@@ -303,6 +307,29 @@ where
         must_understand: route.config.must_understand,
         limits: route.config.xml_limits,
     };
+    if let (Some(sign), Some(key), false) = (&route.config.sign, &route.signing_key, pass_through) {
+        let signer = Signer {
+            key: key.clone(),
+            plan: sign.plan.clone(),
+            recipient,
+            options,
+        };
+        let started = std::time::Instant::now();
+        let signed = sign_request(proxy, signer, body, max_body, deadline).await;
+        exchange.access.encryption_seconds = Some(started.elapsed().as_secs_f64());
+        let (bytes_in, signed) = signed?;
+        exchange.access.bytes_in = bytes_in;
+        exchange.version = Some(signed.summary.soap_version);
+        exchange.access.bytes_out = signed.bytes.len() as u64;
+        let output = Bytes::from(signed.bytes);
+        let mut headers = headers_for(exchange.version);
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(output.len()));
+        return Ok(Prepared::Ready(Outbound {
+            method: Method::POST,
+            headers,
+            body: full_body(output),
+        }));
+    }
     let (head, rest) = read_head(body, threshold, max_body, deadline).await?;
     exchange.access.bytes_in = head.len() as u64;
     exchange.version = wss::sniff_version(&head).or(exchange.version);
@@ -471,6 +498,35 @@ async fn encrypt_buffered(
         // The task died: nothing was sent; wssgate's fault, not the caller's.
         Err(join) => Err(Fault::Internal(format!("encryption task failed: {join}"))),
     }
+}
+
+/// A signing route's request, read whole (at most `sign_max_body`) and signed:
+/// the bytes read and the signed message.
+async fn sign_request<B>(
+    proxy: &Proxy,
+    signer: Signer,
+    body: B,
+    max_body: u64,
+    deadline: stream::BodyDeadline,
+) -> Result<(u64, SignedMessage), Fault>
+where
+    B: RequestBody,
+{
+    let limit = signer.plan.max_body.unwrap_or(max_body).min(max_body);
+    if body.size_hint().lower() > limit {
+        tokio::spawn(stream::drain(body));
+        return Err(Fault::PayloadTooLarge(limit));
+    }
+    let (input, rest) = read_head(body, limit, limit, deadline).await?;
+    if let Some(rest) = rest {
+        tokio::spawn(stream::drain(rest));
+        return Err(Fault::PayloadTooLarge(limit));
+    }
+    let bytes_in = input.len() as u64;
+    Ok((
+        bytes_in,
+        signing::sign_buffered(proxy, signer, input).await?,
+    ))
 }
 
 /// Send the request upstream, once, and stream the answer back unchanged.

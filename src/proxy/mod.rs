@@ -17,6 +17,7 @@ mod forward;
 pub mod gate;
 mod headers;
 mod inbound;
+mod signing;
 pub mod stream;
 mod target;
 pub mod upstream;
