@@ -166,9 +166,9 @@ pub struct ArchiveRecord {
     pub retain_until: String,
 }
 
-/// Since when an alias's current certificate is active.
+/// Since when an alias's current certificate (or a ring's active key) is active.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct ActiveRecord {
+pub(crate) struct ActiveRecord {
     sha256: String,
     active_from: String,
 }
@@ -585,7 +585,17 @@ impl Keystore {
         sha256: &str,
         now: SystemTime,
     ) -> Result<(), KeystoreError> {
-        let path = self.active_record_path(alias);
+        self.write_active_record(&self.active_record_path(alias), sha256, now)
+    }
+
+    /// Write the record that `sha256` is active since `now` at `path` (in the
+    /// state directory): for an alias's certificate or a ring's key alike.
+    pub(crate) fn write_active_record(
+        &self,
+        path: &Path,
+        sha256: &str,
+        now: SystemTime,
+    ) -> Result<(), KeystoreError> {
         let dir = path.parent().unwrap_or(Path::new("."));
         files::create_dir_all_within(&self.config.state_dir, dir)
             .map_err(KeystoreError::io(dir))?;
@@ -597,7 +607,7 @@ impl Keystore {
             file: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        files::write_atomic(&path, &json).map_err(KeystoreError::io(&path))
+        files::write_atomic(path, &json).map_err(KeystoreError::io(path))
     }
 
     /// Since when the certificate `sha256` is active for `alias`: the recorded time

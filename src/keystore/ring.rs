@@ -86,13 +86,6 @@ pub struct RingAddOutcome {
     pub previous_retain_until: Option<String>,
 }
 
-/// Since when a ring's active key is active.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct ActiveKeyRecord {
-    sha256: String,
-    active_from: String,
-}
-
 /// Read a key file that must be readable by its owner only; checked on the open
 /// file (not by name, which could be swapped in between).
 fn read_owner_only(path: &Path) -> Result<Vec<u8>, KeystoreError> {
@@ -333,7 +326,7 @@ impl Keystore {
 
     fn ring_active_from(&self, ring: &str, sha256: &str, file: &Path) -> Option<SystemTime> {
         if let Ok(bytes) = fs::read(self.ring_active_record(ring))
-            && let Ok(rec) = serde_json::from_slice::<ActiveKeyRecord>(&bytes)
+            && let Ok(rec) = serde_json::from_slice::<super::ActiveRecord>(&bytes)
             && rec.sha256 == sha256
             && let Ok(t) = humantime::parse_rfc3339(&rec.active_from)
         {
@@ -417,19 +410,7 @@ impl Keystore {
         sha256: &str,
         now: SystemTime,
     ) -> Result<(), KeystoreError> {
-        let path = self.ring_active_record(ring);
-        let dir = path.parent().unwrap_or(Path::new("."));
-        files::create_dir_all_within(&self.config.state_dir, dir)
-            .map_err(KeystoreError::io(dir))?;
-        let record = ActiveKeyRecord {
-            sha256: sha256.to_string(),
-            active_from: crate::time::rfc3339_millis(now),
-        };
-        let json = serde_json::to_vec_pretty(&record).map_err(|e| KeystoreError::Metadata {
-            file: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        files::write_atomic(&path, &json).map_err(KeystoreError::io(&path))
+        self.write_active_record(&self.ring_active_record(ring), sha256, now)
     }
 
     /// A ring's key replaced on disk without an add (a Secret updated, a file
