@@ -1,50 +1,42 @@
-//! Logging: structured `tracing` events, written as text or JSON lines to stderr
-//! by a writer thread of their own (requests never wait for a write unless the
-//! queue is full). The level comes from `RUST_LOG` (default `info`). Text is
-//! coloured only when stderr is a terminal: a journal or a log file gets plain
-//! lines.
+//! Logging and metrics. Logging: structured `tracing` events, written as text
+//! or JSON lines to stderr through [`log_writer`] (requests never wait for a
+//! write unless its bounded buffer is full). The level comes from `RUST_LOG`
+//! (default `info`). Text is coloured only when stderr is a terminal: a journal
+//! or a log file gets plain lines. Metrics: [`Metrics`], the Prometheus
+//! registry the probe and admin ports expose.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
 
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+
 use crate::config::LogFormat;
 
-/// Install the global subscriber; later calls are ignored (tests start several daemons).
-pub fn init(format: LogFormat) -> LogWriter {
+pub mod log_writer;
+
+pub use log_writer::LogWriterGuard as LogWriter;
+
+/// Install the global subscriber; later calls are ignored (tests start several
+/// daemons). Without a writer thread (the system refused one), lines go to
+/// stderr directly.
+pub fn init(format: LogFormat) -> Option<LogWriter> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Request threads hand finished lines to a writer thread, which writes them
-    // in batches (one write per batch, not per line). Never lossy: when
-    // LOG_QUEUE_LINES are waiting, the next line waits for room — a slow log
-    // slows requests down rather than losing their lines or growing memory.
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(LOG_QUEUE_LINES)
-        .thread_name("wssgate-log")
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
-        ));
+    let ansi = std::io::stderr().is_terminal();
+    let (writer, guard) = match log_writer::spawn(std::io::stderr()) {
+        Ok((writer, guard)) => (BoxMakeWriter::new(writer), Some(guard)),
+        Err(_) => (BoxMakeWriter::new(std::io::stderr), None),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(ansi)
         .with_target(false);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
-    LogWriter { _guard: guard }
-}
-
-/// Lines that may wait for the log writer thread (about 5 MB of lines).
-const LOG_QUEUE_LINES: usize = 16_384;
-
-/// Keeps the log writer thread running; dropping it writes what is queued.
-/// `main` holds it until the process ends.
-#[must_use = "dropping it stops the log writer"]
-pub struct LogWriter {
-    _guard: tracing_appender::non_blocking::WorkerGuard,
+    guard
 }
 
 use prometheus_client::metrics::counter::Counter;
