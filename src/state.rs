@@ -129,8 +129,9 @@ fn signing_key(
 #[derive(Debug)]
 pub struct Snapshot {
     pub config: Arc<Config>,
-    /// Routes in configuration order.
-    pub routes: Vec<Route>,
+    /// Routes in configuration order; shared, so a request keeps its route
+    /// without copying its configuration.
+    pub routes: Vec<Arc<Route>>,
     /// Active certificate per alias in use.
     pub aliases: BTreeMap<String, Arc<Recipient>>,
     /// The key rings the routes use, with their usable keys.
@@ -184,13 +185,13 @@ impl Snapshot {
                 None => None,
                 Some(sign) => Some(Arc::new(signing_key(&route.name, sign, &rings)?)),
             };
-            routes.push(Route {
+            routes.push(Arc::new(Route {
                 config: route.clone(),
                 recipient,
                 ring: ring(&route.ring),
                 response_ring: ring(&route.response_ring),
                 signing_key,
-            });
+            }));
         }
         let state_dir = &config.keystore.state_dir;
         if state_dir.exists() && !state_dir.is_dir() {
@@ -290,7 +291,7 @@ impl Snapshot {
     }
 
     /// The route whose path is the longest prefix of `path`.
-    pub fn route_for(&self, path: &str) -> Option<&Route> {
+    pub fn route_for(&self, path: &str) -> Option<&Arc<Route>> {
         self.routes
             .iter()
             .filter(|r| path_matches(&r.config.path, path))
@@ -298,7 +299,10 @@ impl Snapshot {
     }
 
     pub fn route(&self, name: &str) -> Option<&Route> {
-        self.routes.iter().find(|r| r.config.name == name)
+        self.routes
+            .iter()
+            .find(|r| r.config.name == name)
+            .map(|r| &**r)
     }
 }
 

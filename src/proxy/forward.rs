@@ -49,7 +49,7 @@ struct Exchange {
 /// A request past the gate, bound to one snapshot.
 struct Admitted {
     snapshot: Arc<Snapshot>,
-    route: Route,
+    route: Arc<Route>,
     target: Uri,
     /// Counted in flight (for `pause?wait`) until the answer has come.
     _in_flight: InFlight,
@@ -427,7 +427,7 @@ where
         .unwrap_or(0)
         .min(threshold + 1)
         .min(256 * 1024);
-    let mut head = Vec::with_capacity(announced as usize);
+    let mut head = Gathered::new(announced as usize);
     while (head.len() as u64) <= threshold {
         // A client that stops sending mid-body is cut off, not waited for forever.
         let next = deadline
@@ -435,7 +435,7 @@ where
             .await
             .map_err(|_| Fault::RequestTimeout)?;
         match next {
-            None => return Ok((Bytes::from(head), None)),
+            None => return Ok((head.into_bytes(), None)),
             Some(Err(_)) => {
                 return Err(Fault::MalformedEnvelope(
                     "the request body could not be read".into(),
@@ -443,7 +443,7 @@ where
             }
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
-                    head.extend_from_slice(&data);
+                    head.push(data);
                     if head.len() as u64 > max_body {
                         tokio::spawn(stream::drain(body));
                         return Err(Fault::PayloadTooLarge(max_body));
@@ -453,9 +453,51 @@ where
         }
     }
     if body.is_end_stream() {
-        return Ok((Bytes::from(head), None));
+        return Ok((head.into_bytes(), None));
     }
-    Ok((Bytes::from(head), Some(body)))
+    Ok((head.into_bytes(), Some(body)))
+}
+
+/// The frames of a body read so far: a body that came in one frame (most do)
+/// is kept as that frame, without a copy; more frames are joined.
+struct Gathered {
+    single: Option<Bytes>,
+    joined: Vec<u8>,
+    capacity: usize,
+}
+
+impl Gathered {
+    fn new(capacity: usize) -> Gathered {
+        Gathered {
+            single: None,
+            joined: Vec::new(),
+            capacity,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.single.as_ref().map_or(self.joined.len(), Bytes::len)
+    }
+
+    fn push(&mut self, data: Bytes) {
+        if data.is_empty() {
+            return;
+        }
+        if self.single.is_none() && self.joined.is_empty() {
+            self.single = Some(data);
+            return;
+        }
+        if let Some(first) = self.single.take() {
+            self.joined
+                .reserve(self.capacity.max(first.len() + data.len()));
+            self.joined.extend_from_slice(&first);
+        }
+        self.joined.extend_from_slice(&data);
+    }
+
+    fn into_bytes(self) -> Bytes {
+        self.single.unwrap_or_else(|| Bytes::from(self.joined))
+    }
 }
 
 /// A pass-through route's streamed body, copied as it arrives: `(in, out)` bytes.

@@ -70,11 +70,7 @@ pub(super) fn forward_headers(
         headers.insert("x-request-id", v);
     }
     if let Some(version) = version {
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_str(&content_type_for(incoming, version))
-                .unwrap_or(HeaderValue::from_static("text/xml; charset=utf-8")),
-        );
+        headers.insert(header::CONTENT_TYPE, content_type_for(incoming, version));
     }
     headers
 }
@@ -83,9 +79,9 @@ pub(super) fn forward_headers(
 /// as a parameter: taken from the client's content type or its SOAPAction, and
 /// written as one quoted string whatever it holds (RFC 9110 §5.6.4), so nothing in
 /// it can add parameters of its own.
-fn content_type_for(incoming: &HeaderMap, version: SoapVersion) -> String {
+fn content_type_for(incoming: &HeaderMap, version: SoapVersion) -> HeaderValue {
     match version {
-        SoapVersion::Soap11 => "text/xml; charset=utf-8".to_string(),
+        SoapVersion::Soap11 => HeaderValue::from_static("text/xml; charset=utf-8"),
         SoapVersion::Soap12 => {
             let from_type = incoming
                 .get(header::CONTENT_TYPE)
@@ -96,15 +92,18 @@ fn content_type_for(incoming: &HeaderMap, version: SoapVersion) -> String {
                 .and_then(|v| v.to_str().ok())
                 .map(unquote);
             match from_type.or(from_header).filter(|a| !a.is_empty()) {
-                Some(action) => format!(
+                Some(action) => HeaderValue::from_str(&format!(
                     "application/soap+xml; charset=utf-8; action={}",
                     quoted_string(&action)
-                ),
-                None => "application/soap+xml; charset=utf-8".to_string(),
+                ))
+                .unwrap_or(HeaderValue::from_static(SOAP12_TYPE)),
+                None => HeaderValue::from_static(SOAP12_TYPE),
             }
         }
     }
 }
+
+const SOAP12_TYPE: &str = "application/soap+xml; charset=utf-8";
 
 /// A quoted string with `"` and `\` escaped; characters a header cannot carry
 /// (controls other than tab) are dropped.
@@ -207,9 +206,33 @@ pub(super) fn request_id(headers: &HeaderMap) -> String {
     {
         return id.to_string();
     }
-    let mut raw = [0u8; 16];
-    let _ = openssl::rand::rand_bytes(&mut raw);
-    hex::encode(raw)
+    generated_request_id()
+}
+
+/// An id for a request that brought none: 32 hex digits, a random half drawn
+/// once per process and a counter. Unique within the process, and across
+/// restarts and replicas by the random half, without asking the random
+/// generator (a locked DRBG) on every request. Ids correlate lines; they are
+/// not secrets.
+fn generated_request_id() -> String {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PROCESS: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let process = *PROCESS.get_or_init(|| {
+        let mut raw = [0u8; 8];
+        let _ = openssl::rand::rand_bytes(&mut raw);
+        u64::from_be_bytes(raw)
+    });
+    let count = NEXT.fetch_add(1, Ordering::Relaxed);
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(32);
+    for half in [process, count] {
+        for shift in (0..16).rev() {
+            id.push(DIGITS[(half >> (shift * 4)) as usize & 0xf] as char);
+        }
+    }
+    id
 }
 
 #[cfg(test)]
@@ -292,5 +315,13 @@ mod tests {
         assert_eq!(request_id(&h), "abc-123");
         h.insert("x-request-id", HeaderValue::from_static("bad id <script>"));
         assert_eq!(request_id(&h).len(), 32);
+    }
+
+    #[test]
+    fn generated_request_ids_differ_and_share_the_process_half() {
+        let (a, b) = (request_id(&HeaderMap::new()), request_id(&HeaderMap::new()));
+        assert_ne!(a, b);
+        assert_eq!(a[..16], b[..16]);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()) && a.len() == 32);
     }
 }
