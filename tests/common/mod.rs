@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use openssl::pkey::{PKey, Private};
 
+pub mod gateway;
 pub mod java;
 pub use wssgate::receiver::CertSpec;
 use wssgate::receiver::KeyPair;
@@ -125,17 +126,20 @@ pub fn tamper_after(message: &[u8], marker: &str) -> Option<Vec<u8>> {
             _ => {}
         }
     }
-    let pos = pos?;
+    Some(tamper_at(message, pos?))
+}
+
+/// Change the byte at `pos`: a digit stays a digit (a Timestamp stays a valid
+/// time: only the signature can tell), a letter a letter.
+pub fn tamper_at(message: &[u8], pos: usize) -> Vec<u8> {
     let mut out = message.to_vec();
-    // A digit stays a digit (a Timestamp stays a valid time: only the signature
-    // can tell), a letter a letter.
     out[pos] = match out[pos] {
         b'9' => b'0',
         d @ b'0'..=b'8' => d + 1,
         b'A' => b'B',
         _ => b'A',
     };
-    Some(out)
+    out
 }
 
 fn memchr_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
