@@ -8,7 +8,9 @@
 //! with CXF's SOAP Fault, for SOAP 1.1 and 1.2 and CXF's DOM and streaming
 //! receivers, with layouts Lax, Strict and LaxTsFirst, the protection order the
 //! policy names, and the key identifiers a policy without the token in the
-//! message leaves to the sender.
+//! message leaves to the sender. What wssgate sends, recorded and changed by one
+//! byte in the Timestamp, a signed WS-Addressing header or the Body, is refused
+//! by the same services, and accepted untouched.
 //!
 //! One JVM serves every endpoint and one daemon holds every route; without `mvn`
 //! on the PATH the test says so and passes (see tests/interop_java.rs).
@@ -17,6 +19,7 @@ mod common;
 
 use common::gateway::{Gateway, post};
 use common::java::{CxfServices, PAYLOAD, ServiceKey, envelope, fault_text, harness, received};
+use common::net::Receiver;
 use common::{CertSpec, TestReceiver};
 
 /// Why CXF refuses a request by design, as its DOM and streaming receivers word it.
@@ -32,6 +35,12 @@ enum Refusal {
     Unsigned,
     /// Signed with an algorithm other than the one the policy's suite names.
     SignatureAlgorithm,
+    /// A byte of what the signature covers changed after signing.
+    Tampered,
+    /// A byte of the Body's ciphertext changed after encrypt-then-sign. The
+    /// streaming receiver decrypts the Body while it digests it, so the changed
+    /// plaintext is refused as unreadable XML before the digest is compared.
+    TamperedCiphertext,
 }
 
 impl Refusal {
@@ -54,6 +63,11 @@ impl Refusal {
             (Refusal::Unsigned, true) => &["Body must be signed"],
             (Refusal::SignatureAlgorithm, false) => &["rsa-sha256 does not match required values"],
             (Refusal::SignatureAlgorithm, true) => &["rsa-sha256 does not meet policy"],
+            (Refusal::Tampered | Refusal::TamperedCiphertext, false) => {
+                &["The signature or decryption was invalid"]
+            }
+            (Refusal::Tampered, true) => &["Invalid digest of reference"],
+            (Refusal::TamperedCiphertext, true) => &["XML_STREAM_EXC"],
         }
     }
 }
@@ -133,6 +147,27 @@ fn cases(variant: &str) -> Vec<(String, String, Option<Refusal>)> {
     v
 }
 
+/// The request with a WS-Addressing `To` header, which the recording routes sign
+/// too: CXF checks every Reference of a Signature, so a changed header is refused
+/// although the policy names only the Body.
+fn addressed_envelope(soap12: bool) -> String {
+    envelope(soap12).replace(
+        "<soap:Header/>",
+        r#"<soap:Header><wsa:To xmlns:wsa="http://www.w3.org/2005/08/addressing">http://orders.example/service</wsa:To></soap:Header>"#,
+    )
+}
+
+/// The services whose requests are also recorded and replayed tampered: both
+/// protection orders (the Body's ciphertext is what is signed only when it is
+/// encrypted first).
+fn recorded_for_tampering(service: &str) -> Option<&'static str> {
+    match service.split('/').nth(2) {
+        Some("lax") => Some("sign-then-encrypt"),
+        Some("lax-encrypt-first") => Some("encrypt-then-sign"),
+        _ => None,
+    }
+}
+
 #[test]
 fn cxf4_basic256sha256_sign_and_encrypt_policy_through_wssgate_serve() {
     let Some(harness) = harness() else { return };
@@ -165,8 +200,27 @@ fn cxf4_basic256sha256_sign_and_encrypt_policy_through_wssgate_serve() {
         "[proxy]\nlisten = \"127.0.0.1:0\"\nupstream_timeout = \"30s\"\nshutdown_grace = \"1s\"\n\
          [keystore]\ndir = \"{d}/keystore\"\nprivate_dir = \"{d}/private\"\nstate_dir = \"{d}/var\"\n"
     );
+    // What the daemon sends is recorded by a receiver that holds the service's
+    // key (it answers 200 itself), to be replayed to the service, changed and not.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut ring = wssgate::wss::keys::KeyRing::default();
+    ring.push(service.0.entry("orders-service").unwrap());
+    let recorder = runtime.block_on(Receiver::start(ring)).unwrap();
+    let mut recordings = Vec::new();
     let mut all = Vec::new();
     for path in cxf.paths.iter().filter(|p| p.starts_with("/signed/")) {
+        if let Some(order) = recorded_for_tampering(path) {
+            let route = format!("/r{}", recordings.len());
+            config.push_str(&format!(
+                "\n[[route]]\nname = \"r{n}\"\npath = \"{route}\"\nupstream = \"http://{addr}/\"\n\
+                 alias = \"orders-service\"\nhold_max = 10\nprofile = \"basic256sha256\"\nsign = true\n\
+                 signing_ring = \"tenant\"\norder = \"{order}\"\nsignature_key_identifier = \"bst\"\n\
+                 sign_parts = [\"Body\", \"Timestamp\", \"To\"]\n",
+                n = recordings.len(),
+                addr = recorder.addr,
+            ));
+            recordings.push((path.clone(), route, order));
+        }
         let variant = path.split('/').nth(2).unwrap();
         for (name, settings, expect) in cases(variant) {
             let route = format!("/c{}", all.len());
@@ -232,18 +286,63 @@ fn cxf4_basic256sha256_sign_and_encrypt_policy_through_wssgate_serve() {
             ));
         }
     }
+
+    // Recorded, then sent to the service directly, changed or not. CXF keeps
+    // the Timestamps it has seen (a replay cache), also of some requests it then
+    // refuses, so every copy is of a request of its own.
+    let service_addr = format!("127.0.0.1:{}", cxf.port);
+    let mut tampered = 0;
+    for (service, route, order) in &recordings {
+        let soap12 = service.contains("/soap12/");
+        let stax = service.ends_with("/stax");
+        let record = || {
+            let request = addressed_envelope(soap12);
+            let (status, body) = post(&gateway.addr, route, soap12, request.as_bytes());
+            assert_eq!(status, 200, "{service} recorded: {body}");
+            let sent = recorder.received.lock().unwrap().pop();
+            sent.expect("the request recorded").raw
+        };
+        let body_signed_encrypted = *order == "encrypt-then-sign";
+        let kinds = common::tampered_copies(&record(), body_signed_encrypted).len();
+        for i in 0..kinds {
+            let copies = common::tampered_copies(&record(), body_signed_encrypted);
+            let (what, bytes) = copies.into_iter().nth(i).unwrap();
+            tampered += 1;
+            let (status, body) = post(&service_addr, service, soap12, &bytes);
+            let refusal = match what {
+                "Body" => Refusal::TamperedCiphertext,
+                _ => Refusal::Tampered,
+            };
+            let ok = status == 500
+                && received(&body).is_none()
+                && refusal.reasons(stax).iter().any(|r| body.contains(r));
+            let outcome = format!("{status} {}", fault_text(&body));
+            eprintln!("{service} {order} tampered {what}: {outcome}");
+            if !ok {
+                wrong.push(format!("{service} {order} tampered {what}: got {outcome}"));
+            }
+        }
+        let (status, body) = post(&service_addr, service, soap12, &record());
+        eprintln!("{service} {order} untouched: {status}");
+        if status != 200 || received(&body).as_deref() != Some(PAYLOAD) {
+            let outcome = format!("{status} {}", fault_text(&body));
+            wrong.push(format!("{service} {order} untouched: got {outcome}"));
+        }
+    }
     drop(gateway);
     assert!(
         wrong.is_empty(),
         "{} of {} not as expected:\n{}\n(CXF log: {})",
         wrong.len(),
-        all.len(),
+        all.len() + tampered + recordings.len(),
         wrong.join("\n"),
         std::fs::read_to_string(dir.path().join("cxf.log")).unwrap_or_default()
     );
     let refused = all.iter().filter(|c| c.expect.is_some()).count();
     eprintln!(
-        "CXF 4 signing services: {} accepted, {refused} refused, as expected",
-        all.len() - refused
+        "CXF 4 signing services: {} accepted, {refused} refused, as expected; \
+         {tampered} tampered copies of {} recorded requests refused and the originals accepted",
+        all.len() - refused,
+        recordings.len()
     );
 }
