@@ -31,6 +31,8 @@ enum Refusal {
     UnknownSigner,
     /// Signed and encrypted in the order the policy does not name.
     Order,
+    /// The Signature left in the clear where the policy wants it encrypted.
+    SignatureNotEncrypted,
     /// Encrypted only.
     Unsigned,
     /// Signed with an algorithm other than the one the policy's suite names.
@@ -59,6 +61,8 @@ impl Refusal {
                 "Policy enforces SignBeforeEncrypting but",
                 "Policy enforces EncryptBeforeSigning but",
             ],
+            (Refusal::SignatureNotEncrypted, false) => &["The signature is not protected"],
+            (Refusal::SignatureNotEncrypted, true) => &["Signature must be encrypted"],
             (Refusal::Unsigned, false) => &["Soap Body is not SIGNED"],
             (Refusal::Unsigned, true) => &["Body must be signed"],
             (Refusal::SignatureAlgorithm, false) => &["rsa-sha256 does not match required values"],
@@ -67,7 +71,10 @@ impl Refusal {
                 &["The signature or decryption was invalid"]
             }
             (Refusal::Tampered, true) => &["Invalid digest of reference"],
-            (Refusal::TamperedCiphertext, true) => &["XML_STREAM_EXC"],
+            // Which XML error depends on the changed plaintext byte.
+            (Refusal::TamperedCiphertext, true) => {
+                &["XML_STREAM_EXC", "Error reading XMLStreamReader: "]
+            }
         }
     }
 }
@@ -80,21 +87,24 @@ struct Case {
     expect: Option<Refusal>,
 }
 
-/// The cases each policy variant must accept and refuse (its name is the path's
-/// second segment).
-fn cases(variant: &str) -> Vec<(String, String, Option<Refusal>)> {
+/// The cases the service at `path` (`/signed/VARIANT/soapNN/dom|stax`) must
+/// accept and refuse.
+fn cases(path: &str) -> Vec<(String, String, Option<Refusal>)> {
+    let variant = path.split('/').nth(2).unwrap();
     // WS-SecurityPolicy's Basic256Sha256 signs with RSA-SHA1, WCF's (and the
     // profile's) with RSA-SHA256; a service configured for the specification's
     // refuses the profile as it is (see SignedServices.java).
     let spec = variant == "lax-spec-rsa-sha1";
-    let signature_algorithm = if spec {
-        "\nsignature_algorithm = \"rsa-sha1\"\nallow_legacy = true"
-    } else {
-        ""
+    // EncryptSignature: the Signature is encrypted too (with sign-then-encrypt).
+    let encrypt_signature = variant == "strict-encrypt-signature";
+    let extra = match (spec, encrypt_signature) {
+        (true, _) => "\nsignature_algorithm = \"rsa-sha1\"\nallow_legacy = true",
+        (_, true) => "\nencrypt_signature = true",
+        _ => "",
     };
     let route = |ring: &str, order: &str, key_identifier: &str| {
         format!(
-            "sign = true\nsigning_ring = \"{ring}\"\norder = \"{order}\"\nsignature_key_identifier = \"{key_identifier}\"{signature_algorithm}"
+            "sign = true\nsigning_ring = \"{ring}\"\norder = \"{order}\"\nsignature_key_identifier = \"{key_identifier}\"{extra}"
         )
     };
     let (order, wrong_order) = match variant {
@@ -127,9 +137,22 @@ fn cases(variant: &str) -> Vec<(String, String, Option<Refusal>)> {
     }
     v.push((
         format!("tenant {wrong_order} {}", identifiers[0]),
-        route("tenant", wrong_order, identifiers[0]),
+        // encrypt_signature is for sign-then-encrypt only (the config refuses it
+        // with encrypt-then-sign).
+        route("tenant", wrong_order, identifiers[0]).replace("\nencrypt_signature = true", ""),
         Some(Refusal::Order),
     ));
+    // CXF's streaming receiver (WSS4J 3's policy enforcement) refuses the
+    // Signature in the clear under EncryptSignature for SOAP 1.1 but accepts it
+    // for SOAP 1.2: a gap of the receiver's, so the case is not sent there.
+    let enforced = !(path.contains("/soap12/") && path.ends_with("/stax"));
+    if encrypt_signature && enforced {
+        v.push((
+            format!("tenant {order} bst, the Signature in the clear"),
+            route("tenant", order, "bst").replace(extra, ""),
+            Some(Refusal::SignatureNotEncrypted),
+        ));
+    }
     if spec {
         v.push((
             format!("tenant {order} bst rsa-sha256"),
@@ -221,8 +244,7 @@ fn cxf4_basic256sha256_sign_and_encrypt_policy_through_wssgate_serve() {
             ));
             recordings.push((path.clone(), route, order));
         }
-        let variant = path.split('/').nth(2).unwrap();
-        for (name, settings, expect) in cases(variant) {
+        for (name, settings, expect) in cases(path) {
             let route = format!("/c{}", all.len());
             config.push_str(&format!(
                 // hold_max small, so that every route's holds fit the descriptor
@@ -245,7 +267,7 @@ fn cxf4_basic256sha256_sign_and_encrypt_policy_through_wssgate_serve() {
             .map(|c| &c.service)
             .collect::<std::collections::BTreeSet<_>>()
             .len(),
-        6 * 2 * 2,
+        7 * 2 * 2,
         "every signing service published: {:?}",
         cxf.paths
     );

@@ -11,6 +11,10 @@
 //   strict               the same with Layout Strict
 //   laxtsfirst           the same with Layout LaxTsFirst
 //   lax-encrypt-first    Layout Lax with EncryptBeforeSigning
+//   strict-encrypt-signature
+//                        Layout Strict with EncryptSignature: what WCF's default
+//                        protection order (sign, then encrypt the Body and the
+//                        Signature) puts in its policies
 //   lax-token-never      Layout Lax, the initiator's certificate not in the message
 //                        (IncludeToken Never): the signature's KeyInfo names it
 //                        (issuer-serial, SKI, thumbprint) and the service looks it up
@@ -50,6 +54,7 @@ final class SignedServices {
         {"strict", "<sp:Strict/>", "", ALWAYS_TO_RECIPIENT, RSA_SHA256},
         {"laxtsfirst", "<sp:LaxTsFirst/>", "", ALWAYS_TO_RECIPIENT, RSA_SHA256},
         {"lax-encrypt-first", "<sp:Lax/>", "<sp:EncryptBeforeSigning/>", ALWAYS_TO_RECIPIENT, RSA_SHA256},
+        {"strict-encrypt-signature", "<sp:Strict/>", "<sp:EncryptSignature/>", ALWAYS_TO_RECIPIENT, RSA_SHA256},
         {"lax-token-never", "<sp:Lax/>", "", NEVER, RSA_SHA256},
         {"lax-spec-rsa-sha1", "<sp:Lax/>", "", ALWAYS_TO_RECIPIENT, null},
     };
