@@ -33,6 +33,9 @@ enum Refusal {
     Order,
     /// The Signature left in the clear where the policy wants it encrypted.
     SignatureNotEncrypted,
+    /// The signing certificate named, not included, where the policy wants it
+    /// in the message.
+    TokenNotIncluded,
     /// Encrypted only.
     Unsigned,
     /// Signed with an algorithm other than the one the policy's suite names.
@@ -63,6 +66,8 @@ impl Refusal {
             ],
             (Refusal::SignatureNotEncrypted, false) => &["The signature is not protected"],
             (Refusal::SignatureNotEncrypted, true) => &["Signature must be encrypted"],
+            (Refusal::TokenNotIncluded, false) => &["An incorrect X.509 Token Type is detected"],
+            (Refusal::TokenNotIncluded, true) => &["Token must be included"],
             (Refusal::Unsigned, false) => &["Soap Body is not SIGNED"],
             (Refusal::Unsigned, true) => &["Body must be signed"],
             (Refusal::SignatureAlgorithm, false) => &["rsa-sha256 does not match required values"],
@@ -153,6 +158,15 @@ fn cases(path: &str) -> Vec<(String, String, Option<Refusal>)> {
             format!("tenant {order} bst, the Signature in the clear"),
             route("tenant", order, "bst").replace(extra, ""),
             Some(Refusal::SignatureNotEncrypted),
+        ));
+    }
+    // The profile's own key identifier is issuer-serial: under AlwaysToRecipient
+    // a route must say bst.
+    if variant == "lax" {
+        v.push((
+            format!("tenant {order} (the profile's issuer-serial)"),
+            route("tenant", order, "bst").replace("\nsignature_key_identifier = \"bst\"", ""),
+            Some(Refusal::TokenNotIncluded),
         ));
     }
     if spec {
