@@ -13,61 +13,19 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
-use openssl::x509::X509;
-use wssgate::receiver::{CertSpec, KeyPair};
 use wssgate::wss::{
     self, Algorithms, DataEncryption, EncryptOptions, IssuerNameFormat, KeyIdentifier,
-    KeyTransport, OaepDigest, Profile, Recipient,
+    KeyTransport, OaepDigest, Profile,
 };
 
-use common::java::{Harness, KEYSTORE_PASSWORD, harness, manifest_dir};
-
-// ---- the receiver's key ----------------------------------------------------------
-
-/// The service's key pair and certificate (the library's throw-away kind); the
-/// issuer's `O` holds a comma, so the RFC 2253 and WCF forms of issuer-serial differ.
-struct ServiceKey(KeyPair);
-
-impl ServiceKey {
-    fn new() -> ServiceKey {
-        let spec = CertSpec {
-            common_name: "orders-service".into(),
-            serial: 271_828,
-            ..CertSpec::default()
-        };
-        assert!(spec.organization.contains(','));
-        ServiceKey(KeyPair::generate(&spec).unwrap())
-    }
-
-    fn cert(&self) -> &X509 {
-        &self.0.cert
-    }
-
-    fn recipient(&self) -> Recipient {
-        Recipient::new(self.0.cert.clone()).unwrap()
-    }
-
-    /// A PKCS#12 keystore with the key under the alias "receiver".
-    fn write_keystore(&self, dir: &Path) -> PathBuf {
-        let p12 = openssl::pkcs12::Pkcs12::builder()
-            .name("receiver")
-            .pkey(&self.0.key)
-            .cert(&self.0.cert)
-            .build2(KEYSTORE_PASSWORD)
-            .unwrap();
-        let path = dir.join("receiver.p12");
-        std::fs::write(&path, p12.to_der().unwrap()).unwrap();
-        path
-    }
-}
+use common::gateway::{Gateway, post};
+use common::java::{
+    CxfServices, PAYLOAD, ServiceKey, envelope, fault_text, harness, manifest_dir, received,
+};
 
 fn corpus(name: &str) -> PathBuf {
     manifest_dir().join("tests/data/soap").join(name)
@@ -288,152 +246,6 @@ fn wss4j3_dom_and_streaming_receivers_decrypt_every_combination() {
 
 // ---- CXF 4 with WS-SecurityPolicy, through wssgate serve -----------------------------
 
-/// The CXF harness in `serve` mode; stopped when dropped (its standard input closes).
-struct CxfServices {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    port: u16,
-    paths: Vec<String>,
-}
-
-impl CxfServices {
-    fn start(harness: &Harness, keystore: &Path, log: &Path) -> CxfServices {
-        let mut child = harness
-            .java("serve", keystore)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let fields: Vec<&str> = line.trim_end().split('\t').collect();
-        assert_eq!(
-            fields.first(),
-            Some(&"listening"),
-            "CXF services did not start: {line:?}\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        CxfServices {
-            port: fields[1].parse().unwrap(),
-            paths: fields[2].split(',').map(str::to_string).collect(),
-            child,
-            stdin,
-        }
-    }
-}
-
-impl Drop for CxfServices {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        for _ in 0..100 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `wssgate serve` as a process, killed when dropped.
-struct Gateway {
-    child: Child,
-    addr: String,
-}
-
-impl Gateway {
-    fn start(config: &Path, log: &Path) -> Gateway {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wssgate"))
-            .args(["serve", "--log-format", "json", "-c"])
-            .arg(config)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let log = log.to_path_buf();
-        std::thread::spawn(move || {
-            let mut file = std::fs::File::create(log).unwrap();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = writeln!(file, "{line}");
-                if line.contains("proxy listening") {
-                    let _ = tx.send(line);
-                }
-            }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("wssgate serve logs its listening address");
-        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
-        Gateway {
-            addr: event["addr"].as_str().unwrap().to_string(),
-            child,
-        }
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// POST over HTTP/1.0 (the answer ends with the connection): status and body.
-fn post(addr: &str, path: &str, soap12: bool, body: &[u8]) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    let version_headers = if soap12 {
-        "Content-Type: application/soap+xml; charset=utf-8\r\n"
-    } else {
-        "Content-Type: text/xml; charset=utf-8\r\nSOAPAction: \"\"\r\n"
-    };
-    write!(
-        stream,
-        "POST {path} HTTP/1.0\r\nHost: {addr}\r\n{version_headers}Content-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    stream.write_all(body).unwrap();
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).unwrap();
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_string())
-}
-
-/// The payload every request carries, in exclusive-C14N form already: the service
-/// answers with the C14N of what it decrypted, which must be these bytes.
-const PAYLOAD: &str = r#"<ord:submit xmlns:ord="urn:orders" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="ord:Order"><ord:id>42</ord:id><ord:note>a &amp; b &lt; c</ord:note></ord:submit>"#;
-
-fn envelope(soap12: bool) -> String {
-    let ns = if soap12 {
-        "http://www.w3.org/2003/05/soap-envelope"
-    } else {
-        "http://schemas.xmlsoap.org/soap/envelope/"
-    };
-    // The payload's namespaces are declared on the Envelope: wssgate redeclares them.
-    let payload = PAYLOAD.replace(
-        r#" xmlns:ord="urn:orders" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance""#,
-        "",
-    );
-    format!(
-        r#"<soap:Envelope xmlns:soap="{ns}" xmlns:ord="urn:orders" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soap:Header/><soap:Body>{payload}</soap:Body></soap:Envelope>"#
-    )
-}
-
 /// Why a receiver refuses a message by design, as each receiver says it. WSS4J's
 /// DOM receiver names the reason only in its log (the harness appends what it logged).
 #[derive(Debug, Clone, Copy)]
@@ -603,7 +415,7 @@ fn cxf4_policy_services_through_wssgate_serve() {
     let dir = tempfile::tempdir().unwrap();
     let service = ServiceKey::new();
     let keystore = service.write_keystore(dir.path());
-    let cxf = CxfServices::start(harness, &keystore, &dir.path().join("cxf.log"));
+    let cxf = CxfServices::start(harness, &keystore, None, &dir.path().join("cxf.log"));
 
     // One route per (service, variant): the route's settings are the variant.
     let mut cases = Vec::new();
@@ -641,11 +453,7 @@ fn cxf4_policy_services_through_wssgate_serve() {
     for (service_path, route, variant) in &cases {
         let soap12 = service_path.contains("soap12");
         let (status, body) = post(&gateway.addr, route, soap12, envelope(soap12).as_bytes());
-        let received = body
-            .split_once("<ord:received xmlns:ord=\"urn:orders\">")
-            .and_then(|(_, rest)| rest.split_once("</ord:received>"))
-            .and_then(|(b64, _)| B64.decode(b64).ok())
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+        let received = received(&body);
         let ok = match variant.expect {
             Expect::Accepted => status == 200 && received.as_deref() == Some(PAYLOAD),
             Expect::Refused(refusal) => {
@@ -711,19 +519,4 @@ fn cxf4_policy_services_through_wssgate_serve() {
     for (path, (accepted, refused)) in tally {
         eprintln!("{path}: {accepted} accepted, {refused} refused, as expected");
     }
-}
-
-/// The fault string of a SOAP 1.1 or 1.2 fault, for messages.
-fn fault_text(body: &str) -> String {
-    for (open, close) in [
-        ("<faultstring>", "</faultstring>"),
-        ("<soap:Text xml:lang=\"en\">", "</soap:Text>"),
-    ] {
-        if let Some((_, rest)) = body.split_once(open)
-            && let Some((text, _)) = rest.split_once(close)
-        {
-            return text.replace('\n', " ");
-        }
-    }
-    body.chars().take(300).collect()
 }

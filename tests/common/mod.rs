@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use openssl::pkey::{PKey, Private};
 
+pub mod gateway;
 pub mod java;
 pub use wssgate::receiver::CertSpec;
 use wssgate::receiver::KeyPair;
@@ -125,17 +126,56 @@ pub fn tamper_after(message: &[u8], marker: &str) -> Option<Vec<u8>> {
             _ => {}
         }
     }
-    let pos = pos?;
+    Some(tamper_at(message, pos?))
+}
+
+/// Copies of the signed message `bytes`, each with one byte changed in a place
+/// its signature covers as it is on the wire, by name: the Timestamp's Expires
+/// and Created, the `wsa:To` header when there is one, and the Body's
+/// CipherValue when `body_encrypted_then_signed`. After sign-then-encrypt the
+/// signed Body is the plaintext: a changed ciphertext would fail decryption
+/// before the signature is looked at, which proves nothing about the signature.
+pub fn tampered_copies(
+    bytes: &[u8],
+    body_encrypted_then_signed: bool,
+) -> Vec<(&'static str, Vec<u8>)> {
+    let text = String::from_utf8_lossy(bytes);
+    let mut markers = vec![("Timestamp Expires", text.find("<wsu:Expires>"))];
+    if let Some(at) = text.find("<wsa:To") {
+        markers.push(("To", Some(at)));
+    }
+    if body_encrypted_then_signed {
+        // The EncryptedKey's CipherValue comes first; the Body's is the last.
+        markers.push(("Body", text.rfind("<xenc:CipherValue>")));
+    }
+    let mut changes = Vec::new();
+    for (what, at) in markers {
+        let at = at.unwrap_or_else(|| panic!("no {what} to change"));
+        let changed = tamper_after(&bytes[at..], &text[at..at + 4])
+            .unwrap_or_else(|| panic!("nothing to change in {what}"));
+        changes.push((what, [&bytes[..at], &changed[..]].concat()));
+    }
+    // Created's first digit is the year's, and a receiver refuses a message
+    // created in the future before it looks at the signature: change the
+    // seconds (`YYYY-MM-DDTHH:MM:SS`, the 19th character), so the Timestamp
+    // stays valid and only the signature can tell.
+    let created = text.find("<wsu:Created>").expect("a Created") + "<wsu:Created>".len();
+    assert_eq!(&text[created + 16..created + 17], ":", "Created's form");
+    changes.push(("Timestamp Created", tamper_at(bytes, created + 18)));
+    changes
+}
+
+/// Change the byte at `pos`: a digit stays a digit (a Timestamp stays a valid
+/// time: only the signature can tell), a letter a letter.
+pub fn tamper_at(message: &[u8], pos: usize) -> Vec<u8> {
     let mut out = message.to_vec();
-    // A digit stays a digit (a Timestamp stays a valid time: only the signature
-    // can tell), a letter a letter.
     out[pos] = match out[pos] {
         b'9' => b'0',
         d @ b'0'..=b'8' => d + 1,
         b'A' => b'B',
         _ => b'A',
     };
-    Some(out)
+    out
 }
 
 fn memchr_find(hay: &[u8], needle: &[u8]) -> Option<usize> {

@@ -13,9 +13,11 @@
 //   verify KEYSTORE.p12 PASSWORD MANIFEST SIGNER.pem
 //       Signed messages (see Verifiers.java): each case through both receivers, with
 //       the signer's certificate as the trusted one; prints "...<TAB>ok<TAB>signed names".
-//   serve KEYSTORE.p12 PASSWORD
-//       Publishes the CXF services of Services.java on 127.0.0.1, prints
-//       "listening<TAB>PORT<TAB>path,path,...", and runs until standard input closes.
+//   serve KEYSTORE.p12 PASSWORD [SIGNER.pem]
+//       Publishes the CXF services of Services.java on 127.0.0.1 (with SIGNER.pem also
+//       those of SignedServices.java, which trust that certificate's signatures and no
+//       other), prints "listening<TAB>PORT<TAB>path,path,...", and runs until standard
+//       input closes.
 //
 // The keystore holds the receiver's key under the alias "receiver".
 
@@ -47,7 +49,7 @@ public final class Harness {
                 || (args[0].equals("encrypt") && args.length < 4)
                 || (args[0].equals("verify") && args.length < 5)) {
             System.err.println("usage: decrypt|encrypt KEYSTORE PASSWORD MANIFEST"
-                    + " | verify KEYSTORE PASSWORD MANIFEST SIGNER.pem | serve KEYSTORE PASSWORD");
+                    + " | verify KEYSTORE PASSWORD MANIFEST SIGNER.pem | serve KEYSTORE PASSWORD [SIGNER.pem]");
             System.exit(2);
         }
         Crypto crypto = crypto(args[1], args[2]);
@@ -57,7 +59,9 @@ public final class Harness {
             case "encrypt" -> Senders.run(crypto, Paths.get(args[3]));
             case "verify" -> Verifiers.run(keyStore(args[1], args[2]), args[2], passwords, Paths.get(args[3]),
                     Paths.get(args[4]));
-            case "serve" -> Services.run(crypto, passwords);
+            case "serve" -> Services.run(crypto, passwords, args.length > 3
+                    ? Verifiers.trusting(keyStore(args[1], args[2]), Paths.get(args[3]))
+                    : null);
             default -> {
                 System.err.println("unknown mode " + args[0]);
                 System.exit(2);

@@ -6,7 +6,8 @@
 // request that does not satisfy the policy gets CXF's SOAP Fault.
 //
 // The policy is attached to the operation's input message only: the answer goes
-// back in the clear, as an encrypt-only client expects.
+// back in the clear, as an encrypt-only client expects. SignedServices.java adds
+// services whose policy also wants the request signed, on the same port.
 
 package wssgate.interop;
 
@@ -96,7 +97,10 @@ final class Services {
         }
     }
 
-    static void run(Crypto crypto, CallbackHandler passwords) throws Exception {
+    /** Publishes the encrypt-only services, and the signing ones of SignedServices.java
+     *  when a trusted signer is given (its certificate as PEM, `signer`; `verifier` the
+     *  crypto that trusts it), all on one port. */
+    static void run(Crypto crypto, CallbackHandler passwords, Crypto verifier) throws Exception {
         // A free loopback port for Jetty (CXF reports the port it was given, so not 0).
         int port;
         try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
@@ -108,29 +112,14 @@ final class Services {
             for (String soap : new String[] {"soap11", "soap12"}) {
                 for (String receiver : new String[] {"dom", "stax"}) {
                     String path = "/" + suite[0] + "/" + soap + "/" + receiver;
-                    String address = "http://127.0.0.1:" + port + path;
-                    Path wsdl = wsdls.resolve(suite[0] + "-" + soap + "-" + receiver + ".wsdl");
-                    Files.writeString(wsdl, wsdl(suite[1], soap.equals("soap12"), address));
-                    String binding = soap.equals("soap12") ? SOAPBinding.SOAP12HTTP_BINDING : SOAPBinding.SOAP11HTTP_BINDING;
-                    EndpointImpl ep = new EndpointImpl(BusFactory.getDefaultBus(), new Orders(), binding);
-                    ep.setWsdlLocation(wsdl.toUri().toString());
-                    ep.setServiceName(new QName(NS, "OrdersService"));
-                    ep.setEndpointName(new QName(NS, "OrdersPort"));
-                    Map<String, Object> props = new HashMap<>();
-                    props.put("security.callback-handler", passwords);
-                    // On the receiving side the signature crypto is the one that decrypts.
-                    props.put("security.signature.crypto", crypto);
-                    props.put("security.signature.username", "receiver");
-                    // The fault says why, so the test can tell a refusal by design from another.
-                    props.put("ws-security.return.security.error", "true");
-                    props.put("ws-security.enable.streaming", receiver.equals("stax") ? "true" : "false");
-                    ep.setProperties(props);
-                    ep.getInInterceptors().add(new ForgetLog());
-                    ep.getOutFaultInterceptors().add(new ReasonInFault());
-                    ep.publish(address);
+                    publish(wsdls, port, path, encryptOnlyPolicy(suite[1]), soap, receiver,
+                            properties(crypto, passwords, receiver));
                     paths.add(path);
                 }
             }
+        }
+        if (verifier != null) {
+            paths.addAll(SignedServices.publish(wsdls, port, crypto, passwords, verifier));
         }
         System.out.println("listening\t" + port + "\t" + String.join(",", paths));
         System.out.flush();
@@ -140,18 +129,38 @@ final class Services {
         System.exit(0);
     }
 
-    static String wsdl(String suite, boolean soap12, String address) {
-        String soapNs = soap12 ? "http://schemas.xmlsoap.org/wsdl/soap12/" : "http://schemas.xmlsoap.org/wsdl/soap/";
+    /** The endpoint properties every service shares: `crypto` holds the service's key. */
+    static Map<String, Object> properties(Crypto crypto, CallbackHandler passwords, String receiver) {
+        Map<String, Object> props = new HashMap<>();
+        props.put("security.callback-handler", passwords);
+        // On the receiving side the signature crypto is the one that decrypts.
+        props.put("security.signature.crypto", crypto);
+        props.put("security.signature.username", "receiver");
+        // The fault says why, so the test can tell a refusal by design from another.
+        props.put("ws-security.return.security.error", "true");
+        props.put("ws-security.enable.streaming", receiver.equals("stax") ? "true" : "false");
+        return props;
+    }
+
+    /** One Orders endpoint at `path` behind the policy `policy` (a wsp:Policy's content). */
+    static void publish(Path wsdls, int port, String path, String policy, String soap, String receiver,
+                        Map<String, Object> props) throws IOException {
+        String address = "http://127.0.0.1:" + port + path;
+        Path wsdl = wsdls.resolve(path.substring(1).replace('/', '-') + ".wsdl");
+        Files.writeString(wsdl, wsdl(policy, soap.equals("soap12"), address));
+        String binding = soap.equals("soap12") ? SOAPBinding.SOAP12HTTP_BINDING : SOAPBinding.SOAP11HTTP_BINDING;
+        EndpointImpl ep = new EndpointImpl(BusFactory.getDefaultBus(), new Orders(), binding);
+        ep.setWsdlLocation(wsdl.toUri().toString());
+        ep.setServiceName(new QName(NS, "OrdersService"));
+        ep.setEndpointName(new QName(NS, "OrdersPort"));
+        ep.setProperties(props);
+        ep.getInInterceptors().add(new ForgetLog());
+        ep.getOutFaultInterceptors().add(new ReasonInFault());
+        ep.publish(address);
+    }
+
+    static String encryptOnlyPolicy(String suite) {
         return """
-            <wsdl:definitions name="Orders" targetNamespace="urn:wssgate:interop"
-                xmlns:wsdl="http://schemas.xmlsoap.org/wsdl/" xmlns:soap="%s"
-                xmlns:tns="urn:wssgate:interop" xmlns:ord="urn:orders"
-                xmlns:xsd="http://www.w3.org/2001/XMLSchema"
-                xmlns:wsp="http://www.w3.org/ns/ws-policy"
-                xmlns:wsu="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
-                xmlns:sp="http://docs.oasis-open.org/ws-sx/ws-securitypolicy/200702">
-              <wsp:Policy wsu:Id="EncryptedRequest">
-                <wsp:ExactlyOne><wsp:All>
                   <sp:AsymmetricBinding><wsp:Policy>
                     <sp:RecipientToken><wsp:Policy>
                       <sp:X509Token sp:IncludeToken="http://docs.oasis-open.org/ws-sx/ws-securitypolicy/200702/IncludeToken/Never">
@@ -166,7 +175,23 @@ final class Services {
                     <sp:MustSupportRefThumbprint/><sp:MustSupportRefEncryptedKey/>
                   </wsp:Policy></sp:Wss11>
                   <sp:EncryptedParts><sp:Body/></sp:EncryptedParts>
-                </wsp:All></wsp:ExactlyOne>
+            """.formatted(suite);
+    }
+
+    /** The Orders WSDL, `policy` on the operation's input message. */
+    static String wsdl(String policy, boolean soap12, String address) {
+        String soapNs = soap12 ? "http://schemas.xmlsoap.org/wsdl/soap12/" : "http://schemas.xmlsoap.org/wsdl/soap/";
+        return """
+            <wsdl:definitions name="Orders" targetNamespace="urn:wssgate:interop"
+                xmlns:wsdl="http://schemas.xmlsoap.org/wsdl/" xmlns:soap="%s"
+                xmlns:tns="urn:wssgate:interop" xmlns:ord="urn:orders"
+                xmlns:xsd="http://www.w3.org/2001/XMLSchema"
+                xmlns:wsp="http://www.w3.org/ns/ws-policy"
+                xmlns:wsu="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
+                xmlns:sp="http://docs.oasis-open.org/ws-sx/ws-securitypolicy/200702">
+              <wsp:Policy wsu:Id="RequestPolicy">
+                <wsp:ExactlyOne><wsp:All>
+%s                </wsp:All></wsp:ExactlyOne>
               </wsp:Policy>
               <wsdl:types>
                 <xsd:schema targetNamespace="urn:orders" elementFormDefault="qualified">
@@ -185,7 +210,7 @@ final class Services {
                 <soap:binding style="document" transport="http://schemas.xmlsoap.org/soap/http"/>
                 <wsdl:operation name="submit">
                   <soap:operation soapAction=""/>
-                  <wsdl:input><wsp:PolicyReference URI="#EncryptedRequest"/><soap:body use="literal"/></wsdl:input>
+                  <wsdl:input><wsp:PolicyReference URI="#RequestPolicy"/><soap:body use="literal"/></wsdl:input>
                   <wsdl:output><soap:body use="literal"/></wsdl:output>
                 </wsdl:operation>
               </wsdl:binding>
@@ -193,6 +218,6 @@ final class Services {
                 <wsdl:port name="OrdersPort" binding="tns:OrdersBinding"><soap:address location="%s"/></wsdl:port>
               </wsdl:service>
             </wsdl:definitions>
-            """.formatted(soapNs, suite, address);
+            """.formatted(soapNs, policy, address);
     }
 }
