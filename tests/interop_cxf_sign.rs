@@ -160,12 +160,18 @@ fn cases(path: &str) -> Vec<(String, String, Option<Refusal>)> {
             Some(Refusal::SignatureNotEncrypted),
         ));
     }
-    // The profile's own key identifier is issuer-serial: under AlwaysToRecipient
-    // a route must say bst.
+    // The profile alone (no signature_key_identifier) includes the token, as
+    // AlwaysToRecipient wants; naming the signing certificate by issuer and
+    // serial instead is refused there: the token must be in the message.
     if variant == "lax" {
         v.push((
-            format!("tenant {order} (the profile's issuer-serial)"),
+            format!("tenant {order} (the profile's own key identifier)"),
             route("tenant", order, "bst").replace("\nsignature_key_identifier = \"bst\"", ""),
+            None,
+        ));
+        v.push((
+            format!("tenant {order} issuer-serial"),
+            route("tenant", order, "issuer-serial"),
             Some(Refusal::TokenNotIncluded),
         ));
     }

@@ -281,11 +281,11 @@ sign_max_body = "1MiB""#,
     #[test]
     fn profiles_set_signing_defaults_that_keys_override() {
         let p = sign("profile = \"basic256sha256\"").plan;
-        assert_eq!(p.key_identifier, KeyIdentifier::IssuerSerial);
+        assert_eq!(p.key_identifier, KeyIdentifier::Bst);
         assert_eq!(p.signature_algorithm, SignatureAlgorithm::RsaSha256);
         assert_eq!(p.timestamp_ttl, Some(Duration::from_secs(300)));
-        let p = sign("profile = \"basic256sha256\"\nsignature_key_identifier = \"bst\"").plan;
-        assert_eq!(p.key_identifier, KeyIdentifier::Bst);
+        let p = sign("profile = \"basic256sha256\"\nsignature_key_identifier = \"ski\"").plan;
+        assert_eq!(p.key_identifier, KeyIdentifier::Ski);
         let p = sign("profile = \"wcf-basic256-sign\"\nallow_legacy = true").plan;
         assert_eq!(p.signature_algorithm, SignatureAlgorithm::RsaSha1);
         assert_eq!(p.digest_algorithm, DigestAlgorithm::Sha1);

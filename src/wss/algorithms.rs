@@ -276,11 +276,11 @@ impl Profile {
     pub fn signing(self) -> Option<SigningDefaults> {
         match self {
             // WS-SecurityPolicy Basic256Sha256 with an AsymmetricBinding as CXF
-            // and WSS4J configure it: X509 tokens referenced by issuer and serial.
-            Profile::Basic256Sha256 => Some(SigningDefaults {
-                key_identifier: KeyIdentifier::IssuerSerial,
-                ..SigningDefaults::default()
-            }),
+            // and WCF configure it: the InitiatorToken is included
+            // (AlwaysToRecipient), so the signing certificate travels as a
+            // BinarySecurityToken; the RecipientToken, never included, is named
+            // by issuer and serial (the encryption half of the profile).
+            Profile::Basic256Sha256 => Some(SigningDefaults::default()),
             Profile::WcfBasic256Sign => Some(SigningDefaults {
                 signature_algorithm: SignatureAlgorithm::RsaSha1,
                 digest_algorithm: DigestAlgorithm::Sha1,
@@ -661,7 +661,7 @@ mod tests {
         assert_eq!(enc.key_transport, KeyTransport::RsaOaepMgf1p);
         assert_eq!(sign.signature_algorithm, SignatureAlgorithm::RsaSha256);
         assert_eq!(sign.digest_algorithm, DigestAlgorithm::Sha256);
-        assert_eq!(sign.key_identifier, KeyIdentifier::IssuerSerial);
+        assert_eq!(sign.key_identifier, KeyIdentifier::Bst);
         assert!(sign.timestamp);
         let w = Profile::WcfBasic256Sign;
         assert_eq!(w.algorithms().key_identifier, KeyIdentifier::Thumbprint);

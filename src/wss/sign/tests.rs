@@ -384,7 +384,7 @@ fn refusals() {
 #[test]
 fn profiles_make_plans() {
     let p = SignPlan::for_profile(Profile::Basic256Sha256);
-    assert_eq!(p.key_identifier, KeyIdentifier::IssuerSerial);
+    assert_eq!(p.key_identifier, KeyIdentifier::Bst);
     assert_eq!(p.parts, [SignPart::Body, SignPart::Timestamp]);
     assert_eq!(p.timestamp_ttl, Some(DEFAULT_TIMESTAMP_TTL));
     let w = SignPlan::for_profile(Profile::WcfBasic256Sign);
