@@ -114,7 +114,10 @@ where
                         return;
                     }
                     if tx.send(Ok(data)).await.is_err() {
-                        return; // the engine stopped reading
+                        // The engine stopped reading (it refused the envelope):
+                        // read the rest so that its answer reaches the client.
+                        drain(body).await;
+                        return;
                     }
                 }
             }

@@ -20,15 +20,14 @@ use bytes::*;
 use seen::*;
 use top_level::*;
 
-use std::collections::HashMap;
 use std::io::{self, BufRead, Read, Write};
 use std::ops::Range;
 
 use memchr::{memchr, memchr3, memmem};
 
 use super::{
-    Binding, EncryptError, Limits, NamespaceScopes, XmlLimit, has_duplicate, is_xml_char,
-    is_xml_name, namespace_binding, split_qname,
+    Binding, EncryptError, Limits, NamespaceScopes, PrefixMap, XmlLimit, has_duplicate,
+    is_xml_char, is_xml_name, namespace_binding, split_qname,
 };
 use crate::wss::algorithms::ns;
 
@@ -195,7 +194,7 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
         start: BodyStart,
     ) -> Self {
         let context = scopes.in_scope();
-        let mut by_prefix = HashMap::with_capacity(context.len());
+        let mut by_prefix = PrefixMap::with_capacity_and_hasher(context.len(), Default::default());
         let mut default = None;
         let mut bytes = 0;
         for (i, b) in context.iter().enumerate() {

@@ -23,7 +23,7 @@ pub(super) struct NamespaceScopes {
     pub(super) bindings: Vec<Binding>,
     pub(super) marks: Vec<usize>,
     /// For each prefix, the indices in `bindings` that bind it, innermost last.
-    pub(super) by_prefix: HashMap<String, Vec<usize>>,
+    pub(super) by_prefix: PrefixMap<String, Vec<usize>>,
     /// Changes whenever a binding is added or removed.
     pub(super) generation: u64,
 }

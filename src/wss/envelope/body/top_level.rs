@@ -6,7 +6,7 @@ use super::*;
 /// The bindings in scope at the Body, indexed for the top-level elements.
 pub(super) struct Redeclaration {
     /// Non-default prefixes of `context`, to their index.
-    pub(super) by_prefix: HashMap<Box<[u8]>, usize>,
+    pub(super) by_prefix: PrefixMap<Box<[u8]>, usize>,
     /// Index of the default namespace in `context`.
     pub(super) default: Option<usize>,
     /// Bytes of all of the context's declarations, as written out.
