@@ -1,8 +1,8 @@
 //! The key rings as the running daemon uses them: each ring's usable keys
 //! (active first, then retained ones until their `retain_until`), and per key
 //! the handles of its metrics, resolved once when the snapshot is published so
-//! that a decryption only increments a counter and stores a time — no label is
-//! built on the request path.
+//! that a decryption or a signature only increments a counter and stores a
+//! time — no label is built on the request path.
 //!
 //! Storage (files, archive, audit) is [`crate::keystore`]'s; this module only
 //! holds what a snapshot loaded.
@@ -37,6 +37,9 @@ pub struct LiveKey {
 #[derive(Debug)]
 struct Usage {
     decryptions: Counter,
+    /// Messages a signing route signed with this key (only the active key signs).
+    signatures: Counter,
+    /// The last decryption or signature.
     last_used: Gauge,
 }
 
@@ -52,7 +55,12 @@ impl LiveKey {
         self.usage.get().map_or(0, |u| u.decryptions.get())
     }
 
-    /// When it last decrypted a message, if it has.
+    /// Messages this key signed since the daemon started.
+    pub fn signatures(&self) -> u64 {
+        self.usage.get().map_or(0, |u| u.signatures.get())
+    }
+
+    /// When it last decrypted or signed a message, if it has.
     pub fn last_used(&self) -> Option<SystemTime> {
         let secs = self.usage.get().map_or(0, |u| u.last_used.get());
         (secs > 0).then(|| UNIX_EPOCH + std::time::Duration::from_secs(secs as u64))
@@ -102,6 +110,14 @@ impl Ring {
         }
     }
 
+    /// Count a signature by the active key at `now`.
+    pub fn record_signature(&self, now: SystemTime) {
+        if let Some(usage) = self.keys.first().and_then(|k| k.usage.get()) {
+            usage.signatures.inc();
+            usage.last_used.set(unix_seconds(now));
+        }
+    }
+
     fn labels(&self, key: &LiveKey) -> Labels {
         vec![
             ("ring", self.name.clone()),
@@ -125,6 +141,7 @@ impl Ring {
                 .set(not_after);
             let _ = key.usage.set(Usage {
                 decryptions: metrics.decryptions.get_or_create(&labels).clone(),
+                signatures: metrics.signatures.get_or_create(&labels).clone(),
                 last_used: metrics.keyring_last_used.get_or_create(&labels).clone(),
             });
         }
@@ -142,6 +159,7 @@ impl Ring {
                 let labels = self.labels(key);
                 metrics.keyring_not_after.remove(&labels);
                 metrics.decryptions.remove(&labels);
+                metrics.signatures.remove(&labels);
                 metrics.keyring_last_used.remove(&labels);
             }
         }
@@ -171,7 +189,11 @@ pub struct KeyView {
     pub retain_until: Option<String>,
     /// Messages it decrypted since the daemon started.
     pub decryptions: u64,
-    /// When it last decrypted one (RFC 3339), if it has.
+    /// Messages it signed since the daemon started (a signing route signs
+    /// with the active key only).
+    #[serde(default)]
+    pub signatures: u64,
+    /// When it last decrypted or signed one (RFC 3339), if it has.
     #[serde(default)]
     pub last_used: Option<String>,
 }
@@ -182,6 +204,9 @@ pub struct KeyringView {
     pub ring: String,
     /// Routes that decrypt requests (`ring`) or answers (`response_ring`) with it.
     pub routes: Vec<String>,
+    /// Routes that sign requests with its active key (`signing_ring`).
+    #[serde(default)]
+    pub signing_routes: Vec<String>,
     /// Whether the running snapshot holds the ring (false: no route uses it,
     /// or it changed on disk since the last reload; usage is then not counted).
     pub live: bool,
@@ -198,6 +223,7 @@ impl KeyView {
             state: key.state,
             retain_until: key.retain_until.map(crate::time::rfc3339),
             decryptions: live.map_or(0, LiveKey::decryptions),
+            signatures: live.map_or(0, LiveKey::signatures),
             last_used: live.and_then(LiveKey::last_used).map(crate::time::rfc3339),
         }
     }

@@ -274,7 +274,16 @@ pub async fn renew_keyring(
     Ok(())
 }
 
-/// Which keys of a ring decrypted messages, and when last.
+/// What a key did: decryptions, signatures, or both.
+fn key_use(k: &crate::keyring::KeyView) -> String {
+    match (k.decryptions, k.signatures) {
+        (d, 0) => format!("{d} messages decrypted"),
+        (0, s) => format!("{s} messages signed"),
+        (d, s) => format!("{d} messages decrypted, {s} signed"),
+    }
+}
+
+/// Which keys of a ring decrypted or signed messages, and when last.
 pub fn report_key_use(view: &crate::keyring::KeyringView, out: &mut dyn Write) {
     for k in &view.keys {
         let state = match k.state {
@@ -282,7 +291,7 @@ pub fn report_key_use(view: &crate::keyring::KeyringView, out: &mut dyn Write) {
             crate::keystore::KeyState::Retained => "retained",
         };
         let used = match &k.last_used {
-            Some(at) => format!("still used: {} messages, last at {at}", k.decryptions),
+            Some(at) => format!("still used: {}, last at {at}", key_use(k)),
             None => "not used since the daemon started".to_string(),
         };
         let _ = writeln!(
