@@ -116,6 +116,7 @@ pub async fn run(out: &mut dyn Write) -> Result<DemoReport, DemoError> {
         ring(&[&k2026])?,
         Answering {
             refuse_undecryptable: true,
+            ..Answering::default()
         },
     )
     .await
@@ -582,6 +583,7 @@ pub async fn run_receiver(
         keys,
         Answering {
             refuse_undecryptable: true,
+            ..Answering::default()
         },
     )
     .await

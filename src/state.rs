@@ -192,7 +192,11 @@ impl Snapshot {
                 recipient,
                 ring: ring(&route.ring),
                 response_ring: ring(&route.response_ring),
-                signing_ring: route.sign.as_ref().and_then(|s| rings.get(&s.ring)).cloned(),
+                signing_ring: route
+                    .sign
+                    .as_ref()
+                    .and_then(|s| rings.get(&s.ring))
+                    .cloned(),
                 signing_key,
             });
         }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::Proxy;
-use crate::keyring::Ring;
 use super::fault::Fault;
+use crate::keyring::Ring;
 use crate::wss::sign::{SignError, SignPlan, SignedMessage, SigningKey, sign_to_vec};
 use crate::wss::{EncryptOptions, Recipient};
 
