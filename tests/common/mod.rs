@@ -84,6 +84,32 @@ pub fn signer() -> &'static TestReceiver {
     })
 }
 
+/// The tenant's next signing key pair (a signing key renewal adds it).
+pub fn next_signer() -> &'static TestReceiver {
+    static S: std::sync::OnceLock<TestReceiver> = std::sync::OnceLock::new();
+    S.get_or_init(|| {
+        TestReceiver::new(&CertSpec {
+            common_name: "tenant signer 2".into(),
+            organization: "Example Tenant".into(),
+            serial: 1920,
+            ..CertSpec::default()
+        })
+    })
+}
+
+/// The base64 DER of `key`'s certificate, as a BinarySecurityToken carries it.
+pub fn bst_of(key: &TestReceiver) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(key.cert.to_der().unwrap())
+}
+
+/// Whether the message as recorded carries `key`'s certificate as its
+/// BinarySecurityToken (the token the signature's KeyInfo names).
+pub fn carries_token_of(message: &[u8], key: &TestReceiver) -> bool {
+    let bst = bst_of(key);
+    message.windows(bst.len()).any(|w| w == bst.as_bytes())
+}
+
 /// The signer as the engine takes it.
 pub fn signing_key() -> wssgate::wss::SigningKey {
     let s = signer();
@@ -430,6 +456,28 @@ alias = "orders-receiver"
 {extra_route}
 "#
         )
+    }
+
+    /// The configuration of the `/orders` route to `upstream` signing with the
+    /// key ring `tenant` (`{dir}/private/tenant.pem`), then encrypting.
+    pub fn signing_config(upstream: &str) -> String {
+        config(upstream, "sign = true\nsigning_ring = \"tenant\"", "").replace(
+            "[keystore]\n",
+            "[keystore]\nprivate_dir = \"{dir}/private\"\n",
+        )
+    }
+
+    /// A daemon whose `/orders` route signs with key ring `tenant`, holding
+    /// `key`, and encrypts for the shared receiver.
+    pub async fn start_signing(upstream: &str, key: &super::TestReceiver) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        super::write_ring(dir.path(), "tenant", key);
+        Daemon::start_in(
+            dir,
+            &signing_config(upstream),
+            &[("orders-receiver", super::receiver().cert_pem())],
+        )
+        .await
     }
 
     /// The configuration of one decrypt route `/inbound` to `upstream`, with the
