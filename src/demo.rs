@@ -6,7 +6,9 @@
 //! message was decrypted and none was lost or duplicated. Then the receiver side: a
 //! receiver that cannot decrypt at all behind a `mode = "decrypt"` route, whose key
 //! ring gets a new key while senders go on — the exclusive procedure of a one-key
-//! receiver turned into an overlap one, without a pause.
+//! receiver turned into an overlap one, without a pause. Last, the tenant's own
+//! signing key renewed by overlap and by exclusive ([`signing`]), in front of a
+//! receiver that verifies every signature.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -23,6 +25,8 @@ use crate::admin::client::AdminClient;
 use crate::daemon::Daemon;
 use crate::receiver::{self, Answering, CertSpec, KeyPair, Receiver};
 use crate::wss::keys::KeyRing;
+
+mod signing;
 
 /// Why the demo could not run (not: why it found a problem — that is its report).
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +107,15 @@ pub async fn run(out: &mut dyn Write) -> Result<DemoReport, DemoError> {
         key_pair(2029, "inbound-receiver-2029")?,
         key_pair(2030, "inbound-receiver-2030")?,
     );
+    say(
+        out,
+        "setup: three throw-away tenant signing key pairs (RSA-2048): serial 3001, 3002, 3003",
+    );
+    let signing_keys = [
+        key_pair(3001, "tenant-signing-3001")?,
+        key_pair(3002, "tenant-signing-3002")?,
+        key_pair(3003, "tenant-signing-3003")?,
+    ];
     let plain = Receiver::start(KeyRing::default())
         .await
         .map_err(fail("receiver"))?;
@@ -112,6 +125,22 @@ pub async fn run(out: &mut dyn Write) -> Result<DemoReport, DemoError> {
         &k2029.key_and_cert_pem().map_err(fail("pem"))?,
     )
     .map_err(fail("key ring"))?;
+    crate::keystore::files::write_private(
+        &dir.path().join(format!("private/{}.pem", signing::RING)),
+        &signing_keys[0].key_and_cert_pem().map_err(fail("pem"))?,
+    )
+    .map_err(fail("key ring"))?;
+    // Verifies every signature; trusts the active signing certificate.
+    let verifying = Receiver::start_with(
+        ring(&[&k2026])?,
+        Answering {
+            refuse_undecryptable: true,
+            refuse_unverified: true,
+        },
+    )
+    .await
+    .map_err(fail("receiver"))?;
+    verifying.trust(vec![signing_keys[0].cert.clone()]);
     let receiver = Receiver::start_with(
         ring(&[&k2026])?,
         Answering {
@@ -132,6 +161,11 @@ pub async fn run(out: &mut dyn Write) -> Result<DemoReport, DemoError> {
     std::fs::create_dir_all(dir.path().join("keystore")).map_err(fail("keystore"))?;
     std::fs::write(
         dir.path().join("keystore/orders-receiver.pem"),
+        k2026.cert.to_pem().map_err(fail("pem"))?,
+    )
+    .map_err(fail("keystore"))?;
+    std::fs::write(
+        dir.path().join("keystore/signed-receiver.pem"),
         k2026.cert.to_pem().map_err(fail("pem"))?,
     )
     .map_err(fail("keystore"))?;
@@ -164,8 +198,20 @@ path = "/inbound"
 upstream = "http://{}/inbound"
 mode = "decrypt"
 ring = "inbound-receiver"
+[[route]]
+name = "signed"
+path = "/signed"
+upstream = "http://{}/signed"
+alias = "signed-receiver"
+sign = true
+signing_ring = "{}"
+on_pause = "hold"
+hold_timeout = "30s"
 "#,
-        receiver.addr, plain.addr
+        receiver.addr,
+        plain.addr,
+        verifying.addr,
+        signing::RING
     );
     let config_path = dir.path().join("wssgate.toml");
     std::fs::write(&config_path, config).map_err(fail("configuration"))?;
@@ -342,6 +388,16 @@ ring = "inbound-receiver"
         let _ = c.await;
     }
     let inbound = receiver_side(out, &admin, proxy_addr, &plain, [&k2029, &k2030]).await?;
+    let [s3001, s3002, s3003] = &signing_keys;
+    let signed = signing::acts(
+        out,
+        &admin,
+        proxy_addr,
+        "signed",
+        &verifying,
+        [s3001, s3002, s3003],
+    )
+    .await?;
     let _ = intents_tx.send(crate::signal::Intent::Shutdown).await;
     let _ = daemon_task.await;
 
@@ -398,7 +454,14 @@ ring = "inbound-receiver"
             inbound.sent, inbound.delivered, inbound.failed, inbound.lost
         ),
     );
-    let ok = report.success() && during_pause == 0 && inbound.clean();
+    say(
+        out,
+        &format!(
+            "  signing key: sent {}, signature verified by the receiver {}, failed {}, lost {}; signed by an untrusted key {}",
+            signed.sent, signed.verified, signed.failed, signed.lost, signed.wrong_key
+        ),
+    );
+    let ok = report.success() && during_pause == 0 && inbound.clean() && signed.clean();
     say(
         out,
         if ok {
@@ -407,9 +470,14 @@ ring = "inbound-receiver"
             "\nPROBLEM: see the counts above"
         },
     );
-    if during_pause != 0 || !inbound.clean() {
+    if during_pause != 0 || !inbound.clean() || !signed.clean() {
         return Ok(DemoReport {
-            failed: report.failed + during_pause as u64 + inbound.failed + inbound.lost,
+            failed: report.failed
+                + during_pause as u64
+                + inbound.failed
+                + inbound.lost
+                + signed.problems()
+                + u64::from(signed.sent == 0),
             ..report
         });
     }
