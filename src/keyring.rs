@@ -235,3 +235,70 @@ impl Ring {
         self.keys.iter().find(|k| k.key.summary.sha256 == sha256)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keystore::CertificateSummary;
+    use crate::receiver::{CertSpec, KeyPair};
+
+    fn ring_key(serial: u32, state: KeyState) -> RingKey {
+        let pair = KeyPair::generate(&CertSpec {
+            bits: 1024,
+            serial,
+            ..CertSpec::default()
+        })
+        .unwrap();
+        let entry = pair.entry("k").unwrap();
+        let summary = CertificateSummary::of(entry.info.as_ref().unwrap());
+        RingKey {
+            entry,
+            summary,
+            state,
+            retain_until: None,
+        }
+    }
+
+    #[test]
+    fn a_signature_is_counted_for_the_active_key_only_through_its_handles() {
+        let metrics = Metrics::default();
+        let ring = Ring::new(
+            "tenant",
+            vec![
+                ring_key(2, KeyState::Active),
+                ring_key(1, KeyState::Retained),
+            ],
+        );
+        // Before the handles are resolved nothing is counted (and nothing fails).
+        ring.record_signature(UNIX_EPOCH + std::time::Duration::from_secs(5));
+        assert_eq!(ring.keys[0].signatures(), 0);
+        ring.bind_metrics(&metrics);
+        let at = UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        ring.record_signature(at);
+        ring.record_signature(at);
+        ring.record_use(1, at);
+        assert_eq!(ring.keys[0].signatures(), 2);
+        assert_eq!(ring.keys[0].decryptions(), 0);
+        assert_eq!(ring.keys[0].last_used(), Some(at));
+        assert_eq!(ring.keys[1].signatures(), 0);
+        assert_eq!(ring.keys[1].decryptions(), 1);
+        let view = KeyView::of(&ring.keys[0].key, Some(&ring.keys[0]));
+        assert_eq!((view.signatures, view.decryptions), (2, 0));
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"wssgate_signatures_total{ring="tenant",serial="2"} 2"#),
+            "{text}"
+        );
+        // A key gone from the ring takes its series with it.
+        ring.unbind_gone(None, &metrics);
+        assert!(!metrics.encode().contains("wssgate_signatures_total{"));
+    }
+
+    #[test]
+    fn a_key_view_without_signatures_reads_as_none_signed() {
+        // An answer of a daemon that did not count signatures yet.
+        let old = r#"{"serial":"1","sha256":"ab","not_after":"2030-01-01T00:00:00Z","state":"active","decryptions":3,"last_used":null}"#;
+        let view: KeyView = serde_json::from_str(old).unwrap();
+        assert_eq!((view.decryptions, view.signatures), (3, 0));
+    }
+}
