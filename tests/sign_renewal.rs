@@ -89,7 +89,8 @@ async fn the_signing_key_renewed_by_overlap_under_load() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Counted, not timed: enough requests before the add, and after it.
+    received_at_least(&receiver, 30).await;
     let put_started = Instant::now();
     let token = TOKENS.iter().find(|t| t.1 == "keys").unwrap().2;
     let request = Request::put(paths::keyring_alias("tenant"))
@@ -103,7 +104,8 @@ async fn the_signing_key_renewed_by_overlap_under_load() {
     let added: KeyringAddAnswer = serde_json::from_slice(&body).unwrap();
     assert!(added.live && added.error.is_none(), "{added:?}");
     let put_returned = Instant::now();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let so_far = receiver.received.lock().unwrap().len();
+    received_at_least(&receiver, so_far + 30).await;
     stop.store(true, Ordering::Relaxed);
     let mut sent = Vec::new();
     for s in senders {
