@@ -22,6 +22,7 @@ use common::net::{self, Received, Receiver, TOKENS};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use wssgate::admin::Admin;
+use wssgate::admin::client::AdminClient;
 use wssgate::admin::contract::RouteState;
 use wssgate::admin::contract::{KeyringAddAnswer, paths};
 use wssgate::daemon::Daemon;
@@ -196,12 +197,56 @@ fn signed_by_new(
 }
 
 /// The signatures the daemon counted per key serial, from the typed view.
-async fn signatures(daemon: &net::Daemon, serial: &str) -> u64 {
-    let view = daemon.client("read").keyring("tenant").await.unwrap();
+async fn signatures(admin: &AdminClient, serial: &str) -> u64 {
+    let view = admin.keyring("tenant").await.unwrap();
     view.keys
         .iter()
         .find(|k| k.serial == serial)
         .map_or(0, |k| k.signatures)
+}
+
+/// Every request sent after the add returned is signed by the new key, every
+/// one answered before it began by the old: how many before, during, after.
+fn split_at_the_add(
+    sent: &[net::Sent],
+    by_id: &HashMap<String, (bool, Instant)>,
+    put_started: Instant,
+    put_returned: Instant,
+) -> (usize, usize, usize) {
+    let (mut before, mut between, mut after) = (0, 0, 0);
+    for s in sent {
+        let (is_new, _) = by_id[&s.id];
+        if s.start > put_returned {
+            assert!(is_new, "{} was sent after the add returned", s.id);
+            after += 1;
+        } else if s.end < put_started {
+            assert!(!is_new, "{} was answered before the add began", s.id);
+            before += 1;
+        } else {
+            between += 1;
+        }
+    }
+    assert!(
+        before >= 20 && after >= 20,
+        "{before} before, {after} after"
+    );
+    (before, between, after)
+}
+
+/// A receiver that decrypts, verifies every signature and refuses (500) what
+/// it cannot decrypt or verify under the `trusted` certificates.
+async fn verifying_receiver(trusted: &[&common::TestReceiver]) -> Receiver {
+    let receiver = Receiver::start_with(
+        common::receiver().key_ring(),
+        Answering {
+            refuse_undecryptable: true,
+            refuse_unverified: true,
+        },
+    )
+    .await
+    .unwrap();
+    receiver.trust(trusted.iter().map(|t| t.cert.clone()).collect());
+    receiver
 }
 
 async fn received_at_least(receiver: &Receiver, n: usize) {
@@ -248,28 +293,12 @@ async fn the_signing_key_renewed_by_overlap_through_sockets() {
     }
 
     let by_id = signed_by_new(&sent, &receiver.received(), old, new);
-    let (mut before, mut after, mut between) = (0, 0, 0);
-    for s in &sent {
-        let (is_new, _) = by_id[&s.id];
-        if s.start > put_returned {
-            assert!(is_new, "{} was sent after the add returned", s.id);
-            after += 1;
-        } else if s.end < put_started {
-            assert!(!is_new, "{} was answered before the add began", s.id);
-            before += 1;
-        } else {
-            between += 1;
-        }
-    }
-    assert!(
-        before >= 20 && after >= 20,
-        "{before} before, {after} after"
-    );
+    let (before, between, after) = split_at_the_add(&sent, &by_id, put_started, put_returned);
     // The daemon's count per key is the receiver's.
     let by_new = by_id.values().filter(|v| v.0).count() as u64;
-    assert_eq!(signatures(&daemon, "1920").await, by_new);
+    assert_eq!(signatures(&daemon.client("read"), "1920").await, by_new);
     assert_eq!(
-        signatures(&daemon, "1919").await,
+        signatures(&daemon.client("read"), "1919").await,
         sent.len() as u64 - by_new
     );
     let (status, metrics) = daemon
@@ -407,10 +436,65 @@ async fn the_signing_key_renewed_by_exclusive_under_load() {
         "{before} before, {after} after"
     );
     let by_new = by_id.values().filter(|v| v.0).count() as u64;
-    assert_eq!(signatures(&daemon, "1920").await, by_new);
+    assert_eq!(signatures(&daemon.client("read"), "1920").await, by_new);
     eprintln!(
         "exclusive under load: {} sent, 0 failed, 0 lost, {before} under the old key before the switch, {after} under the new key after it ({} held at the switch)",
         sent.len(),
         route.held
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_signing_key_renewed_by_overlap_through_a_serve_process() {
+    let (old, new) = (common::signer(), common::next_signer());
+    let receiver = verifying_receiver(&[old, new]).await;
+    let dir = tempfile::tempdir().unwrap();
+    common::write_ring(dir.path(), "tenant", old);
+    let upstream = format!("http://{}/service", receiver.addr);
+    let serve = tokio::task::spawn_blocking(move || {
+        net::ServeProcess::start(
+            dir,
+            &net::signing_config(&upstream),
+            &[("orders-receiver", common::receiver().cert_pem())],
+        )
+    })
+    .await
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = net::clients_to(
+        &format!("http://{}/orders", serve.addr),
+        &stop,
+        4,
+        "p",
+        Duration::from_millis(2),
+        ENVELOPE,
+    );
+    received_at_least(&receiver, 40).await;
+
+    let put_started = Instant::now();
+    let added = serve
+        .client("keys")
+        .keyring_add("tenant", Bytes::from(new.key_and_cert_pem()))
+        .await
+        .unwrap();
+    let put_returned = Instant::now();
+    assert!(added.live && added.error.is_none(), "{added:?}");
+    let so_far = receiver.received.lock().unwrap().len();
+    received_at_least(&receiver, so_far + 40).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut sent = Vec::new();
+    for l in load {
+        sent.extend(l.await.unwrap());
+    }
+
+    let by_id = signed_by_new(&sent, &receiver.received(), old, new);
+    let (before, between, after) = split_at_the_add(&sent, &by_id, put_started, put_returned);
+    let by_new = by_id.values().filter(|v| v.0).count() as u64;
+    let read = serve.client("read");
+    assert_eq!(signatures(&read, "1920").await, by_new);
+    assert_eq!(signatures(&read, "1919").await, sent.len() as u64 - by_new);
+    eprintln!(
+        "overlap through a serve process: {} sent, 0 failed, 0 lost, {before} before the add (old key), {between} during it, {after} after (new key)",
+        sent.len()
     );
 }
