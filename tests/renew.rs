@@ -379,21 +379,9 @@ async fn send_signed(daemon: &Daemon, n: usize) {
 async fn renew_overlap_of_the_signing_key_shows_the_next_signatures_by_the_new_key() {
     let (receiver, daemon, file) = signing_daemon().await;
     send_signed(&daemon, 3).await;
-    // Traffic goes on while the operator renews.
-    let d = daemon.clone();
-    let traffic = tokio::spawn(async move {
-        let client = net::client();
-        let mut statuses = Vec::new();
-        for _ in 0..30 {
-            statuses.push(
-                net::post(&client, &d.url("/orders"), "text/xml", BODY.as_bytes())
-                    .await
-                    .0,
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        statuses
-    });
+    // Traffic goes on while the operator renews, until the renewal is done.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = net::clients(&daemon, &stop, 2, "v", Duration::from_millis(20), BODY);
     let args = [
         "renew",
         "overlap",
@@ -435,7 +423,10 @@ async fn renew_overlap_of_the_signing_key_shows_the_next_signatures_by_the_new_k
         .unwrap_or_else(|| panic!("no use of serial 1920:\n{text}"));
     assert!(active.contains("messages signed"), "{active}");
     assert!(!active.contains("not used"), "{active}");
-    assert!(traffic.await.unwrap().iter().all(|s| *s == 200));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in traffic {
+        assert!(t.await.unwrap().iter().all(|s| s.status == 200));
+    }
     // The receiver's records agree: the last message is signed by the new key.
     let last = receiver.received().pop().unwrap();
     assert_eq!(
@@ -601,4 +592,56 @@ async fn renew_exclusive_of_the_signing_key_unconfirmed_leaves_the_routes_paused
         &received[before].raw,
         common::next_signer()
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renew_exclusive_of_the_signing_key_with_json_prints_the_outcome_only() {
+    let (receiver, daemon, file) = signing_daemon().await;
+    // Traffic until the renewal is done, so that the new key signs after the resume.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = net::clients(&daemon, &stop, 2, "j", Duration::from_millis(10), BODY);
+    let args = [
+        "renew",
+        "exclusive",
+        "--json",
+        "--ring",
+        "tenant",
+        "--add",
+        &file,
+        "--receiver-ready",
+        "--wait",
+        "30",
+    ];
+    let out = run(
+        &daemon,
+        "root",
+        args.iter().map(|s| s.to_string()).collect(),
+    )
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let outcome: wssgate::command::renew::SigningKeyRenewal = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| {
+            panic!("{e}: {}", String::from_utf8_lossy(&out.stdout));
+        });
+    assert_eq!(outcome.procedure, "exclusive");
+    assert_eq!(outcome.ring, "tenant");
+    assert_eq!(outcome.routes, ["orders"]);
+    assert_eq!(outcome.previous.map(|p| p.serial).as_deref(), Some("1919"));
+    assert_eq!(outcome.current.serial, "1920");
+    assert_eq!(outcome.keys[0].serial, "1920");
+    assert!(outcome.keys[0].signatures > 0, "{:?}", outcome.keys);
+    // The steps went to stderr.
+    assert!(err.contains("1.  operator: pausing route orders"), "{err}");
+    assert!(err.contains("done"), "{err}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in traffic {
+        assert!(t.await.unwrap().iter().all(|s| s.status == 200));
+    }
+    assert!(
+        receiver
+            .received()
+            .last()
+            .is_some_and(|r| common::carries_token_of(&r.raw, common::next_signer()))
+    );
 }

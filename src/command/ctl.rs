@@ -91,6 +91,10 @@ pub struct RenewArgs {
     /// overlap (the receiver accepts old and new key for a while), exclusive
     /// (it holds one key: pause, exchange, swap, resume), or keyring (the
     /// receiver side: add a key to a ring of this daemon's decrypt routes).
+    /// overlap and exclusive renew the receiver's certificate (--alias, --cert)
+    /// or, with --ring RING --add NEW.pem, the signing key of RING (the
+    /// receiver trusts both signing certificates, or switches its trust while
+    /// the routes that sign with RING are paused).
     #[arg(value_enum)]
     pub procedure: RenewProcedure,
     /// `renew keyring RING --add NEW.pem`: the ring.
@@ -415,7 +419,10 @@ fn renew_signing_key(
         Confirmation::Prompt
     };
     let ctl = ctl_command(config, &args.admin);
-    block_on(super::renew::renew_signing_key(
+    // With --json the steps go to stderr and stdout gets only the outcome.
+    let mut stderr = std::io::stderr();
+    let steps: &mut dyn Write = if args.admin.json { &mut stderr } else { out };
+    let outcome = block_on(super::renew::renew_signing_key(
         &client,
         procedure,
         ring,
@@ -423,9 +430,13 @@ fn renew_signing_key(
         Duration::from_secs(args.wait),
         confirmation,
         &ctl,
-        out,
+        steps,
     ))?
-    .map_err(ctl_failure)
+    .map_err(ctl_failure)?;
+    if args.admin.json {
+        print_json(out, &outcome)?;
+    }
+    Ok(())
 }
 
 /// A PEM private key with its certificate, checked before anything changes.

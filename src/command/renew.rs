@@ -1,6 +1,9 @@
 //! `wssgate renew`: walks an operator through an overlap or exclusive renewal
 //! against the running daemon, says who must do what next, and stops safely
-//! (routes left paused, nothing half-exchanged) if a step fails.
+//! (routes left paused, nothing half-exchanged) if a step fails. Renewed: a
+//! receiver's certificate (here), the tenant's signing key (`renew/signing.rs`,
+//! with the same pause and resume steps), a decrypt route's key ring
+//! ([`renew_keyring`]).
 
 use std::io::{BufRead, Write};
 use std::time::Duration;
@@ -11,7 +14,7 @@ use crate::admin::client::{AdminClient, CtlError};
 use crate::admin::contract::Activation;
 
 mod signing;
-pub use signing::renew_signing_key;
+pub use signing::{SigningKeyRenewal, renew_signing_key};
 
 /// Which renewal procedure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -228,22 +231,25 @@ async fn pause_routes(
 }
 
 /// The last step of an exclusive procedure: resume each paused route, saying
-/// with `resumed(route, released)` what it sends under now.
+/// with `resumed(route, released)` what it sends under now; the held requests
+/// released in all.
 async fn resume_routes(
     admin: &AdminClient,
     paused: &[String],
     out: &mut dyn Write,
     stop: &Stop<'_>,
     resumed: &dyn Fn(&str, usize) -> String,
-) -> Result<(), CtlError> {
+) -> Result<usize, CtlError> {
+    let mut released = 0;
     for route in paused {
         let answer = admin
             .resume(route)
             .await
             .map_err(|e| stop(paused, &format!("resuming {route} failed: {e}")))?;
         let _ = writeln!(out, "{}", resumed(route, answer.released));
+        released += answer.released;
     }
-    Ok(())
+    Ok(released)
 }
 
 /// What an exclusive renewal leaves when it stops, and how to go on from there.

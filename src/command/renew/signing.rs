@@ -21,12 +21,36 @@ use bytes::Bytes;
 
 use super::{Confirmation, Procedure, confirm, pause_routes, resume_routes};
 use crate::admin::client::{AdminClient, CtlError};
-use crate::admin::contract::KeyringAddAnswer;
-use crate::keyring::KeyringView;
+use serde::{Deserialize, Serialize};
+
+use crate::admin::contract::{CertificateSummary, KeyringAddAnswer};
+use crate::keyring::{KeyView, KeyringView};
 
 /// How often the ring's signature counts are read while waiting for the first
 /// message signed by the new key.
 const POLL: Duration = Duration::from_millis(100);
+
+/// What a signing key renewal did (`--json` prints it on stdout; the steps
+/// then go to stderr).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigningKeyRenewal {
+    pub ring: String,
+    /// `overlap` or `exclusive`.
+    pub procedure: String,
+    /// The routes that sign with the ring (paused and resumed by exclusive).
+    pub routes: Vec<String>,
+    /// The key that signed before, now retained.
+    pub previous: Option<CertificateSummary>,
+    /// The key that signs now.
+    pub current: CertificateSummary,
+    /// When the previous key stops being usable (RFC 3339).
+    pub previous_retain_until: Option<String>,
+    pub generation: Option<u64>,
+    /// Held requests released at the resume, signed by the new key (0 for overlap).
+    pub released: usize,
+    /// The ring's keys at the end, with their signatures.
+    pub keys: Vec<KeyView>,
+}
 
 /// Renew the signing key of `ring` by `procedure`. `pem` is the new private
 /// key with its certificate; `wait` bounds the pause's drain and the wait for
@@ -42,7 +66,7 @@ pub async fn renew_signing_key(
     confirmation: Confirmation,
     ctl: &str,
     out: &mut dyn Write,
-) -> Result<(), CtlError> {
+) -> Result<SigningKeyRenewal, CtlError> {
     let new = crate::wss::keys::from_pem(&pem, "the new key")
         .ok()
         .and_then(|e| e.info)
@@ -77,7 +101,7 @@ pub async fn renew_signing_key(
         before.signing_routes.join(", "),
         new.serial
     );
-    match procedure {
+    let (added, released, view) = match procedure {
         Procedure::Overlap => {
             let _ = writeln!(
                 out,
@@ -96,11 +120,12 @@ pub async fn renew_signing_key(
             let added = admin.keyring_add(ring, pem).await?;
             report_added(ring, &added, out);
             let _ = writeln!(out, "3.  the next messages are signed by the new key");
-            show_signing(admin, ring, &new.sha256, wait, out).await?;
+            let view = show_signing(admin, ring, &new.sha256, wait, out).await?;
             let _ = writeln!(
                 out,
                 "4.  receiver administrator: the receiver may drop its trust in the old signing certificate (serial {old}) once no message it signed can still arrive"
             );
+            (added, 0, view)
         }
         Procedure::Exclusive => {
             let stop_before_add = |paused: &[String], why: &str| {
@@ -138,7 +163,7 @@ pub async fn renew_signing_key(
                 out,
             )
             .map_err(|e| stop_after_add(&paused, &e.to_string()))?;
-            resume_routes(
+            let released = resume_routes(
                 admin,
                 &paused,
                 out,
@@ -150,11 +175,26 @@ pub async fn renew_signing_key(
                 },
             )
             .await?;
-            show_signing(admin, ring, &new.sha256, wait, out).await?;
+            let view = show_signing(admin, ring, &new.sha256, wait, out).await?;
+            (added, released, view)
         }
-    }
+    };
     let _ = writeln!(out, "done");
-    Ok(())
+    Ok(SigningKeyRenewal {
+        ring: ring.to_string(),
+        procedure: match procedure {
+            Procedure::Overlap => "overlap",
+            Procedure::Exclusive => "exclusive",
+        }
+        .to_string(),
+        routes: before.signing_routes,
+        previous: added.previous,
+        current: added.current,
+        previous_retain_until: added.previous_retain_until,
+        generation: added.generation,
+        released,
+        keys: view.keys,
+    })
 }
 
 fn report_added(ring: &str, added: &KeyringAddAnswer, out: &mut dyn Write) {
@@ -182,7 +222,7 @@ async fn show_signing(
     sha256: &str,
     wait: Duration,
     out: &mut dyn Write,
-) -> Result<(), CtlError> {
+) -> Result<KeyringView, CtlError> {
     let deadline = Instant::now() + wait;
     let view = loop {
         let view = admin.keyring(ring).await?;
@@ -199,7 +239,7 @@ async fn show_signing(
         );
     }
     super::report_key_use(&view, out);
-    Ok(())
+    Ok(view)
 }
 
 fn signatures_of(view: &KeyringView, sha256: &str) -> u64 {
