@@ -14,6 +14,9 @@
 //! It does not check the Timestamp's freshness, certificate chains,
 //! transforms other than exc-c14n, or the key identifiers other than a
 //! BinarySecurityToken (without one, each trusted certificate is tried).
+//! The receiver checks the message after decryption, which is where a
+//! sign-then-encrypt signature (the default order) verifies; an
+//! encrypt-then-sign message would show as invalid there.
 
 use base64::Engine;
 use openssl::x509::X509;
