@@ -1,9 +1,10 @@
 //! The signing key renewed under load. In process: senders through a signing
 //! route's handler while a new key is added to the signing ring through
-//! `PUT /v1/keyring/{ring}` (role keys). Through sockets: the same by overlap
-//! against a receiver that verifies every signature and trusts both signing
-//! certificates, and by `wssgate renew exclusive --ring` against one that trusts
-//! one certificate and switches at the prompt. None fails, none is lost; the
+//! `PUT /v1/keyring/{ring}` (role keys). Through sockets (the daemon on port 0,
+//! and a `wssgate serve` process on port 0): the same by overlap against a
+//! receiver that verifies every signature and trusts both signing
+//! certificates; and by `wssgate renew exclusive --ring` against one that
+//! trusts one certificate and switches at the prompt. None fails, none is lost; the
 //! receiver's records (the BinarySecurityToken and the verified signer) show
 //! which key signed each message.
 
