@@ -6,7 +6,9 @@
 //! message was decrypted and none was lost or duplicated. Then the receiver side: a
 //! receiver that cannot decrypt at all behind a `mode = "decrypt"` route, whose key
 //! ring gets a new key while senders go on — the exclusive procedure of a one-key
-//! receiver turned into an overlap one, without a pause.
+//! receiver turned into an overlap one, without a pause. Last, the tenant's own
+//! signing key renewed by overlap and by exclusive (`demo/signing.rs`), in front of a
+//! receiver that verifies every signature.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -23,6 +25,11 @@ use crate::admin::client::AdminClient;
 use crate::daemon::Daemon;
 use crate::receiver::{self, Answering, CertSpec, KeyPair, Receiver};
 use crate::wss::keys::KeyRing;
+
+mod receiver_side;
+mod signing;
+
+use receiver_side::receiver_side;
 
 /// Why the demo could not run (not: why it found a problem — that is its report).
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +110,15 @@ pub async fn run(out: &mut dyn Write) -> Result<DemoReport, DemoError> {
         key_pair(2029, "inbound-receiver-2029")?,
         key_pair(2030, "inbound-receiver-2030")?,
     );
+    say(
+        out,
+        "setup: three throw-away tenant signing key pairs (RSA-2048): serial 3001, 3002, 3003",
+    );
+    let signing_keys = [
+        key_pair(3001, "tenant-signing-3001")?,
+        key_pair(3002, "tenant-signing-3002")?,
+        key_pair(3003, "tenant-signing-3003")?,
+    ];
     let plain = Receiver::start(KeyRing::default())
         .await
         .map_err(fail("receiver"))?;
@@ -112,10 +128,27 @@ pub async fn run(out: &mut dyn Write) -> Result<DemoReport, DemoError> {
         &k2029.key_and_cert_pem().map_err(fail("pem"))?,
     )
     .map_err(fail("key ring"))?;
+    crate::keystore::files::write_private(
+        &dir.path().join(format!("private/{}.pem", signing::RING)),
+        &signing_keys[0].key_and_cert_pem().map_err(fail("pem"))?,
+    )
+    .map_err(fail("key ring"))?;
+    // Verifies every signature; trusts the active signing certificate.
+    let verifying = Receiver::start_with(
+        ring(&[&k2026])?,
+        Answering {
+            refuse_undecryptable: true,
+            refuse_unverified: true,
+        },
+    )
+    .await
+    .map_err(fail("receiver"))?;
+    verifying.trust(vec![signing_keys[0].cert.clone()]);
     let receiver = Receiver::start_with(
         ring(&[&k2026])?,
         Answering {
             refuse_undecryptable: true,
+            ..Answering::default()
         },
     )
     .await
@@ -131,6 +164,11 @@ pub async fn run(out: &mut dyn Write) -> Result<DemoReport, DemoError> {
     std::fs::create_dir_all(dir.path().join("keystore")).map_err(fail("keystore"))?;
     std::fs::write(
         dir.path().join("keystore/orders-receiver.pem"),
+        k2026.cert.to_pem().map_err(fail("pem"))?,
+    )
+    .map_err(fail("keystore"))?;
+    std::fs::write(
+        dir.path().join("keystore/signed-receiver.pem"),
         k2026.cert.to_pem().map_err(fail("pem"))?,
     )
     .map_err(fail("keystore"))?;
@@ -163,8 +201,20 @@ path = "/inbound"
 upstream = "http://{}/inbound"
 mode = "decrypt"
 ring = "inbound-receiver"
+[[route]]
+name = "signed"
+path = "/signed"
+upstream = "http://{}/signed"
+alias = "signed-receiver"
+sign = true
+signing_ring = "{}"
+on_pause = "hold"
+hold_timeout = "30s"
 "#,
-        receiver.addr, plain.addr
+        receiver.addr,
+        plain.addr,
+        verifying.addr,
+        signing::RING
     );
     let config_path = dir.path().join("wssgate.toml");
     std::fs::write(&config_path, config).map_err(fail("configuration"))?;
@@ -341,6 +391,16 @@ ring = "inbound-receiver"
         let _ = c.await;
     }
     let inbound = receiver_side(out, &admin, proxy_addr, &plain, [&k2029, &k2030]).await?;
+    let [s3001, s3002, s3003] = &signing_keys;
+    let signed = signing::acts(
+        out,
+        &admin,
+        proxy_addr,
+        "signed",
+        &verifying,
+        [s3001, s3002, s3003],
+    )
+    .await?;
     let _ = intents_tx.send(crate::signal::Intent::Shutdown).await;
     let _ = daemon_task.await;
 
@@ -397,7 +457,14 @@ ring = "inbound-receiver"
             inbound.sent, inbound.delivered, inbound.failed, inbound.lost
         ),
     );
-    let ok = report.success() && during_pause == 0 && inbound.clean();
+    say(
+        out,
+        &format!(
+            "  signing key: sent {}, signature verified by the receiver {}, failed {}, lost {}; signed by an untrusted key {}",
+            signed.sent, signed.verified, signed.failed, signed.lost, signed.wrong_key
+        ),
+    );
+    let ok = report.success() && during_pause == 0 && inbound.clean() && signed.clean();
     say(
         out,
         if ok {
@@ -406,165 +473,18 @@ ring = "inbound-receiver"
             "\nPROBLEM: see the counts above"
         },
     );
-    if during_pause != 0 || !inbound.clean() {
+    if during_pause != 0 || !inbound.clean() || !signed.clean() {
         return Ok(DemoReport {
-            failed: report.failed + during_pause as u64 + inbound.failed + inbound.lost,
+            failed: report.failed
+                + during_pause as u64
+                + inbound.failed
+                + inbound.lost
+                + signed.problems()
+                + u64::from(signed.sent == 0),
             ..report
         });
     }
     Ok(report)
-}
-
-/// What the receiver side's senders saw, and its receiver got.
-struct Inbound {
-    sent: u64,
-    delivered: u64,
-    failed: u64,
-    lost: u64,
-}
-
-impl Inbound {
-    fn clean(&self) -> bool {
-        self.sent > 0 && self.failed == 0 && self.lost == 0 && self.delivered == self.sent
-    }
-}
-
-/// The receiver side: two senders encrypt for the receiver's key themselves and
-/// send through the decrypt route; the receiver administrator adds the new key
-/// to the ring; each sender switches when it is ready; the old key goes on
-/// decrypting meanwhile. `keys`: the active key, then the new one.
-async fn receiver_side(
-    out: &mut dyn Write,
-    admin: &AdminClient,
-    proxy_addr: std::net::SocketAddr,
-    plain: &Receiver,
-    keys: [&KeyPair; 2],
-) -> Result<Inbound, DemoError> {
-    say(
-        out,
-        "RECEIVER SIDE: EXCLUSIVE TURNED OVERLAP (a receiver that holds one key, behind a decrypt route)",
-    );
-    say(
-        out,
-        "  wssgate decrypts for it with key ring inbound-receiver (serial 2029); it gets plaintext",
-    );
-    let recipients = [
-        Arc::new(crate::wss::Recipient::new(keys[0].cert.clone()).map_err(fail("certificate"))?),
-        Arc::new(crate::wss::Recipient::new(keys[1].cert.clone()).map_err(fail("certificate"))?),
-    ];
-    let traffic = Arc::new(Traffic::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    // Which key each sender encrypts for (0: serial 2029, 1: serial 2030).
-    let switched: Arc<[AtomicBool; 2]> = Arc::new([AtomicBool::new(false), AtomicBool::new(false)]);
-    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .build_http::<Full<Bytes>>();
-    let mut senders = Vec::new();
-    for c in 0..2usize {
-        let (traffic, stop, client, switched, recipients) = (
-            traffic.clone(),
-            stop.clone(),
-            client.clone(),
-            switched.clone(),
-            recipients.clone(),
-        );
-        senders.push(tokio::spawn(async move {
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let body = format!(
-                    r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><ord:notify xmlns:ord="urn:demo:inbound"><ord:sender>{c}</ord:sender><ord:seq>{i}</ord:seq></ord:notify></soap:Body></soap:Envelope>"#
-                );
-                let recipient = &recipients[usize::from(switched[c].load(Ordering::Relaxed))];
-                let Ok((encrypted, _)) = crate::wss::encrypt_to_vec(
-                    body.as_bytes(),
-                    recipient,
-                    &crate::wss::EncryptOptions::default(),
-                ) else {
-                    break;
-                };
-                let Ok(req) = hyper::Request::post(format!("http://{proxy_addr}/inbound"))
-                    .header("content-type", "text/xml")
-                    .header("x-request-id", format!("in{c}-{i}"))
-                    .body(Full::new(Bytes::from(encrypted)))
-                else {
-                    break;
-                };
-                traffic.sent.fetch_add(1, Ordering::Relaxed);
-                match client.request(req).await {
-                    Ok(r) if r.status() == 200 => traffic.ok.fetch_add(1, Ordering::Relaxed),
-                    _ => traffic.failed.fetch_add(1, Ordering::Relaxed),
-                };
-                i += 1;
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-        }));
-    }
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let added = admin
-        .keyring_add(
-            "inbound-receiver",
-            Bytes::from(keys[1].key_and_cert_pem().map_err(fail("pem"))?),
-        )
-        .await
-        .map_err(fail("key ring"))?;
-    say(
-        out,
-        &format!(
-            "  1. receiver administrator: PUT /v1/keyring/inbound-receiver — serial {} active, serial {} retained until {}",
-            added.current.serial,
-            added.previous.as_ref().map_or("?", |p| p.serial.as_str()),
-            added
-                .previous_retain_until
-                .as_deref()
-                .map_or("?", |t| t.get(..10).unwrap_or(t))
-        ),
-    );
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    switched[0].store(true, Ordering::Relaxed);
-    say(
-        out,
-        "  2. sender 0 encrypts for serial 2030 from now on; sender 1 still for 2029",
-    );
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    switched[1].store(true, Ordering::Relaxed);
-    say(
-        out,
-        "  3. sender 1 switches too — no pause, no window, on either side",
-    );
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    stop.store(true, Ordering::Relaxed);
-    for s in senders {
-        let _ = s.await;
-    }
-    let ring = admin
-        .keyring("inbound-receiver")
-        .await
-        .map_err(fail("key ring"))?;
-    let mut report = String::new();
-    for k in &ring.keys {
-        report.push_str(&format!(
-            "  key serial {} ({}): {} messages decrypted\n",
-            k.serial,
-            match k.state {
-                crate::keystore::KeyState::Active => "active",
-                crate::keystore::KeyState::Retained => "retained",
-            },
-            k.decryptions
-        ));
-    }
-    say(out, report.trim_end());
-    let received = plain.received();
-    let delivered = received
-        .iter()
-        .filter(|r| r.complete && !r.raw.windows(13).any(|w| w == b"EncryptedData"))
-        .count() as u64;
-    let sent = traffic.sent.load(Ordering::Relaxed);
-    say(out, "");
-    Ok(Inbound {
-        sent,
-        delivered,
-        failed: traffic.failed.load(Ordering::Relaxed),
-        lost: sent.saturating_sub(received.len() as u64),
-    })
 }
 
 /// `wssgate demo receiver`: a receiver to try wssgate against — it decrypts every
@@ -582,6 +502,7 @@ pub async fn run_receiver(
         keys,
         Answering {
             refuse_undecryptable: true,
+            ..Answering::default()
         },
     )
     .await

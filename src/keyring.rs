@@ -1,8 +1,8 @@
 //! The key rings as the running daemon uses them: each ring's usable keys
 //! (active first, then retained ones until their `retain_until`), and per key
 //! the handles of its metrics, resolved once when the snapshot is published so
-//! that a decryption only increments a counter and stores a time — no label is
-//! built on the request path.
+//! that a decryption or a signature only increments a counter and stores a
+//! time — no label is built on the request path.
 //!
 //! Storage (files, archive, audit) is [`crate::keystore`]'s; this module only
 //! holds what a snapshot loaded.
@@ -37,6 +37,9 @@ pub struct LiveKey {
 #[derive(Debug)]
 struct Usage {
     decryptions: Counter,
+    /// Messages a signing route signed with this key (only the active key signs).
+    signatures: Counter,
+    /// The last decryption or signature.
     last_used: Gauge,
 }
 
@@ -52,7 +55,12 @@ impl LiveKey {
         self.usage.get().map_or(0, |u| u.decryptions.get())
     }
 
-    /// When it last decrypted a message, if it has.
+    /// Messages this key signed since the daemon started.
+    pub fn signatures(&self) -> u64 {
+        self.usage.get().map_or(0, |u| u.signatures.get())
+    }
+
+    /// When it last decrypted or signed a message, if it has.
     pub fn last_used(&self) -> Option<SystemTime> {
         let secs = self.usage.get().map_or(0, |u| u.last_used.get());
         (secs > 0).then(|| UNIX_EPOCH + std::time::Duration::from_secs(secs as u64))
@@ -102,6 +110,14 @@ impl Ring {
         }
     }
 
+    /// Count a signature by the active key at `now`.
+    pub fn record_signature(&self, now: SystemTime) {
+        if let Some(usage) = self.keys.first().and_then(|k| k.usage.get()) {
+            usage.signatures.inc();
+            usage.last_used.set(unix_seconds(now));
+        }
+    }
+
     fn labels(&self, key: &LiveKey) -> Labels {
         vec![
             ("ring", self.name.clone()),
@@ -125,6 +141,7 @@ impl Ring {
                 .set(not_after);
             let _ = key.usage.set(Usage {
                 decryptions: metrics.decryptions.get_or_create(&labels).clone(),
+                signatures: metrics.signatures.get_or_create(&labels).clone(),
                 last_used: metrics.keyring_last_used.get_or_create(&labels).clone(),
             });
         }
@@ -142,6 +159,7 @@ impl Ring {
                 let labels = self.labels(key);
                 metrics.keyring_not_after.remove(&labels);
                 metrics.decryptions.remove(&labels);
+                metrics.signatures.remove(&labels);
                 metrics.keyring_last_used.remove(&labels);
             }
         }
@@ -171,7 +189,11 @@ pub struct KeyView {
     pub retain_until: Option<String>,
     /// Messages it decrypted since the daemon started.
     pub decryptions: u64,
-    /// When it last decrypted one (RFC 3339), if it has.
+    /// Messages it signed since the daemon started (a signing route signs
+    /// with the active key only).
+    #[serde(default)]
+    pub signatures: u64,
+    /// When it last decrypted or signed one (RFC 3339), if it has.
     #[serde(default)]
     pub last_used: Option<String>,
 }
@@ -182,6 +204,9 @@ pub struct KeyringView {
     pub ring: String,
     /// Routes that decrypt requests (`ring`) or answers (`response_ring`) with it.
     pub routes: Vec<String>,
+    /// Routes that sign requests with its active key (`signing_ring`).
+    #[serde(default)]
+    pub signing_routes: Vec<String>,
     /// Whether the running snapshot holds the ring (false: no route uses it,
     /// or it changed on disk since the last reload; usage is then not counted).
     pub live: bool,
@@ -198,6 +223,7 @@ impl KeyView {
             state: key.state,
             retain_until: key.retain_until.map(crate::time::rfc3339),
             decryptions: live.map_or(0, LiveKey::decryptions),
+            signatures: live.map_or(0, LiveKey::signatures),
             last_used: live.and_then(LiveKey::last_used).map(crate::time::rfc3339),
         }
     }
@@ -207,5 +233,72 @@ impl Ring {
     /// The key with this SHA-256, if the ring holds it.
     pub fn key(&self, sha256: &str) -> Option<&LiveKey> {
         self.keys.iter().find(|k| k.key.summary.sha256 == sha256)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keystore::CertificateSummary;
+    use crate::receiver::{CertSpec, KeyPair};
+
+    fn ring_key(serial: u32, state: KeyState) -> RingKey {
+        let pair = KeyPair::generate(&CertSpec {
+            bits: 1024,
+            serial,
+            ..CertSpec::default()
+        })
+        .unwrap();
+        let entry = pair.entry("k").unwrap();
+        let summary = CertificateSummary::of(entry.info.as_ref().unwrap());
+        RingKey {
+            entry,
+            summary,
+            state,
+            retain_until: None,
+        }
+    }
+
+    #[test]
+    fn a_signature_is_counted_for_the_active_key_only_through_its_handles() {
+        let metrics = Metrics::default();
+        let ring = Ring::new(
+            "tenant",
+            vec![
+                ring_key(2, KeyState::Active),
+                ring_key(1, KeyState::Retained),
+            ],
+        );
+        // Before the handles are resolved nothing is counted (and nothing fails).
+        ring.record_signature(UNIX_EPOCH + std::time::Duration::from_secs(5));
+        assert_eq!(ring.keys[0].signatures(), 0);
+        ring.bind_metrics(&metrics);
+        let at = UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        ring.record_signature(at);
+        ring.record_signature(at);
+        ring.record_use(1, at);
+        assert_eq!(ring.keys[0].signatures(), 2);
+        assert_eq!(ring.keys[0].decryptions(), 0);
+        assert_eq!(ring.keys[0].last_used(), Some(at));
+        assert_eq!(ring.keys[1].signatures(), 0);
+        assert_eq!(ring.keys[1].decryptions(), 1);
+        let view = KeyView::of(&ring.keys[0].key, Some(&ring.keys[0]));
+        assert_eq!((view.signatures, view.decryptions), (2, 0));
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"wssgate_signatures_total{ring="tenant",serial="2"} 2"#),
+            "{text}"
+        );
+        // A key gone from the ring takes its series with it.
+        ring.unbind_gone(None, &metrics);
+        assert!(!metrics.encode().contains("wssgate_signatures_total{"));
+    }
+
+    #[test]
+    fn a_key_view_without_signatures_reads_as_none_signed() {
+        // An answer of a daemon that did not count signatures yet.
+        let old = r#"{"serial":"1","sha256":"ab","not_after":"2030-01-01T00:00:00Z","state":"active","decryptions":3,"last_used":null}"#;
+        let view: KeyView = serde_json::from_str(old).unwrap();
+        assert_eq!((view.decryptions, view.signatures), (3, 0));
     }
 }

@@ -15,8 +15,8 @@
 //! The running daemon:
 //! - [`state`]: the immutable [`state::Snapshot`] (config, routes, certificates,
 //!   key rings, tokens) behind `ArcSwap`, and the one reload path (build aside,
-//!   validate, swap); [`keyring`]: a snapshot's rings, with each key's use and
-//!   metric handles.
+//!   validate, swap); [`keyring`]: a snapshot's rings, with each key's use
+//!   (decryptions, signatures) and metric handles.
 //! - [`control`]: the operations of both renewal procedures — pause, resume,
 //!   exchange, stage, withdraw, activate-due, reload — with audit and pause
 //!   persistence, under one written-down lock discipline. Every transport below
@@ -35,9 +35,11 @@
 //!
 //! The command line and the demo:
 //! - [`command`]: every `wssgate` command but `serve`, as library code that `main`
-//!   calls; [`demo`]: `wssgate demo`, both renewals live.
+//!   calls; [`demo`]: `wssgate demo`, both renewals live (of the receiver's
+//!   certificate, of a decrypt route's key ring, of the signing key).
 //! - [`receiver`]: a decrypting SOAP receiver and throw-away key pairs — the one
-//!   kit of the demo, the tests and the benches.
+//!   kit of the demo, the tests and the benches; [`receiver::verify`]: its
+//!   small signature check, for the signing key's renewals.
 //!
 //! # One request
 //! ```text

@@ -2,7 +2,9 @@
 //! moment (one key, as a one-key receiver; two during an overlap), and throw-away
 //! receiver key pairs with their certificates. One kit for `wssgate demo`, the
 //! tests and the benches: what they check is decrypted by the engine's own
-//! receiver-side decryptor, the same way in each.
+//! receiver-side decryptor, the same way in each. Told which signing
+//! certificates it trusts ([`Receiver::trust`]), it also checks each message's
+//! signature ([`verify`]) and records who signed it.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -25,6 +27,9 @@ use openssl::x509::{X509, X509NameBuilder};
 use tokio::net::TcpListener;
 
 use crate::wss::keys::{self, KeyRing, PrivateKeyEntry};
+
+pub mod verify;
+use verify::SignatureCheck;
 
 /// What a throw-away receiver certificate looks like.
 #[derive(Debug, Clone)]
@@ -179,6 +184,9 @@ pub struct Received {
     pub certificate: Option<String>,
     /// The names of the keys that decrypted it (see [`ring`]).
     pub key_sources: Vec<String>,
+    /// Its signature checked after decryption, when the receiver was told
+    /// which signing certificates it trusts ([`Receiver::trust`]).
+    pub signature: Option<SignatureCheck>,
     pub chunked: bool,
     /// The whole body arrived (a request the sender aborted mid-body does not).
     pub complete: bool,
@@ -192,6 +200,9 @@ pub struct Answering {
     /// Answer 500 to a message it cannot decrypt, as a real receiver does (else 200
     /// to everything, for tests that look at what arrived).
     pub refuse_undecryptable: bool,
+    /// Answer 500 to a message whose signature does not verify under a trusted
+    /// certificate, once the receiver checks signatures.
+    pub refuse_unverified: bool,
 }
 
 /// A SOAP receiver on a loopback port.
@@ -203,6 +214,8 @@ pub struct Receiver {
     pub keys: Arc<Mutex<KeyRing>>,
     /// Waited before answering (a slow receiver).
     pub delay: Arc<Mutex<Duration>>,
+    /// The signing certificates it trusts; `None`: it does not check signatures.
+    pub trusted: Arc<Mutex<Option<Vec<X509>>>>,
 }
 
 /// What the receiver answers when it accepted a message.
@@ -231,21 +244,27 @@ impl Receiver {
             received: Arc::new(Mutex::new(Vec::new())),
             keys: Arc::new(Mutex::new(keys)),
             delay: Arc::new(Mutex::new(Duration::ZERO)),
+            trusted: Arc::new(Mutex::new(None)),
         };
         let shared = (
             receiver.received.clone(),
             receiver.keys.clone(),
             receiver.delay.clone(),
+            receiver.trusted.clone(),
         );
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let (received, keys, delay) = shared.clone();
+                        let (received, keys, delay, trusted) = shared.clone();
                         async move {
-                            let rec = receive(req, &keys).await;
-                            let status = if answering.refuse_undecryptable && rec.decrypted.is_err()
+                            let rec = receive(req, &keys, &trusted).await;
+                            let unverified =
+                                rec.signature.as_ref().is_some_and(|s| !s.is_verified());
+                            let status = if (answering.refuse_undecryptable
+                                && rec.decrypted.is_err())
+                                || (answering.refuse_unverified && unverified)
                             {
                                 StatusCode::INTERNAL_SERVER_ERROR
                             } else {
@@ -286,13 +305,22 @@ impl Receiver {
     pub fn hold(&self, keys: KeyRing) {
         *lock(&self.keys) = keys;
     }
+
+    /// Trust these signing certificates from now on (and check signatures).
+    pub fn trust(&self, certificates: Vec<X509>) {
+        *lock(&self.trusted) = Some(certificates);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-async fn receive(req: Request<Incoming>, keys: &Mutex<KeyRing>) -> Received {
+async fn receive(
+    req: Request<Incoming>,
+    keys: &Mutex<KeyRing>,
+    trusted: &Mutex<Option<Vec<X509>>>,
+) -> Received {
     let header = |n: &str| {
         req.headers()
             .get(n)
@@ -310,6 +338,7 @@ async fn receive(req: Request<Incoming>, keys: &Mutex<KeyRing>) -> Received {
         decrypted: Err("empty body".into()),
         certificate: None,
         key_sources: Vec::new(),
+        signature: None,
         chunked: header("transfer-encoding").is_some_and(|t| t.contains("chunked")),
         complete: false,
         at: Instant::now(),
@@ -328,6 +357,15 @@ async fn receive(req: Request<Incoming>, keys: &Mutex<KeyRing>) -> Received {
             }
             Err(e) => rec.decrypted = Err(e.to_string()),
         }
+    }
+    let trusted = lock(trusted).clone();
+    if let Some(trusted) = trusted {
+        // Checked as the receiver reads it: after decryption when it decrypted.
+        let doc = match &rec.decrypted {
+            Ok(plain) => plain.clone(),
+            Err(_) => String::from_utf8_lossy(&rec.raw).into_owned(),
+        };
+        rec.signature = Some(verify::check(&doc, &trusted));
     }
     rec
 }

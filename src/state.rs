@@ -98,6 +98,9 @@ pub struct Route {
     /// certificate when the snapshot was built, so that a request signs with the
     /// key of the same snapshot as the certificate it encrypts for.
     pub signing_key: Option<Arc<SigningKey>>,
+    /// `sign = true`: the `signing_ring` itself, whose active key's resolved
+    /// counter each signature increments.
+    pub signing_ring: Option<Arc<Ring>>,
 }
 
 /// The signing key of a `sign = true` route: its ring's active key, refused when
@@ -190,6 +193,11 @@ impl Snapshot {
                 recipient,
                 ring: ring(&route.ring),
                 response_ring: ring(&route.response_ring),
+                signing_ring: route
+                    .sign
+                    .as_ref()
+                    .and_then(|s| rings.get(&s.ring))
+                    .cloned(),
                 signing_key,
             }));
         }

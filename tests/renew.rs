@@ -345,3 +345,303 @@ async fn renew_stopped_after_the_pause_says_what_is_left_and_how_to_go_on() {
     assert_eq!(view.state, RouteState::Active);
     assert_eq!(view.certificate.serial, "9");
 }
+
+/// A daemon whose route signs with key ring `tenant` (serial 1919), its
+/// receiver trusting both signing certificates, and the next key (serial
+/// 1920) written to `new-signing.pem`.
+async fn signing_daemon() -> (Receiver, Arc<Daemon>, String) {
+    let receiver = Receiver::start(common::receiver().key_ring())
+        .await
+        .unwrap();
+    receiver.trust(vec![
+        common::signer().cert.clone(),
+        common::next_signer().cert.clone(),
+    ]);
+    let daemon = Arc::new(
+        net::start_signing(&format!("http://{}/s", receiver.addr), common::signer()).await,
+    );
+    let file = daemon.dir.path().join("new-signing.pem");
+    common::write_secret(&file, common::next_signer().key_and_cert_pem());
+    (receiver, daemon, file.display().to_string())
+}
+
+/// `n` requests through the signing route, each answered 200.
+async fn send_signed(daemon: &Daemon, n: usize) {
+    let client = net::client();
+    for _ in 0..n {
+        let (status, _, body) =
+            net::post(&client, &daemon.url("/orders"), "text/xml", BODY.as_bytes()).await;
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renew_overlap_of_the_signing_key_shows_the_next_signatures_by_the_new_key() {
+    let (receiver, daemon, file) = signing_daemon().await;
+    send_signed(&daemon, 3).await;
+    // Traffic goes on while the operator renews, until the renewal is done.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = net::clients(&daemon, &stop, 2, "v", Duration::from_millis(20), BODY);
+    let args = [
+        "renew",
+        "overlap",
+        "--ring",
+        "tenant",
+        "--add",
+        &file,
+        "--receiver-ready",
+        "--wait",
+        "30",
+    ];
+    let out = run(
+        &daemon,
+        "root",
+        args.iter().map(|s| s.to_string()).collect(),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for step in [
+        "signing key renewal (overlap) of key ring tenant: routes orders; serial 1919 signs now, serial 1920 is new",
+        "1.  receiver administrator: make the receiver trust the new signing certificate (serial 1920)",
+        "2.  keystore administrator: adding the key to key ring tenant",
+        "live: serial 1920 is the active key of tenant",
+        "serial 1919 retained until",
+        "3.  the next messages are signed by the new key",
+        "4.  receiver administrator: the receiver may drop its trust in the old signing certificate (serial 1919)",
+        "done",
+    ] {
+        assert!(text.contains(step), "{step:?} missing from:\n{text}");
+    }
+    let active = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("active") && l.contains("serial 1920"))
+        .unwrap_or_else(|| panic!("no use of serial 1920:\n{text}"));
+    assert!(active.contains("messages signed"), "{active}");
+    assert!(!active.contains("not used"), "{active}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in traffic {
+        assert!(t.await.unwrap().iter().all(|s| s.status == 200));
+    }
+    // The receiver's records agree: the last message is signed by the new key.
+    let last = receiver.received().pop().unwrap();
+    assert_eq!(
+        last.signature
+            .as_ref()
+            .and_then(|s| s.signer())
+            .map(|s| s.serial.clone()),
+        Some("1920".to_string())
+    );
+
+    // The same key again: nothing to do, and said so.
+    let out = run(
+        &daemon,
+        "root",
+        args.iter().map(|s| s.to_string()).collect(),
+    )
+    .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("serial 1920 is already the active key of tenant; nothing was changed"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renew_keyring_on_a_signing_ring_reports_signatures() {
+    let (_receiver, daemon, file) = signing_daemon().await;
+    send_signed(&daemon, 4).await;
+    let out = run(
+        &daemon,
+        "root",
+        ["renew", "keyring", "tenant", "--add", &file]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let retained = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("retained") && l.contains("serial 1919"))
+        .unwrap_or_else(|| panic!("no line for serial 1919:\n{text}"));
+    assert!(
+        retained.contains("still used: 4 messages signed"),
+        "{retained}"
+    );
+    assert!(
+        text.contains("routes orders sign with serial 1920 from now on"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renew_of_the_signing_key_refuses_mixed_or_bad_arguments_before_any_change() {
+    let (_receiver, daemon, file) = signing_daemon().await;
+    let mixed = run(
+        &daemon,
+        "root",
+        [
+            "renew",
+            "exclusive",
+            "--ring",
+            "tenant",
+            "--add",
+            &file,
+            "--alias",
+            "orders-receiver",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    )
+    .await;
+    assert_eq!(mixed.status.code(), Some(2), "{mixed:?}");
+    // A certificate that is not the key's: refused before anything is paused.
+    let bad = daemon.dir.path().join("bad.pem");
+    let mut pem = common::next_signer().key_pem();
+    pem.extend_from_slice(&common::signer().cert_pem());
+    common::write_secret(&bad, pem);
+    let out = run(
+        &daemon,
+        "root",
+        [
+            "renew",
+            "exclusive",
+            "--ring",
+            "tenant",
+            "--add",
+            bad.to_str().unwrap(),
+            "--receiver-ready",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+    let routes: Vec<RouteView> = daemon.client("read").routes().await.unwrap();
+    assert!(routes.iter().all(|r| r.state == RouteState::Active));
+    let view = daemon.client("read").keyring("tenant").await.unwrap();
+    assert_eq!(view.keys.len(), 1);
+    assert_eq!(view.keys[0].serial, "1919");
+    assert_eq!(view.signing_routes, ["orders"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renew_exclusive_of_the_signing_key_unconfirmed_leaves_the_routes_paused() {
+    let (receiver, daemon, file) = signing_daemon().await;
+    send_signed(&daemon, 2).await;
+    // No answer to the prompt (stdin closed): the receiver is not confirmed.
+    let out = run(
+        &daemon,
+        "root",
+        [
+            "renew",
+            "exclusive",
+            "--ring",
+            "tenant",
+            "--add",
+            &file,
+            "--wait",
+            "10",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    )
+    .await;
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("1.  operator: pausing route orders"),
+        "{text}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    for part in [
+        "the receiver is not confirmed ready",
+        "routes orders are left paused (nothing is sent)",
+        "serial 1920 is the active key of tenant",
+        "resume orders",
+    ] {
+        assert!(err.contains(part), "{part:?} missing from: {err}");
+    }
+    let read = daemon.client("read");
+    assert_eq!(
+        read.route("orders").await.unwrap().state,
+        RouteState::Paused
+    );
+    assert_eq!(read.keyring("tenant").await.unwrap().keys[0].serial, "1920");
+    let before = receiver.received().len();
+    // Resumed as the message says: signed by the new key.
+    daemon.client("operator").resume("orders").await.unwrap();
+    send_signed(&daemon, 1).await;
+    let received = receiver.received();
+    assert_eq!(received.len(), before + 1);
+    assert!(common::carries_token_of(
+        &received[before].raw,
+        common::next_signer()
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renew_exclusive_of_the_signing_key_with_json_prints_the_outcome_only() {
+    let (receiver, daemon, file) = signing_daemon().await;
+    // Traffic until the renewal is done, so that the new key signs after the resume.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = net::clients(&daemon, &stop, 2, "j", Duration::from_millis(10), BODY);
+    let args = [
+        "renew",
+        "exclusive",
+        "--json",
+        "--ring",
+        "tenant",
+        "--add",
+        &file,
+        "--receiver-ready",
+        "--wait",
+        "30",
+    ];
+    let out = run(
+        &daemon,
+        "root",
+        args.iter().map(|s| s.to_string()).collect(),
+    )
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let outcome: wssgate::command::renew::SigningKeyRenewal = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| {
+            panic!("{e}: {}", String::from_utf8_lossy(&out.stdout));
+        });
+    assert_eq!(outcome.procedure, "exclusive");
+    assert_eq!(outcome.ring, "tenant");
+    assert_eq!(outcome.routes, ["orders"]);
+    assert_eq!(outcome.previous.map(|p| p.serial).as_deref(), Some("1919"));
+    assert_eq!(outcome.current.serial, "1920");
+    assert_eq!(outcome.keys[0].serial, "1920");
+    assert!(outcome.keys[0].signatures > 0, "{:?}", outcome.keys);
+    // The steps went to stderr.
+    assert!(err.contains("1.  operator: pausing route orders"), "{err}");
+    assert!(err.contains("done"), "{err}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in traffic {
+        assert!(t.await.unwrap().iter().all(|s| s.status == 200));
+    }
+    assert!(
+        receiver
+            .received()
+            .last()
+            .is_some_and(|r| common::carries_token_of(&r.raw, common::next_signer()))
+    );
+}

@@ -91,6 +91,10 @@ pub struct RenewArgs {
     /// overlap (the receiver accepts old and new key for a while), exclusive
     /// (it holds one key: pause, exchange, swap, resume), or keyring (the
     /// receiver side: add a key to a ring of this daemon's decrypt routes).
+    /// overlap and exclusive renew the receiver's certificate (--alias, --cert)
+    /// or, with --ring RING --add NEW.pem, the signing key of RING (the
+    /// receiver trusts both signing certificates, or switches its trust while
+    /// the routes that sign with RING are paused).
     #[arg(value_enum)]
     pub procedure: RenewProcedure,
     /// `renew keyring RING --add NEW.pem`: the ring.
@@ -98,16 +102,21 @@ pub struct RenewArgs {
     /// overlap, exclusive: the alias whose certificate is renewed.
     #[arg(long)]
     pub alias: Option<String>,
+    /// overlap, exclusive: the key ring whose signing key is renewed (with
+    /// `--add NEW.pem`), instead of a receiver's certificate.
+    #[arg(long = "ring", value_name = "RING", id = "signing_ring")]
+    pub signing_ring: Option<String>,
     /// overlap, exclusive: the receiver's new certificate.
     #[arg(long, value_name = "NEW.pem")]
     pub cert: Option<PathBuf>,
-    /// keyring: the new private key and its certificate (PEM).
+    /// keyring, or overlap|exclusive --ring: the new private key and its certificate (PEM).
     #[arg(long, value_name = "NEW.pem")]
     pub add: Option<PathBuf>,
     /// The receiver administrator has confirmed out of band; do not prompt.
     #[arg(long)]
     pub receiver_ready: bool,
-    /// Seconds to wait for in-flight requests when pausing.
+    /// Seconds to wait for in-flight requests when pausing (and, renewing a
+    /// signing key, for the first message signed by the new key).
     #[arg(long, default_value_t = 60)]
     pub wait: u64,
 }
@@ -348,6 +357,9 @@ pub fn renew(config: &ConfigArg, args: RenewArgs, out: &mut dyn Write) -> Result
         RenewProcedure::Exclusive => Procedure::Exclusive,
         RenewProcedure::Keyring => return renew_keyring(config, args, out),
     };
+    if args.signing_ring.is_some() {
+        return renew_signing_key(config, procedure, args, out);
+    }
     let (Some(alias), Some(cert)) = (&args.alias, &args.cert) else {
         return Err(Failure::usage(
             "renew overlap|exclusive needs --alias ALIAS and --cert NEW.pem",
@@ -381,17 +393,54 @@ pub fn renew(config: &ConfigArg, args: RenewArgs, out: &mut dyn Write) -> Result
     .map_err(ctl_failure)
 }
 
-/// `renew keyring RING --add NEW.pem`: the key checked here, added through the
-/// admin API, and a report of which keys senders still use.
-fn renew_keyring(config: &ConfigArg, args: RenewArgs, out: &mut dyn Write) -> Result<(), Failure> {
-    let (Some(ring), Some(file)) = (&args.ring, &args.add) else {
-        return Err(Failure::usage("renew keyring needs RING and --add NEW.pem"));
-    };
-    if args.alias.is_some() || args.cert.is_some() {
+/// `renew overlap|exclusive --ring RING --add NEW.pem`: the key checked here
+/// (before anything is paused), then the procedure against the daemon.
+fn renew_signing_key(
+    config: &ConfigArg,
+    procedure: Procedure,
+    args: RenewArgs,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let (Some(ring), Some(file)) = (&args.signing_ring, &args.add) else {
         return Err(Failure::usage(
-            "renew keyring takes RING and --add, not --alias or --cert",
+            "renew overlap|exclusive --ring RING needs --add NEW.pem",
+        ));
+    };
+    if args.alias.is_some() || args.cert.is_some() || args.ring.is_some() {
+        return Err(Failure::usage(
+            "renew overlap|exclusive --ring RING --add NEW.pem takes no --alias, --cert or positional RING",
         ));
     }
+    let pem = read_key_and_certificate(file)?;
+    let client = client(config, &args.admin)?;
+    let confirmation = if args.receiver_ready {
+        Confirmation::Given
+    } else {
+        Confirmation::Prompt
+    };
+    let ctl = ctl_command(config, &args.admin);
+    // With --json the steps go to stderr and stdout gets only the outcome.
+    let mut stderr = std::io::stderr();
+    let steps: &mut dyn Write = if args.admin.json { &mut stderr } else { out };
+    let outcome = block_on(super::renew::renew_signing_key(
+        &client,
+        procedure,
+        ring,
+        Bytes::from(pem),
+        Duration::from_secs(args.wait),
+        confirmation,
+        &ctl,
+        steps,
+    ))?
+    .map_err(ctl_failure)?;
+    if args.admin.json {
+        print_json(out, &outcome)?;
+    }
+    Ok(())
+}
+
+/// A PEM private key with its certificate, checked before anything changes.
+fn read_key_and_certificate(file: &std::path::Path) -> Result<Vec<u8>, Failure> {
     let pem = read_file(file)?;
     crate::wss::keys::from_pem(&pem, &file.display().to_string())
         .map_err(Failure::invalid)
@@ -402,6 +451,21 @@ fn renew_keyring(config: &ConfigArg, args: RenewArgs, out: &mut dyn Write) -> Re
                 file.display()
             ))),
         })?;
+    Ok(pem)
+}
+
+/// `renew keyring RING --add NEW.pem`: the key checked here, added through the
+/// admin API, and a report of which keys senders still use.
+fn renew_keyring(config: &ConfigArg, args: RenewArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    let (Some(ring), Some(file)) = (&args.ring, &args.add) else {
+        return Err(Failure::usage("renew keyring needs RING and --add NEW.pem"));
+    };
+    if args.alias.is_some() || args.cert.is_some() || args.signing_ring.is_some() {
+        return Err(Failure::usage(
+            "renew keyring takes RING and --add, not --alias, --cert or --ring",
+        ));
+    }
+    let pem = read_key_and_certificate(file)?;
     let client = client(config, &args.admin)?;
     block_on(super::renew::renew_keyring(
         &client,

@@ -79,6 +79,12 @@ fn ring_view(
             .filter(|r| r.ring.as_deref() == Some(ring) || r.response_ring.as_deref() == Some(ring))
             .map(|r| r.name.clone())
             .collect(),
+        signing_routes: config
+            .routes
+            .iter()
+            .filter(|r| r.sign.as_ref().is_some_and(|s| s.ring == ring))
+            .map(|r| r.name.clone())
+            .collect(),
         live: false,
         keys: keys.iter().map(|k| KeyView::of(k, None)).collect(),
     })

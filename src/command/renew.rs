@@ -1,6 +1,9 @@
 //! `wssgate renew`: walks an operator through an overlap or exclusive renewal
 //! against the running daemon, says who must do what next, and stops safely
-//! (routes left paused, nothing half-exchanged) if a step fails.
+//! (routes left paused, nothing half-exchanged) if a step fails. Renewed: a
+//! receiver's certificate (here), the tenant's signing key (`renew/signing.rs`,
+//! with the same pause and resume steps), a decrypt route's key ring
+//! ([`renew_keyring`]).
 
 use std::io::{BufRead, Write};
 use std::time::Duration;
@@ -9,6 +12,9 @@ use bytes::Bytes;
 
 use crate::admin::client::{AdminClient, CtlError};
 use crate::admin::contract::Activation;
+
+mod signing;
+pub use signing::{SigningKeyRenewal, renew_signing_key};
 
 /// Which renewal procedure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -151,55 +157,99 @@ pub async fn renew(
                 alias,
                 serial: &serial,
             };
-            let mut paused = Vec::new();
-            for route in &using {
-                let _ = writeln!(
-                    out,
-                    "2.  operator: pausing route {route} (waiting up to {}s for in-flight requests)",
-                    wait.as_secs()
-                );
-                let answer = admin
-                    .pause(route, Some(wait))
-                    .await
-                    .map_err(|e| left.stopped(&paused, &format!("pausing {route} failed: {e}")))?;
-                paused.push(route.clone());
-                if !answer.drained {
-                    return Err(left.stopped(
-                        &paused,
-                        &format!(
-                            "route {route} still has {} requests in flight after {}s",
-                            answer.route.in_flight,
-                            wait.as_secs()
-                        ),
-                    ));
-                }
-                let _ = writeln!(
-                    out,
-                    "    paused; nothing is sent to the receiver now ({} held so far)",
-                    answer.route.held
-                );
-            }
+            let paused = pause_routes(admin, &using, wait, 2, out, &|paused, why| {
+                left.stopped(paused, why)
+            })
+            .await?;
             let _ = writeln!(
                 out,
                 "3.  receiver administrator: swap the receiver's key pair now"
             );
             confirm(&confirmation, "Does the receiver hold the new key?", out)
                 .map_err(|e| left.stopped(&paused, &e.to_string()))?;
-            for route in &paused {
-                let answer = admin
-                    .resume(route)
-                    .await
-                    .map_err(|e| left.stopped(&paused, &format!("resuming {route} failed: {e}")))?;
-                let _ = writeln!(
-                    out,
-                    "4.  operator: resumed route {route}; serial {serial} is live; {} held requests released in arrival order under it",
-                    answer.released
-                );
-            }
+            resume_routes(
+                admin,
+                &paused,
+                out,
+                &|paused, why| left.stopped(paused, why),
+                &|route, released| {
+                    format!(
+                        "4.  operator: resumed route {route}; serial {serial} is live; {released} held requests released in arrival order under it"
+                    )
+                },
+            )
+            .await?;
         }
     }
     let _ = writeln!(out, "done");
     Ok(())
+}
+
+/// Builds the error a procedure stops with, from the routes it left paused.
+type Stop<'a> = dyn Fn(&[String], &str) -> CtlError + 'a;
+
+/// Step `step` of an exclusive procedure: pause each route and wait up to
+/// `wait` for its in-flight requests. On a failure the routes paused so far
+/// stay paused (nothing is sent) and `stop` says what is left.
+async fn pause_routes(
+    admin: &AdminClient,
+    routes: &[String],
+    wait: Duration,
+    step: u8,
+    out: &mut dyn Write,
+    stop: &Stop<'_>,
+) -> Result<Vec<String>, CtlError> {
+    let mut paused = Vec::new();
+    for route in routes {
+        let _ = writeln!(
+            out,
+            "{step}.  operator: pausing route {route} (waiting up to {}s for in-flight requests)",
+            wait.as_secs()
+        );
+        let answer = admin
+            .pause(route, Some(wait))
+            .await
+            .map_err(|e| stop(&paused, &format!("pausing {route} failed: {e}")))?;
+        paused.push(route.clone());
+        if !answer.drained {
+            return Err(stop(
+                &paused,
+                &format!(
+                    "route {route} still has {} requests in flight after {}s",
+                    answer.route.in_flight,
+                    wait.as_secs()
+                ),
+            ));
+        }
+        let _ = writeln!(
+            out,
+            "    paused; nothing is sent to the receiver now ({} held so far)",
+            answer.route.held
+        );
+    }
+    Ok(paused)
+}
+
+/// The last step of an exclusive procedure: resume each paused route, saying
+/// with `resumed(route, released)` what it sends under now; the held requests
+/// released in all.
+async fn resume_routes(
+    admin: &AdminClient,
+    paused: &[String],
+    out: &mut dyn Write,
+    stop: &Stop<'_>,
+    resumed: &dyn Fn(&str, usize) -> String,
+) -> Result<usize, CtlError> {
+    let mut released = 0;
+    for route in paused {
+        let answer = admin
+            .resume(route)
+            .await
+            .map_err(|e| stop(paused, &format!("resuming {route} failed: {e}")))?;
+        let _ = writeln!(out, "{}", resumed(route, answer.released));
+        released += answer.released;
+    }
+    Ok(released)
 }
 
 /// What an exclusive renewal leaves when it stops, and how to go on from there.
@@ -266,15 +316,34 @@ pub async fn renew_keyring(
     }
     let after = admin.keyring(ring).await?;
     report_key_use(&after, out);
-    let _ = writeln!(
-        out,
-        "next: senders encrypt for the new certificate (serial {}) when they are ready; `wssgate renew keyring {ring}` again, or GET /v1/keyring/{ring}, shows when the retained keys stop being used",
-        added.current.serial
-    );
+    if !after.signing_routes.is_empty() {
+        let _ = writeln!(
+            out,
+            "routes {} sign with serial {} from now on (the signing key's procedures: wssgate renew overlap|exclusive --ring {ring} --add NEW.pem)",
+            after.signing_routes.join(", "),
+            added.current.serial
+        );
+    }
+    if !after.routes.is_empty() || after.signing_routes.is_empty() {
+        let _ = writeln!(
+            out,
+            "next: senders encrypt for the new certificate (serial {}) when they are ready; `wssgate renew keyring {ring}` again, or GET /v1/keyring/{ring}, shows when the retained keys stop being used",
+            added.current.serial
+        );
+    }
     Ok(())
 }
 
-/// Which keys of a ring decrypted messages, and when last.
+/// What a key did: decryptions, signatures, or both.
+fn key_use(k: &crate::keyring::KeyView) -> String {
+    match (k.decryptions, k.signatures) {
+        (d, 0) => format!("{d} messages decrypted"),
+        (0, s) => format!("{s} messages signed"),
+        (d, s) => format!("{d} messages decrypted, {s} signed"),
+    }
+}
+
+/// Which keys of a ring decrypted or signed messages, and when last.
 pub fn report_key_use(view: &crate::keyring::KeyringView, out: &mut dyn Write) {
     for k in &view.keys {
         let state = match k.state {
@@ -282,7 +351,7 @@ pub fn report_key_use(view: &crate::keyring::KeyringView, out: &mut dyn Write) {
             crate::keystore::KeyState::Retained => "retained",
         };
         let used = match &k.last_used {
-            Some(at) => format!("still used: {} messages, last at {at}", k.decryptions),
+            Some(at) => format!("still used: {}, last at {at}", key_use(k)),
             None => "not used since the daemon started".to_string(),
         };
         let _ = writeln!(

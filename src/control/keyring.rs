@@ -112,6 +112,13 @@ impl Control {
             .filter(|r| r.ring.as_deref() == Some(ring) || r.response_ring.as_deref() == Some(ring))
             .map(|r| r.name.clone())
             .collect();
+        let signing_routes = snapshot
+            .config
+            .routes
+            .iter()
+            .filter(|r| r.sign.as_ref().is_some_and(|s| s.ring == ring))
+            .map(|r| r.name.clone())
+            .collect();
         let views: Vec<KeyView> = keys
             .iter()
             .map(|k| KeyView::of(k, live.and_then(|l| l.key(&k.summary.sha256))))
@@ -126,6 +133,7 @@ impl Control {
         Ok(KeyringView {
             ring: ring.to_string(),
             routes,
+            signing_routes,
             live: is_live,
             keys: views,
         })

@@ -313,6 +313,7 @@ where
             plan: sign.plan.clone(),
             recipient,
             options,
+            ring: route.signing_ring.clone(),
         };
         let started = std::time::Instant::now();
         let signed = sign_request(proxy, signer, body, max_body, deadline).await;

@@ -13,6 +13,7 @@ use bytes::Bytes;
 
 use super::Proxy;
 use super::fault::Fault;
+use crate::keyring::Ring;
 use crate::wss::sign::{SignError, SignPlan, SignedMessage, SigningKey, sign_to_vec};
 use crate::wss::{EncryptOptions, Recipient};
 
@@ -26,17 +27,23 @@ pub(super) struct Signer {
     pub(super) plan: SignPlan,
     pub(super) recipient: Arc<Recipient>,
     pub(super) options: EncryptOptions,
+    /// The ring whose active key is `key`: a signature is counted there.
+    pub(super) ring: Option<Arc<Ring>>,
 }
 
 impl Signer {
     fn sign(&self, input: &[u8]) -> Result<SignedMessage, SignError> {
-        sign_to_vec(
+        let signed = sign_to_vec(
             input,
             &self.key,
             &self.plan,
             Some(&self.recipient),
             &self.options,
-        )
+        )?;
+        if let Some(ring) = &self.ring {
+            ring.record_signature(std::time::SystemTime::now());
+        }
+        Ok(signed)
     }
 }
 

@@ -78,7 +78,9 @@ pub struct Metrics {
     pub not_after: Family<Labels, Gauge>,
     /// Messages decrypted per key ring and key (`ring`, `serial`).
     pub decryptions: Family<Labels, Counter>,
-    /// When each ring key last decrypted a message (Unix time; 0: never).
+    /// Messages signed per key ring and key (`ring`, `serial`).
+    pub signatures: Family<Labels, Counter>,
+    /// When each ring key last decrypted or signed a message (Unix time; 0: never).
     pub keyring_last_used: Family<Labels, Gauge>,
     /// Expiry of each usable ring key's certificate (Unix time).
     pub keyring_not_after: Family<Labels, Gauge>,
@@ -115,6 +117,7 @@ impl Default for Metrics {
         let paused = Family::<Labels, Gauge>::default();
         let not_after = Family::<Labels, Gauge>::default();
         let decryptions = Family::<Labels, Counter>::default();
+        let signatures = Family::<Labels, Counter>::default();
         let keyring_last_used = Family::<Labels, Gauge>::default();
         let keyring_not_after = Family::<Labels, Gauge>::default();
         registry.register(
@@ -174,8 +177,13 @@ impl Default for Metrics {
             decryptions.clone(),
         );
         registry.register(
+            "signatures",
+            "Messages signed by key ring and key",
+            signatures.clone(),
+        );
+        registry.register(
             "keyring_last_used_seconds",
-            "When the ring key last decrypted a message (Unix time, 0: never)",
+            "When the ring key last decrypted or signed a message (Unix time, 0: never)",
             keyring_last_used.clone(),
         );
         registry.register(
@@ -197,6 +205,7 @@ impl Default for Metrics {
             paused,
             not_after,
             decryptions,
+            signatures,
             keyring_last_used,
             keyring_not_after,
             routes: Default::default(),

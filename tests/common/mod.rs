@@ -85,6 +85,32 @@ pub fn signer() -> &'static TestReceiver {
     })
 }
 
+/// The tenant's next signing key pair (a signing key renewal adds it).
+pub fn next_signer() -> &'static TestReceiver {
+    static S: std::sync::OnceLock<TestReceiver> = std::sync::OnceLock::new();
+    S.get_or_init(|| {
+        TestReceiver::new(&CertSpec {
+            common_name: "tenant signer 2".into(),
+            organization: "Example Tenant".into(),
+            serial: 1920,
+            ..CertSpec::default()
+        })
+    })
+}
+
+/// The base64 DER of `key`'s certificate, as a BinarySecurityToken carries it.
+pub fn bst_of(key: &TestReceiver) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(key.cert.to_der().unwrap())
+}
+
+/// Whether the message as recorded carries `key`'s certificate as its
+/// BinarySecurityToken (the token the signature's KeyInfo names).
+pub fn carries_token_of(message: &[u8], key: &TestReceiver) -> bool {
+    let bst = bst_of(key);
+    message.windows(bst.len()).any(|w| w == bst.as_bytes())
+}
+
 /// The signer as the engine takes it.
 pub fn signing_key() -> wssgate::wss::SigningKey {
     let s = signer();
@@ -395,6 +421,97 @@ pub mod net {
         }
     }
 
+    /// `wssgate serve` as a process, on port 0: the addresses it logged it bound.
+    pub struct ServeProcess {
+        pub addr: SocketAddr,
+        pub admin: SocketAddr,
+        pub dir: tempfile::TempDir,
+        pub child: super::KillOnDrop,
+    }
+
+    impl ServeProcess {
+        /// Run `wssgate serve` on `config` (as [`Daemon::start_in`] writes it, the
+        /// test tokens included) in `dir`, with the alias certificates given.
+        pub fn start(
+            dir: tempfile::TempDir,
+            config: &str,
+            certificates: &[(&str, Vec<u8>)],
+        ) -> ServeProcess {
+            use std::io::BufRead;
+            super::write_keystore(dir.path(), certificates);
+            let mut text = String::from("[admin]\nlisten = \"127.0.0.1:0\"\ntokens = [\n");
+            for (name, role, token) in TOKENS {
+                super::write_secret(
+                    &dir.path().join(format!("{name}.token")),
+                    format!("{token}\n"),
+                );
+                text.push_str(&format!(
+                    "  {{ name = \"{name}\", role = \"{role}\", file = \"{{dir}}/{name}.token\" }},\n"
+                ));
+            }
+            text.push_str("]\n");
+            text.push_str(config);
+            let path = dir.path().join("wssgate.toml");
+            std::fs::write(&path, text.replace("{dir}", dir.path().to_str().unwrap())).unwrap();
+            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wssgate"))
+                .args([
+                    "serve",
+                    "-c",
+                    path.to_str().unwrap(),
+                    "--log-format",
+                    "json",
+                ])
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let stderr = child.stderr.take().unwrap();
+            let child = super::KillOnDrop(child);
+            // Its log read on a thread of its own, drained to the end so that it
+            // never blocks on a full pipe.
+            let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stderr)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    let _ = lines_tx.send(line);
+                }
+            });
+            let (mut addr, mut admin) = (None, None);
+            while addr.is_none() || admin.is_none() {
+                let line = lines
+                    .recv_timeout(Duration::from_secs(30))
+                    .expect("serve logs where it listens");
+                // The log line is the wire format here: read its two fields.
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                let field = |k: &str| v[k].as_str().map(str::to_string);
+                match field("message").as_deref() {
+                    Some("proxy listening") => addr = field("addr"),
+                    Some("admin API listening") => admin = field("addr"),
+                    _ => {}
+                }
+            }
+            ServeProcess {
+                addr: addr.unwrap().parse().unwrap(),
+                admin: admin.unwrap().parse().unwrap(),
+                dir,
+                child,
+            }
+        }
+
+        /// The typed admin client with the token of `role`.
+        pub fn client(&self, role: &str) -> wssgate::admin::client::AdminClient {
+            let token = TOKENS.iter().find(|t| t.1 == role).unwrap().2;
+            wssgate::admin::client::AdminClient::with_token(
+                &format!("http://{}", self.admin),
+                token,
+            )
+            .unwrap()
+        }
+    }
+
     /// One request of [`clients`]: its id (sent as X-Request-Id), when it was
     /// sent and answered, and the status (0 when no answer came).
     pub struct Sent {
@@ -414,16 +531,28 @@ pub mod net {
         pause: Duration,
         body: &'static str,
     ) -> Vec<tokio::task::JoinHandle<Vec<Sent>>> {
+        clients_to(&daemon.url("/orders"), stop, n, prefix, pause, body)
+    }
+
+    /// [`clients`] POSTing to `url`.
+    pub fn clients_to(
+        url: &str,
+        stop: &Arc<std::sync::atomic::AtomicBool>,
+        n: usize,
+        prefix: &str,
+        pause: Duration,
+        body: &'static str,
+    ) -> Vec<tokio::task::JoinHandle<Vec<Sent>>> {
         (0..n)
             .map(|c| {
-                let (daemon, stop, client) = (daemon.clone(), stop.clone(), client());
+                let (url, stop, client) = (url.to_string(), stop.clone(), client());
                 let prefix = prefix.to_string();
                 tokio::spawn(async move {
                     let mut out = Vec::new();
                     let mut i = 0;
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                         let id = format!("{prefix}{c}-{i}");
-                        let request = Request::post(daemon.url("/orders"))
+                        let request = Request::post(&url)
                             .header("content-type", "text/xml")
                             .header("x-request-id", &id)
                             .body(Full::new(Bytes::from_static(body.as_bytes())))
@@ -470,6 +599,28 @@ alias = "orders-receiver"
 {extra_route}
 "#
         )
+    }
+
+    /// The configuration of the `/orders` route to `upstream` signing with the
+    /// key ring `tenant` (`{dir}/private/tenant.pem`), then encrypting.
+    pub fn signing_config(upstream: &str) -> String {
+        config(upstream, "sign = true\nsigning_ring = \"tenant\"", "").replace(
+            "[keystore]\n",
+            "[keystore]\nprivate_dir = \"{dir}/private\"\n",
+        )
+    }
+
+    /// A daemon whose `/orders` route signs with key ring `tenant`, holding
+    /// `key`, and encrypts for the shared receiver.
+    pub async fn start_signing(upstream: &str, key: &super::TestReceiver) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        super::write_ring(dir.path(), "tenant", key);
+        Daemon::start_in(
+            dir,
+            &signing_config(upstream),
+            &[("orders-receiver", super::receiver().cert_pem())],
+        )
+        .await
     }
 
     /// The configuration of one decrypt route `/inbound` to `upstream`, with the
