@@ -46,10 +46,12 @@ fn main() {
     let mut out = Vec::with_capacity(input.len() * 2);
     for _ in 0..iterations {
         match what.as_str() {
+            // As the daemon encrypts a buffered request: the whole envelope in
+            // memory, a fresh output.
             "engine" => {
-                out.clear();
-                wss::encrypt_envelope(&input[..], &mut out, &recipient, &options)
+                let (encrypted, _) = wss::encrypt_to_vec(&input, &recipient, &options)
                     .expect("the envelope encrypts");
+                out = encrypted;
             }
             "floor" => common::floor(&recipient, &algorithms, &input, &mut out),
             other => {

@@ -119,13 +119,40 @@ fn signing_key(
         .get(&sign.ring)
         .and_then(|r| r.keys.first())
         .ok_or_else(|| fail("the ring has no active key".into()))?;
-    let key = SigningKey::from_entry(&active.key.entry).map_err(|e| fail(e.to_string()))?;
+    signing_key_for(sign, &active.key.entry).map_err(fail)
+}
+
+/// `entry` as the signing key of a route that signs as `sign` says, or why it
+/// cannot be one.
+fn signing_key_for(
+    sign: &crate::config::SignConfig,
+    entry: &crate::wss::keys::PrivateKeyEntry,
+) -> Result<SigningKey, String> {
+    let key = SigningKey::from_entry(entry).map_err(|e| e.to_string())?;
     if sign.plan.key_identifier == crate::wss::KeyIdentifier::Ski && key.info().ski.is_none() {
-        return Err(fail(
-            "the active key's certificate has no SubjectKeyIdentifier, which signature_key_identifier = \"ski\" needs".into(),
-        ));
+        return Err(
+            "its certificate has no SubjectKeyIdentifier, which signature_key_identifier = \"ski\" needs".into(),
+        );
     }
     Ok(key)
+}
+
+/// Whether `entry`, added to `ring`, could sign for every route of `config`
+/// that signs with that ring: checked before the key is written, so that a key
+/// the next snapshot would refuse never becomes the ring's active key (the
+/// reload would fail, and so would every later one and the next start).
+pub fn usable_for_signing(
+    config: &Config,
+    ring: &str,
+    entry: &crate::wss::keys::PrivateKeyEntry,
+) -> Result<(), String> {
+    for route in &config.routes {
+        if let Some(sign) = route.sign.as_ref().filter(|s| s.ring == ring) {
+            signing_key_for(sign, entry)
+                .map_err(|reason| format!("route {:?} signs with it: {reason}", route.name))?;
+        }
+    }
+    Ok(())
 }
 
 /// Everything a request needs, immutable once built.

@@ -204,12 +204,26 @@ async fn a_key_past_retain_until_stops_at_that_moment_not_at_the_next_reload() {
     let policy = wssgate::keystore::policy(store.config(), false);
     let then = SystemTime::now() - Duration::from_secs(100 * 86_400);
     store
-        .ring_add("tenant", &old.key_and_cert_pem(), "t", &policy, then)
+        .ring_add(
+            "tenant",
+            &old.key_and_cert_pem(),
+            "t",
+            &policy,
+            &|_| Ok(()),
+            then,
+        )
         .unwrap();
     // Retired 89 days and 23 hours ago: retained for one more hour.
     let retired = SystemTime::now() - Duration::from_secs(90 * 86_400 - 3600);
     store
-        .ring_add("tenant", &new.key_and_cert_pem(), "t", &policy, retired)
+        .ring_add(
+            "tenant",
+            &new.key_and_cert_pem(),
+            "t",
+            &policy,
+            &|_| Ok(()),
+            retired,
+        )
         .unwrap();
     let ring = wssgate::keyring::Ring::new(
         "tenant",

@@ -499,3 +499,60 @@ async fn the_signing_key_renewed_by_overlap_through_a_serve_process() {
         sent.len()
     );
 }
+
+/// A key the ring's signing routes could not sign with (here: no
+/// SubjectKeyIdentifier under `signature_key_identifier = "ski"`) is refused
+/// before it is written: the ring keeps its key, the daemon keeps signing with
+/// it, and a reload still succeeds (had it become active, every snapshot
+/// built from the ring would be refused, and so would the next start).
+#[tokio::test]
+async fn a_key_the_signing_routes_cannot_use_is_refused_before_anything_changes() {
+    let receiver = Receiver::start(common::receiver().key_ring())
+        .await
+        .unwrap();
+    let upstream = format!("http://{}/service", receiver.addr);
+    let dir = tempfile::tempdir().unwrap();
+    common::write_ring(dir.path(), "tenant", common::signer());
+    let config = net::signing_config(&upstream).replace(
+        "sign = true\n",
+        "sign = true\nsignature_key_identifier = \"ski\"\n",
+    );
+    let daemon = net::Daemon::start_in(
+        dir,
+        &config,
+        &[("orders-receiver", common::receiver().cert_pem())],
+    )
+    .await;
+    let without_ski = common::TestReceiver::new(&common::CertSpec {
+        common_name: "tenant signer without SKI".into(),
+        serial: 1930,
+        ski: false,
+        ..common::CertSpec::default()
+    });
+    let refused = daemon
+        .client("keys")
+        .keyring_add("tenant", Bytes::from(without_ski.key_and_cert_pem()))
+        .await
+        .expect_err("a key the route cannot sign with");
+    let text = refused.to_string();
+    assert!(
+        text.contains("route \"orders\"") && text.contains("SubjectKeyIdentifier"),
+        "{text}"
+    );
+    let ring = daemon.client("read").keyring("tenant").await.unwrap();
+    assert_eq!(ring.keys.len(), 1, "{ring:?}");
+    assert_eq!(ring.keys[0].serial, "1919");
+    daemon
+        .client("operator")
+        .reload()
+        .await
+        .expect("the ring still loads");
+    let (status, _, answer) = net::post(
+        &net::client(),
+        &daemon.url("/orders"),
+        "text/xml; charset=utf-8",
+        ENVELOPE.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+}

@@ -154,8 +154,9 @@ pub fn keyring(config: &ConfigArg, args: KeyringArgs, out: &mut dyn Write) -> Re
             let password = read_password(password_file.as_deref())?;
             let pem = key_file_as_pem(&file, password.as_deref())?;
             let policy = ks::policy(&config.keystore, false);
+            let usable = |entry: &_| crate::state::usable_for_signing(&config, &ring, entry);
             let outcome = store
-                .ring_add(&ring, &pem, &cli_actor(), &policy, now)
+                .ring_add(&ring, &pem, &cli_actor(), &policy, &usable, now)
                 .map_err(keystore_failure)?;
             if args.json {
                 return print_json(out, &outcome);

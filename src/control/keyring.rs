@@ -36,7 +36,15 @@ impl Control {
         let policy = crate::keystore::policy(&config.keystore, false);
         let (ring_owned, actor_owned) = (ring.to_string(), actor.0.to_string());
         let outcome = blocking(move || {
-            store.ring_add(&ring_owned, &pem, &actor_owned, &policy, SystemTime::now())
+            let usable = |entry: &_| crate::state::usable_for_signing(&config, &ring_owned, entry);
+            store.ring_add(
+                &ring_owned,
+                &pem,
+                &actor_owned,
+                &policy,
+                &usable,
+                SystemTime::now(),
+            )
         })
         .await?
         .inspect_err(|e| {

@@ -338,12 +338,15 @@ impl Keystore {
     /// Add a key (PEM: private key and its certificate) to `ring` and make it
     /// active; the active key is archived and stays usable until its
     /// `retain_until`. Creates the ring when it does not exist. Audited.
+    /// `usable` says whether the key can serve what uses the ring (the routes
+    /// that sign with it); a key it refuses is refused before anything changes.
     pub fn ring_add(
         &self,
         ring: &str,
         pem: &[u8],
         actor: &str,
         policy: &CertificatePolicy,
+        usable: &dyn Fn(&PrivateKeyEntry) -> Result<(), String>,
         now: SystemTime,
     ) -> Result<RingAddOutcome, KeystoreError> {
         Self::check_alias(ring)?;
@@ -355,6 +358,14 @@ impl Keystore {
             Ok(parsed) => parsed,
             Err(e) => return self.refused(record, e),
         };
+        if let Err(reason) = usable(&entry) {
+            let e = KeystoreError::KeyRefused {
+                ring: ring.to_string(),
+                file: path.display().to_string(),
+                reason,
+            };
+            return self.refused(record, e);
+        }
         let previous = match fs::metadata(&path) {
             Ok(_) => Some(read_owner_only(&path).and_then(|bytes| {
                 parse_key(ring, &path, &bytes, None).map(|(e, s)| (bytes, e, s))

@@ -79,7 +79,14 @@ pub fn encrypt_to_vec(
     options: &EncryptOptions,
 ) -> Result<(Vec<u8>, EncryptSummary), EncryptError> {
     let mut out = Vec::with_capacity(envelope.len() * 4 / 3 + 4096);
-    let summary = encrypt_envelope(envelope, &mut out, recipient, options)?;
+    let summary = encrypt_envelope_with(
+        envelope,
+        &mut out,
+        recipient,
+        options,
+        None,
+        Some(envelope.len()),
+    )?;
     Ok((out, summary))
 }
 
@@ -92,7 +99,14 @@ pub(crate) fn encrypt_to_vec_with(
     element_id: Option<&str>,
 ) -> Result<(Vec<u8>, EncryptSummary), EncryptError> {
     let mut out = Vec::with_capacity(envelope.len() * 4 / 3 + 4096);
-    let summary = encrypt_envelope_with(envelope, &mut out, recipient, options, element_id)?;
+    let summary = encrypt_envelope_with(
+        envelope,
+        &mut out,
+        recipient,
+        options,
+        element_id,
+        Some(envelope.len()),
+    )?;
     Ok((out, summary))
 }
 
@@ -105,7 +119,7 @@ pub fn encrypt_envelope<R: Read, W: Write>(
     recipient: &Recipient,
     options: &EncryptOptions,
 ) -> Result<EncryptSummary, EncryptError> {
-    encrypt_envelope_with(input, output, recipient, options, None)
+    encrypt_envelope_with(input, output, recipient, options, None, None)
 }
 
 fn encrypt_envelope_with<R: Read, W: Write>(
@@ -114,13 +128,14 @@ fn encrypt_envelope_with<R: Read, W: Write>(
     recipient: &Recipient,
     options: &EncryptOptions,
     element_id: Option<&str>,
+    input_len: Option<usize>,
 ) -> Result<EncryptSummary, EncryptError> {
     let algorithms = options.algorithms;
     if algorithms.key_identifier == KeyIdentifier::Ski && recipient.info().ski.is_none() {
         return Err(CertificateError::NoSubjectKeyIdentifier.into());
     }
     let limited = input::LimitedReader::new(input, options.limits.max_bytes);
-    let (reader, info) = input::utf8_reader(limited).map_err(|e| match e {
+    let (reader, info) = input::utf8_reader_sized(limited, input_len).map_err(|e| match e {
         input::InputError::Io(io) => EncryptError::from_read(io),
         input::InputError::Unsupported(u) => EncryptError::UnsupportedEncoding(u),
         contradictory @ input::InputError::Contradictory(_) => EncryptError::Malformed {

@@ -94,7 +94,19 @@ pub enum InputError {
 }
 
 /// Sniff the BOM and XML declaration and return a UTF-8 reader over the document.
-pub fn utf8_reader<'a, R: Read + 'a>(mut input: R) -> Result<Utf8Input<'a>, InputError> {
+pub fn utf8_reader<'a, R: Read + 'a>(input: R) -> Result<Utf8Input<'a>, InputError> {
+    utf8_reader_sized(input, None)
+}
+
+/// [`utf8_reader`] for a document of `expected` bytes, when that is known (it is
+/// in memory): its read buffer is no larger than the document. A buffer is
+/// zeroed when first filled (`Read` implementations outside `std` cannot be
+/// handed uninitialized memory), which for a 1 KiB message cost more than
+/// parsing its Envelope.
+pub fn utf8_reader_sized<'a, R: Read + 'a>(
+    mut input: R,
+    expected: Option<usize>,
+) -> Result<Utf8Input<'a>, InputError> {
     let mut head = Vec::with_capacity(512);
     (&mut input).take(512).read_to_end(&mut head)?;
     let (skip, encoding, utf8_bom) = if head.starts_with(&[0xEF, 0xBB, 0xBF]) {
@@ -137,10 +149,16 @@ pub fn utf8_reader<'a, R: Read + 'a>(mut input: R) -> Result<Utf8Input<'a>, Inpu
     } else {
         // Half the Body scanner's read size: once the parser has drained it, the
         // scanner's reads go straight to the source instead of through a copy.
-        Box::new(BufReader::with_capacity(32 * 1024, whole))
+        let capacity = expected.map_or(UTF8_READ_BUFFER, |n| {
+            n.saturating_add(1).clamp(1024, UTF8_READ_BUFFER)
+        });
+        Box::new(BufReader::with_capacity(capacity, whole))
     };
     Ok((reader, info))
 }
+
+/// The read buffer of a UTF-8 document of unknown size.
+const UTF8_READ_BUFFER: usize = 32 * 1024;
 
 /// Names of encodings read as UTF-8 (ASCII is a subset).
 fn is_utf8_name(name: &str) -> bool {
