@@ -181,3 +181,76 @@ async fn an_http10_receiver_answers_an_http11_client_on_a_kept_connection() {
         );
     }
 }
+
+/// Refusals that come before the body is read — no route, a media type, a
+/// compressed body, a route that is paused — still reach a client that sends a
+/// large body and reads the answer only once it has sent it all (as most
+/// clients do): the daemon reads the body to its end (bounded) instead of
+/// closing with data unread, which resets the connection and loses the answer.
+#[tokio::test]
+async fn an_early_refusal_reaches_a_client_that_sends_its_whole_body_first() {
+    let rx = common::receiver();
+    let receiver = Receiver::start(rx.key_ring()).await.unwrap();
+    let config = net::config(
+        &format!("http://{}/service", receiver.addr),
+        "on_pause = \"reject\"",
+        "max_body = \"16MiB\"",
+    );
+    let daemon = Daemon::start(&config, &[("orders-receiver", rx.cert_pem())]).await;
+    let body = vec![b'x'; 8 << 20];
+    let send_all_then_read = |path: &'static str, headers: &'static str| {
+        let (addr, body) = (daemon.addr, body.clone());
+        async move {
+            let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n{headers}content-length: {}\r\n\r\n",
+                body.len()
+            );
+            let sent = async {
+                socket.write_all(head.as_bytes()).await?;
+                socket.write_all(&body).await
+            }
+            .await;
+            let mut answer = Vec::new();
+            let read = socket.read_to_end(&mut answer).await;
+            let status_line = String::from_utf8_lossy(&answer)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string();
+            (
+                sent.is_ok(),
+                read.is_ok() || !answer.is_empty(),
+                status_line,
+            )
+        }
+    };
+    let cases = [
+        ("no route", "/nowhere", "content-type: text/xml\r\n", "404"),
+        (
+            "media type",
+            "/orders",
+            "content-type: text/plain\r\n",
+            "415",
+        ),
+        (
+            "compressed",
+            "/orders",
+            "content-type: text/xml\r\ncontent-encoding: gzip\r\n",
+            "415",
+        ),
+    ];
+    for (name, path, headers, status) in cases {
+        let (sent, _, status_line) = send_all_then_read(path, headers).await;
+        assert!(sent, "{name}: the body could not be sent whole");
+        assert!(status_line.contains(status), "{name}: {status_line:?}");
+    }
+    daemon
+        .client("operator")
+        .pause("orders", None)
+        .await
+        .unwrap();
+    let (sent, _, status_line) = send_all_then_read("/orders", "content-type: text/xml\r\n").await;
+    assert!(sent, "paused: the body could not be sent whole");
+    assert!(status_line.contains("503"), "paused: {status_line:?}");
+}

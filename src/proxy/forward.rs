@@ -106,7 +106,16 @@ async fn serve<B>(
 where
     B: RequestBody,
 {
-    let admitted = admit(proxy, &request, exchange).await?;
+    let admitted = match admit(proxy, &request, exchange).await {
+        Ok(admitted) => admitted,
+        Err(fault) => {
+            // Refused before the body was read (no route, a method, a paused
+            // route): read it anyway, bounded, so the answer is not lost to a
+            // reset when the connection closes with data unread.
+            tokio::spawn(stream::drain(request.into_body()));
+            return Err(fault);
+        }
+    };
     let outbound = prepare(proxy, &admitted, request, exchange).await?;
     let (sent, streamed) = match outbound {
         Prepared::Ready(outbound) => (send(proxy, &admitted, outbound).await, None),
@@ -237,12 +246,14 @@ where
         .trim()
         .to_ascii_lowercase();
     if media != "text/xml" && media != "application/soap+xml" {
+        tokio::spawn(stream::drain(body));
         return Err(Fault::UnsupportedMediaType(content_type.to_string()));
     }
     // A compressed envelope cannot be read, so it cannot be encrypted.
     if let Some(encoding) = parts.headers.get(header::CONTENT_ENCODING) {
         let encoding = encoding.to_str().unwrap_or("?").trim();
         if !encoding.eq_ignore_ascii_case("identity") {
+            tokio::spawn(stream::drain(body));
             return Err(Fault::UnsupportedEncoding(encoding.to_string()));
         }
     }
