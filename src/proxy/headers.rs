@@ -210,21 +210,24 @@ pub(super) fn request_id(headers: &HeaderMap) -> String {
 }
 
 /// An id for a request that brought none: 32 hex digits, a random half drawn
-/// once per process and a counter. Unique within the process, and across
-/// restarts and replicas by the random half, without asking the random
-/// generator (a locked DRBG) on every request. Ids correlate lines; they are
-/// not secrets.
+/// once per process and a counter passed through a keyed permutation (so two
+/// ids do not tell a client how many requests came between them). Unique
+/// within the process (a permutation of distinct counts), and across restarts
+/// and replicas by the random half, without asking the random generator (a
+/// locked DRBG) on every request. Ids correlate lines; they are not secrets.
 fn generated_request_id() -> String {
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
-    static PROCESS: OnceLock<u64> = OnceLock::new();
+    static KEYS: OnceLock<[u64; 3]> = OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let process = *PROCESS.get_or_init(|| {
-        let mut raw = [0u8; 8];
+    let [process, k1, k2] = *KEYS.get_or_init(|| {
+        let mut raw = [0u8; 24];
         let _ = openssl::rand::rand_bytes(&mut raw);
-        u64::from_be_bytes(raw)
+        let word =
+            |i: usize| u64::from_be_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+        [word(0), word(1), word(2)]
     });
-    let count = NEXT.fetch_add(1, Ordering::Relaxed);
+    let count = permute(NEXT.fetch_add(1, Ordering::Relaxed), k1, k2);
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut id = String::with_capacity(32);
     for half in [process, count] {
@@ -233,6 +236,16 @@ fn generated_request_id() -> String {
         }
     }
     id
+}
+
+/// A bijection on 64-bit numbers, keyed: xor, the splitmix64 finalizer (each
+/// step invertible: xor-shifts and odd multipliers), xor. Without the keys,
+/// neighbouring inputs give unrelated outputs.
+fn permute(n: u64, k1: u64, k2: u64) -> u64 {
+    let mut z = n ^ k1;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) ^ k2
 }
 
 #[cfg(test)]

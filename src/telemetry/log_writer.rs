@@ -7,7 +7,9 @@
 //! requests a second, one write and one wake-up carry hundreds of lines. It is
 //! never lossy: when [`MAX_QUEUED_BYTES`] are waiting, the next line waits for
 //! room — a stalled log slows requests down rather than losing their lines or
-//! growing memory without bound.
+//! growing memory without bound. At the stop, the last lines get
+//! [`STOP_WAIT`] to be written: an output that takes none does not keep the
+//! process from exiting.
 //!
 //! It does not format lines (`tracing-subscriber` does, one `write` per event,
 //! so lines never interleave) and does not rotate files (the journal or the
@@ -33,6 +35,8 @@ struct Shared {
     batch_ready: Condvar,
     /// A line that found the buffer full waits here for the writer.
     room: Condvar,
+    /// The guard waits here for the writer thread's last batch.
+    stopped: Condvar,
     max_queued: usize,
 }
 
@@ -41,6 +45,8 @@ struct State {
     lines: Vec<u8>,
     /// Set when the [`LogWriterGuard`] is dropped: write what is left and stop.
     closing: bool,
+    /// Set by the writer thread when it has written its last batch.
+    finished: bool,
 }
 
 /// Where `tracing-subscriber` writes: a cheap handle on the shared buffer.
@@ -72,9 +78,11 @@ fn spawn_bounded<W: Write + Send + 'static>(
         state: Mutex::new(State {
             lines: Vec::with_capacity(FLUSH_BYTES * 2),
             closing: false,
+            finished: false,
         }),
         batch_ready: Condvar::new(),
         room: Condvar::new(),
+        stopped: Condvar::new(),
         max_queued,
     });
     let for_thread = shared.clone();
@@ -131,8 +139,14 @@ fn write_batches(shared: &Shared, output: &mut dyn Write) {
         batch.clear();
         // Keep the buffers at their working size after a burst.
         batch.shrink_to(FLUSH_BYTES * 2);
-        if closing && shared.lock().lines.is_empty() {
-            return;
+        if closing {
+            let mut state = shared.lock();
+            if state.lines.is_empty() {
+                state.finished = true;
+                drop(state);
+                shared.stopped.notify_all();
+                return;
+            }
         }
     }
 }
@@ -142,7 +156,11 @@ impl Write for BufferedLog {
         let shared = &self.shared;
         let mut state = shared.lock();
         // A line longer than the whole queue still goes, once the queue is empty.
-        while !state.lines.is_empty() && state.lines.len() + line.len() > shared.max_queued {
+        // Once the daemon is stopping, nothing waits: the writer may be gone.
+        while !state.closing
+            && !state.lines.is_empty()
+            && state.lines.len() + line.len() > shared.max_queued
+        {
             state = shared.room.wait(state).unwrap_or_else(|p| p.into_inner());
         }
         let was_empty = state.lines.is_empty();
@@ -170,12 +188,30 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BufferedLog {
     }
 }
 
+/// How long the guard waits for the last lines to be written: an output that
+/// does not take them (a stalled journal, a pipe nobody reads) must not keep
+/// the daemon from exiting.
+pub const STOP_WAIT: Duration = Duration::from_secs(2);
+
 impl Drop for LogWriterGuard {
     fn drop(&mut self) {
-        self.shared.lock().closing = true;
+        let mut state = self.shared.lock();
+        state.closing = true;
         self.shared.batch_ready.notify_one();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        self.shared.room.notify_all();
+        let (state, waited) = self
+            .shared
+            .stopped
+            .wait_timeout_while(state, STOP_WAIT, |s| !s.finished)
+            .unwrap_or_else(|p| p.into_inner());
+        let finished = state.finished;
+        drop(state);
+        match self.thread.take() {
+            Some(thread) if finished && !waited.timed_out() => {
+                let _ = thread.join();
+            }
+            // Left to the process's exit.
+            _ => {}
         }
     }
 }
@@ -277,7 +313,31 @@ mod tests {
     }
 
     #[test]
-    fn a_quiet_daemons_line_is_written_within_the_interval() {
+    fn a_stalled_output_does_not_keep_the_guard_past_its_wait() {
+        let out = Recorder::default();
+        out.stalled.store(true, Ordering::SeqCst);
+        let (mut log, guard) = spawn_bounded(out.clone(), 1_000).unwrap();
+        log.write_all(b"a line the output never takes\n").unwrap();
+        // The writer takes the line and blocks in the stalled output.
+        std::thread::sleep(FLUSH_INTERVAL * 3);
+        let dropping = std::thread::spawn(move || drop(guard));
+        let deadline = std::time::Instant::now() + STOP_WAIT * 10;
+        while !dropping.is_finished() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the guard waited for a stalled output"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Lines after the stop neither wait nor block on the full buffer.
+        for _ in 0..100 {
+            log.write_all(&[b'y'; 99]).unwrap();
+        }
+        out.stalled.store(false, Ordering::SeqCst);
+    }
+
+    #[test]
+    fn a_quiet_daemons_line_is_written_without_more_lines_coming() {
         let out = Recorder::default();
         let (mut log, _guard) = spawn(out.clone()).unwrap();
         log.write_all(b"one line\n").unwrap();
