@@ -6,7 +6,10 @@
 //! - the SignatureValue over the exclusive-C14N SignedInfo, with the public
 //!   key of that certificate;
 //! - the digest of every Reference (same-document `#Id` references only);
-//! - that the Body is one of the signed parts;
+//! - that the Envelope's Body (its one child Body, not one elsewhere) is one
+//!   of the signed parts, that each referenced Id is carried by exactly one
+//!   element, and that the SignedInfo checked is the signature's own (against
+//!   signature wrapping);
 //! - that the certificate is one the receiver trusts (by SHA-256 of the DER).
 //!
 //! It uses the project's own canonicalizer, so it proves what the receiver
@@ -27,6 +30,7 @@ use crate::wss::c14n::{self, C14nOptions};
 use crate::wss::{DigestAlgorithm, SignatureAlgorithm};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
 
 /// Who signed a message, as far as the check got.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,10 +92,22 @@ fn ds_child<'a, 'i>(n: Node<'a, 'i>, local: &str) -> Result<Node<'a, 'i>, String
 
 fn check_inner(doc: &str, trusted: &[X509]) -> Result<SignatureCheck, String> {
     let tree = Document::parse(doc).map_err(|e| format!("not XML: {e}"))?;
-    let Some(security) = tree
-        .descendants()
-        .find(|n| n.has_tag_name((ns::WSSE, "Security")))
-    else {
+    // Where a receiver looks, and nowhere else: the Envelope's own Header and
+    // Body. A Security header or Body moved elsewhere (signature wrapping) is
+    // not the one checked.
+    let envelope = tree.root_element();
+    let soap = envelope.tag_name().namespace();
+    if envelope.tag_name().name() != "Envelope" || !is_soap(soap) {
+        return Err("not a SOAP Envelope".into());
+    }
+    let body = match soap_children(envelope, "Body")[..] {
+        [body] => body,
+        _ => return Err("the Envelope has no single Body".into()),
+    };
+    let Some(security) = soap_children(envelope, "Header").first().and_then(|h| {
+        h.children()
+            .find(|n| n.has_tag_name((ns::WSSE, "Security")))
+    }) else {
         return Ok(SignatureCheck::Unsigned);
     };
     let Some(signature) = security
@@ -101,8 +117,18 @@ fn check_inner(doc: &str, trusted: &[X509]) -> Result<SignatureCheck, String> {
         return Ok(SignatureCheck::Unsigned);
     };
     let signed_info = ds_child(signature, "SignedInfo")?;
+    // The canonicalizer takes the document's first SignedInfo: it must be this
+    // signature's.
+    if tree
+        .descendants()
+        .find(|n| n.has_tag_name((ns::DS, "SignedInfo")))
+        .map(|n| n.id())
+        != Some(signed_info.id())
+    {
+        return Err("a SignedInfo before the signature's own".into());
+    }
     let c14n_method = ds_child(signed_info, "CanonicalizationMethod")?;
-    if c14n_method.attribute("Algorithm") != Some("http://www.w3.org/2001/10/xml-exc-c14n#") {
+    if c14n_method.attribute("Algorithm") != Some(EXC_C14N) {
         return Err("SignedInfo is not canonicalized with exc-c14n".into());
     }
     let method = ds_child(signed_info, "SignatureMethod")?
@@ -133,10 +159,8 @@ fn check_inner(doc: &str, trusted: &[X509]) -> Result<SignatureCheck, String> {
         .find(|cert| verifies(cert, method, &canonical, &value))
         .ok_or("the SignatureValue does not verify")?;
 
-    let body_id = tree
-        .descendants()
-        .find(|n| n.tag_name().name() == "Body" && is_soap(n.tag_name().namespace()))
-        .and_then(|b| b.attribute((ns::WSU, "Id")))
+    let body_id = body
+        .attribute((ns::WSU, "Id"))
         .ok_or("the Body has no wsu:Id (it is not signed)")?;
     let mut body_signed = false;
     for reference in signed_info
@@ -147,6 +171,16 @@ fn check_inner(doc: &str, trusted: &[X509]) -> Result<SignatureCheck, String> {
             .attribute("URI")
             .and_then(|u| u.strip_prefix('#'))
             .ok_or("a Reference that is not a same-document #Id")?;
+        // One element per Id: a copy carrying the same Id is a wrapping attempt.
+        let carriers = tree
+            .descendants()
+            .filter(|n| n.attributes().any(|a| a.name() == "Id" && a.value() == id))
+            .count();
+        if carriers != 1 {
+            return Err(format!(
+                "Reference #{id}: {carriers} elements carry that Id"
+            ));
+        }
         let md = ds_child(reference, "DigestMethod")?
             .attribute("Algorithm")
             .and_then(DigestAlgorithm::from_uri)
@@ -154,7 +188,9 @@ fn check_inner(doc: &str, trusted: &[X509]) -> Result<SignatureCheck, String> {
             .md();
         let transform = ds_child(reference, "Transforms")
             .and_then(|t| ds_child(t, "Transform"))
-            .map_err(|_| format!("Reference #{id}: no exc-c14n Transform"))?;
+            .ok()
+            .filter(|t| t.attribute("Algorithm") == Some(EXC_C14N))
+            .ok_or_else(|| format!("Reference #{id}: no exc-c14n Transform"))?;
         let canonical = c14n::canonicalize_id(doc, id, &prefix_list(transform))
             .map_err(|e| format!("Reference #{id}: {e}"))?;
         let digest = openssl::hash::hash(md, &canonical).map_err(|e| e.to_string())?;
@@ -179,6 +215,16 @@ fn check_inner(doc: &str, trusted: &[X509]) -> Result<SignatureCheck, String> {
     } else {
         SignatureCheck::Untrusted(who)
     })
+}
+
+/// The children of `n` named `local` in `n`'s own (SOAP) namespace.
+fn soap_children<'a, 'i>(n: Node<'a, 'i>, local: &str) -> Vec<Node<'a, 'i>> {
+    let soap = n.tag_name().namespace();
+    n.children()
+        .filter(|c| {
+            c.is_element() && c.tag_name().name() == local && c.tag_name().namespace() == soap
+        })
+        .collect()
 }
 
 fn is_soap(namespace: Option<&str>) -> bool {
@@ -319,5 +365,58 @@ mod tests {
     #[test]
     fn a_message_without_a_signature_is_unsigned() {
         assert_eq!(check(SOAP, &[]), SignatureCheck::Unsigned);
+    }
+
+    /// Signature wrapping: the signed Body moved into the Header with a new
+    /// Body in its place, a copy of the Body carrying its Id, and a copy of the
+    /// SignedInfo put before the signature's: each one is refused.
+    #[test]
+    fn wrapped_messages_are_invalid() {
+        let doc = signed_by(pair(1));
+        let trusted = [pair(1).cert.clone()];
+        assert!(check(&doc, &trusted).is_verified());
+        let body_start = doc.find("<soap:Body").unwrap();
+        let body_end = doc.find("</soap:Body>").unwrap() + "</soap:Body>".len();
+        let signed_body = &doc[body_start..body_end];
+        let forged = "<soap:Body><m:order xmlns:m=\"urn:m\">1000</m:order></soap:Body>";
+        // The signed Body kept in a header; the Envelope's Body is another.
+        let moved = doc.replacen(signed_body, forged, 1).replacen(
+            "<soap:Header>",
+            &format!("<soap:Header><w:Wrapper xmlns:w=\"urn:w\">{signed_body}</w:Wrapper>"),
+            1,
+        );
+        assert!(moved.contains("1000") && moved.contains(">42<"));
+        let got = check(&moved, &trusted);
+        assert!(
+            matches!(&got, SignatureCheck::Invalid(_)),
+            "moved Body: {got:?}"
+        );
+        // A second element with the Body's Id.
+        let twice = doc.replacen(
+            "<soap:Header>",
+            &format!("<soap:Header><w:Wrapper xmlns:w=\"urn:w\">{signed_body}</w:Wrapper>"),
+            1,
+        );
+        let got = check(&twice, &trusted);
+        assert!(
+            matches!(&got, SignatureCheck::Invalid(_)),
+            "Id twice: {got:?}"
+        );
+        // A SignedInfo ahead of the signature's own.
+        let si_start = doc.find("<ds:SignedInfo").unwrap();
+        let si_end = doc.find("</ds:SignedInfo>").unwrap() + "</ds:SignedInfo>".len();
+        let early = doc.replacen(
+            "<soap:Header>",
+            &format!(
+                "<soap:Header><w:Wrapper xmlns:w=\"urn:w\" xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\">{}</w:Wrapper>",
+                &doc[si_start..si_end]
+            ),
+            1,
+        );
+        let got = check(&early, &trusted);
+        assert!(
+            matches!(&got, SignatureCheck::Invalid(_)),
+            "early SignedInfo: {got:?}"
+        );
     }
 }
