@@ -134,7 +134,7 @@ fn keyring_commands_add_pkcs12_and_pem_keys_and_keep_the_previous_one() {
     assert_eq!(serials, vec!["701", "700"]);
     let out = wssgate(&["keyring", "-c", c, "list"]);
     assert!(
-        stdout(&out).contains("ring tenant  routes: inbound"),
+        stdout(&out).contains("ring tenant  decrypt routes: inbound  signing routes: (no route)"),
         "{}",
         stdout(&out)
     );

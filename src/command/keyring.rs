@@ -91,12 +91,20 @@ fn ring_view(
 }
 
 fn print_ring(out: &mut dyn Write, view: &KeyringView) -> Result<(), Failure> {
-    let routes = if view.routes.is_empty() {
-        "(no route)".to_string()
-    } else {
-        view.routes.join(", ")
+    let list = |routes: &[String]| {
+        if routes.is_empty() {
+            "(no route)".to_string()
+        } else {
+            routes.join(", ")
+        }
     };
-    writeln!(out, "ring {}  routes: {routes}", view.ring)?;
+    writeln!(
+        out,
+        "ring {}  decrypt routes: {}  signing routes: {}",
+        view.ring,
+        list(&view.routes),
+        list(&view.signing_routes)
+    )?;
     for k in &view.keys {
         writeln!(
             out,
