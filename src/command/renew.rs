@@ -241,11 +241,12 @@ async fn resume_routes(
     resumed: &dyn Fn(&str, usize) -> String,
 ) -> Result<usize, CtlError> {
     let mut released = 0;
-    for route in paused {
+    for (i, route) in paused.iter().enumerate() {
+        // Those before it are resumed already: only the rest are left paused.
         let answer = admin
             .resume(route)
             .await
-            .map_err(|e| stop(paused, &format!("resuming {route} failed: {e}")))?;
+            .map_err(|e| stop(&paused[i..], &format!("resuming {route} failed: {e}")))?;
         let _ = writeln!(out, "{}", resumed(route, answer.released));
         released += answer.released;
     }
