@@ -8,8 +8,10 @@
 #   benches/http.sh                      # this tree
 #   BASE=<git rev> benches/http.sh       # and the build of <rev>, in the same run
 #   BASE_BIN=path/to/wssgate benches/http.sh   # or a baseline binary built before
+#   CURRENT_BIN=path/to/wssgate ...            # a binary built before as "current"
 #
-# Knobs: SECONDS_PER_ROW (10), CONNECTIONS (64), BODY_BYTES (2048), LOG (info);
+# Knobs: SECONDS_PER_ROW (10), CONNECTIONS (64), BODY_BYTES (2048), LOG (info),
+# ROUNDS (1: each row once; more: rows in turn, medians reported);
 # PERF_DIR=dir records a cpu-clock profile of each wssgate row there (perf record -g).
 # Needs wrk and nginx (Debian: apt-get install wrk nginx-light). Nothing is asserted.
 set -euo pipefail
@@ -31,8 +33,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release --quiet --bin wssgate
-cp target/release/wssgate "$work/wssgate-current"
+if [ -n "${CURRENT_BIN:-}" ]; then
+  cp "$CURRENT_BIN" "$work/wssgate-current"
+else
+  cargo build --release --quiet --bin wssgate
+  cp target/release/wssgate "$work/wssgate-current"
+fi
 builds=(current)
 if [ -n "${BASE_BIN:-}" ]; then
   cp "$BASE_BIN" "$work/wssgate-base"
@@ -179,15 +185,42 @@ row() {  # name url pids...
 }
 
 nginx_pids=($(pgrep -P "$(cat "$work/nginx.pid")") "$(cat "$work/nginx.pid")")
-echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, wrk -t1 -c$conns ${secs}s per row, ${body_bytes}-byte body, log level $log"
+# Every build's daemon runs from the start; the rows then go round ROUNDS times
+# in turn (nginx, then each build), so that a slow minute of the machine falls
+# on every row alike. Each figure is the median of its rounds.
+declare -A ports daemon_pids
+for build in "${builds[@]}"; do
+  ports[$build]=$(free_port)
+  daemon_pids[$build]=$(start_wssgate "$build" "${ports[$build]}")
+done
+rounds=${ROUNDS:-1}
+for round in $(seq "$rounds"); do
+  row "nginx, plain reverse proxy" "http://127.0.0.1:$nginx_port/s" "${nginx_pids[@]}"
+  for build in "${builds[@]}"; do
+    row "wssgate ($build), pass-through" "http://127.0.0.1:${ports[$build]}/pass" "${daemon_pids[$build]}"
+    row "wssgate ($build), encrypting" "http://127.0.0.1:${ports[$build]}/encrypt" "${daemon_pids[$build]}"
+  done
+done > "$work/rows"
+for build in "${builds[@]}"; do kill "${daemon_pids[$build]}"; done
+echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, wrk -t1 -c$conns ${secs}s per row, ${body_bytes}-byte body, log level $log, median of $rounds round(s)"
 echo
 echo "| proxy | requests/s | p50 ms | p99 ms | errors | CPU µs per request |"
 echo "|---|---|---|---|---|---|"
-row "nginx, plain reverse proxy" "http://127.0.0.1:$nginx_port/s" "${nginx_pids[@]}"
-for build in "${builds[@]}"; do
-  port=$(free_port)
-  pid=$(start_wssgate "$build" "$port")
-  row "wssgate ($build), pass-through" "http://127.0.0.1:$port/pass" "$pid"
-  row "wssgate ($build), encrypting" "http://127.0.0.1:$port/encrypt" "$pid"
-  kill "$pid"; wait "$pid" 2>/dev/null || true
-done
+# The median of each column, per row name, in the order the rows first came.
+awk -F' [|] ' '
+  function median(list,   n, v, i, j, t) {
+    n = split(list, v, " ")
+    for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j-1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j-1]; v[j-1] = t }
+    return (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+  }
+  {
+    name = substr($1, 3)
+    if (!(name in seen)) { seen[name] = 1; order[++count] = name }
+    for (c = 2; c <= 6; c++) { sub(/ [|]$/, "", $c); col[name, c] = col[name, c] " " $c }
+  }
+  END {
+    for (k = 1; k <= count; k++) {
+      name = order[k]
+      printf "| %s | %.0f | %.2f | %.2f | %d | %.1f |\n", name, median(col[name, 2]), median(col[name, 3]), median(col[name, 4]), median(col[name, 5]), median(col[name, 6])
+    }
+  }' "$work/rows"

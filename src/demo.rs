@@ -64,6 +64,32 @@ struct Traffic {
     failed: AtomicU64,
 }
 
+/// The demo's HTTP client, shared by the senders of an act.
+type DemoClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+>;
+
+impl Traffic {
+    /// Send one SOAP request and count it (200 is ok, anything else failed);
+    /// `false` when the request could not even be made (the sender stops).
+    async fn post(&self, client: &DemoClient, url: &str, request_id: String, body: Bytes) -> bool {
+        let Ok(req) = hyper::Request::post(url)
+            .header("content-type", "text/xml")
+            .header("x-request-id", request_id)
+            .body(Full::new(body))
+        else {
+            return false;
+        };
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        match client.request(req).await {
+            Ok(r) if r.status() == 200 => self.ok.fetch_add(1, Ordering::Relaxed),
+            _ => self.failed.fetch_add(1, Ordering::Relaxed),
+        };
+        true
+    }
+}
+
 /// The outcome the demo prints and exits on.
 #[derive(Debug, Clone)]
 pub struct DemoReport {
@@ -258,18 +284,13 @@ hold_timeout = "30s"
                 let body = format!(
                     r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><ord:submit xmlns:ord="urn:demo:orders"><ord:client>{c}</ord:client><ord:seq>{i}</ord:seq></ord:submit></soap:Body></soap:Envelope>"#
                 );
-                let Ok(req) = hyper::Request::post(format!("http://{proxy_addr}/orders"))
-                    .header("content-type", "text/xml")
-                    .header("x-request-id", format!("c{c}-{i}"))
-                    .body(Full::new(Bytes::from(body)))
-                else {
+                let url = format!("http://{proxy_addr}/orders");
+                if !traffic
+                    .post(&client, &url, format!("c{c}-{i}"), Bytes::from(body))
+                    .await
+                {
                     break;
-                };
-                traffic.sent.fetch_add(1, Ordering::Relaxed);
-                match client.request(req).await {
-                    Ok(r) if r.status() == 200 => traffic.ok.fetch_add(1, Ordering::Relaxed),
-                    _ => traffic.failed.fetch_add(1, Ordering::Relaxed),
-                };
+                }
                 i += 1;
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }

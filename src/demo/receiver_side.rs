@@ -81,18 +81,13 @@ pub(super) async fn receiver_side(
                 ) else {
                     break;
                 };
-                let Ok(req) = hyper::Request::post(format!("http://{proxy_addr}/inbound"))
-                    .header("content-type", "text/xml")
-                    .header("x-request-id", format!("in{c}-{i}"))
-                    .body(Full::new(Bytes::from(encrypted)))
-                else {
+                let url = format!("http://{proxy_addr}/inbound");
+                if !traffic
+                    .post(&client, &url, format!("in{c}-{i}"), Bytes::from(encrypted))
+                    .await
+                {
                     break;
-                };
-                traffic.sent.fetch_add(1, Ordering::Relaxed);
-                match client.request(req).await {
-                    Ok(r) if r.status() == 200 => traffic.ok.fetch_add(1, Ordering::Relaxed),
-                    _ => traffic.failed.fetch_add(1, Ordering::Relaxed),
-                };
+                }
                 i += 1;
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }

@@ -92,18 +92,12 @@ pub(super) async fn acts(
                 let body = format!(
                     r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><ord:submit xmlns:ord="urn:demo:signed"><ord:sender>{c}</ord:sender><ord:seq>{i}</ord:seq></ord:submit></soap:Body></soap:Envelope>"#
                 );
-                let Ok(req) = hyper::Request::post(&url)
-                    .header("content-type", "text/xml")
-                    .header("x-request-id", format!("s{c}-{i}"))
-                    .body(Full::new(Bytes::from(body)))
-                else {
+                if !traffic
+                    .post(&client, &url, format!("s{c}-{i}"), Bytes::from(body))
+                    .await
+                {
                     break;
-                };
-                traffic.sent.fetch_add(1, Ordering::Relaxed);
-                match client.request(req).await {
-                    Ok(r) if r.status() == 200 => traffic.ok.fetch_add(1, Ordering::Relaxed),
-                    _ => traffic.failed.fetch_add(1, Ordering::Relaxed),
-                };
+                }
                 i += 1;
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }
