@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use clap::{Args, Subcommand};
 
-use super::keystore::keystore_failure;
+use super::keystore::{keystore_failure, print_purge};
 use super::{ConfigArg, Failure, cli_actor, load_config, print_json, read_file, read_password};
 use crate::keyring::{KeyView, KeyringView};
 use crate::keystore::{self as ks, Keystore};
@@ -230,27 +230,7 @@ pub fn keyring(config: &ConfigArg, args: KeyringArgs, out: &mut dyn Write) -> Re
             if args.json {
                 return print_json(out, &report);
             }
-            for r in &report.deleted {
-                writeln!(
-                    out,
-                    "deleted  {:<16} serial {:<24} retain_until {}  sha256 {}",
-                    r.alias, r.serial, r.retain_until, r.sha256
-                )?;
-            }
-            for r in &report.kept {
-                writeln!(
-                    out,
-                    "kept     {:<16} serial {:<24} retain_until {}  sha256 {}",
-                    r.alias, r.serial, r.retain_until, r.sha256
-                )?;
-            }
-            writeln!(
-                out,
-                "{} deleted, {} kept",
-                report.deleted.len(),
-                report.kept.len()
-            )?;
-            Ok(())
+            print_purge(out, &report)
         }
     }
 }

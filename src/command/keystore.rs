@@ -242,29 +242,30 @@ pub fn keystore(
             if args.json {
                 return print_json(out, &report);
             }
-            for r in &report.deleted {
-                writeln!(
-                    out,
-                    "deleted  {:<16} serial {:<24} retain_until {}  sha256 {}",
-                    r.alias, r.serial, r.retain_until, r.sha256
-                )?;
-            }
-            for r in &report.kept {
-                writeln!(
-                    out,
-                    "kept     {:<16} serial {:<24} retain_until {}  sha256 {}",
-                    r.alias, r.serial, r.retain_until, r.sha256
-                )?;
-            }
-            writeln!(
-                out,
-                "{} deleted, {} kept",
-                report.deleted.len(),
-                report.kept.len()
-            )?;
-            Ok(())
+            print_purge(out, &report)
         }
     }
+}
+
+/// A purge's report, one line per archived entry: the certificate archive's
+/// and a key ring's alike.
+pub(super) fn print_purge(out: &mut dyn Write, report: &ks::PurgeReport) -> Result<(), Failure> {
+    for (what, entries) in [("deleted", &report.deleted), ("kept", &report.kept)] {
+        for r in entries {
+            writeln!(
+                out,
+                "{what:<8} {:<16} serial {:<24} retain_until {}  sha256 {}",
+                r.alias, r.serial, r.retain_until, r.sha256
+            )?;
+        }
+    }
+    writeln!(
+        out,
+        "{} deleted, {} kept",
+        report.deleted.len(),
+        report.kept.len()
+    )?;
+    Ok(())
 }
 
 fn report_change(
