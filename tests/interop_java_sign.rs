@@ -12,7 +12,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::java::{harness, receiver_keystore, refused_for_signature};
+use common::java::{harness, receiver_keystore};
 use wssgate::wss::{
     self, Algorithms, DigestAlgorithm, EncryptOptions, KeyIdentifier, Profile, SignOrder, SignPart,
     SignPlan, SignatureAlgorithm,
@@ -220,34 +220,15 @@ fn wss4j3_dom_and_streaming_verify_signatures_and_refuse_tampering() {
         String::from_utf8_lossy(&run.stderr)
     );
     let stdout = String::from_utf8_lossy(&run.stdout);
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 2 * cases.len(), "every case reported twice");
-    let mut wrong = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        let case = &cases[i / 2];
-        let f: Vec<&str> = line.splitn(4, '\t').collect();
-        assert_eq!(f[1], case.name);
-        let as_expected = match &case.signed {
-            // The streaming receiver reports what is signed in document order.
-            Some(want) => {
-                let mut want = want.clone();
-                let mut got: Vec<&str> = f.get(3).unwrap_or(&"").split(',').collect();
-                want.sort_unstable();
-                got.sort_unstable();
-                f[2] == "ok" && got == want
-            }
-            // Refused for the signature, not for a broken message.
-            None => f[2] == "refused" && refused_for_signature(f.get(3).unwrap_or(&"")),
-        };
-        if !as_expected {
-            wrong.push(line.to_string());
-        }
-    }
+    let wrong = common::java::unexpected_verdicts(
+        &stdout,
+        cases.iter().map(|c| (c.name.as_str(), c.signed.as_deref())),
+    );
     assert!(
         wrong.is_empty(),
         "{} of {} not as expected:\n{}",
         wrong.len(),
-        lines.len(),
+        2 * cases.len(),
         wrong.join("\n")
     );
     let tampered = cases.iter().filter(|c| c.signed.is_none()).count();

@@ -15,7 +15,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use common::java::{harness, receiver_keystore, refused_for_signature};
+use common::java::{harness, receiver_keystore};
 use common::net::{Daemon, Receiver};
 use common::{CertSpec, TestReceiver};
 use http::Request;
@@ -277,27 +277,16 @@ fn verify_by_both(out: &Path, recorded: &[Recorded]) {
             String::from_utf8_lossy(&run.stderr)
         );
         let stdout = String::from_utf8_lossy(&run.stdout);
-        let lines: Vec<&str> = stdout.lines().collect();
-        assert_eq!(lines.len(), 2 * recorded.len(), "every case reported twice");
-        for (i, line) in lines.iter().enumerate() {
-            let case = &recorded[i / 2];
-            let f: Vec<&str> = line.splitn(4, '\t').collect();
-            assert_eq!(f[1], case.name);
-            let as_expected = match &case.signed {
-                // The streaming receiver reports what is signed in document order.
-                Some(want) => {
-                    let mut want = want.clone();
-                    let mut got: Vec<&str> = f.get(3).unwrap_or(&"").split(',').collect();
-                    want.sort_unstable();
-                    got.sort_unstable();
-                    f[2] == "ok" && got == want
-                }
-                None => f[2] == "refused" && refused_for_signature(f.get(3).unwrap_or(&"")),
-            };
-            if !as_expected {
-                wrong.push(format!("WSS4J {line}"));
-            }
-        }
+        wrong.extend(
+            common::java::unexpected_verdicts(
+                &stdout,
+                recorded
+                    .iter()
+                    .map(|c| (c.name.as_str(), c.signed.as_deref())),
+            )
+            .into_iter()
+            .map(|line| format!("WSS4J {line}")),
+        );
     }
     assert!(
         wrong.is_empty(),

@@ -131,6 +131,42 @@ pub fn refused_for_signature(reason: &str) -> bool {
     .any(|r| reason.contains(r))
 }
 
+/// The lines of the harness's `verify` report (two per case, DOM then
+/// streaming: `receiver\tname\tok|refused\tparts-or-reason`) that are not as
+/// `cases` expect: each case's name and the parts it must be verified with
+/// (`None`: refused, for the signature).
+pub fn unexpected_verdicts<'a>(
+    stdout: &str,
+    cases: impl ExactSizeIterator<Item = (&'a str, Option<&'a [&'static str]>)>,
+) -> Vec<String> {
+    let cases: Vec<_> = cases.collect();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2 * cases.len(), "every case reported twice");
+    let mut wrong = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let (name, signed) = cases[i / 2];
+        let f: Vec<&str> = line.splitn(4, '\t').collect();
+        assert_eq!(f[1], name);
+        let detail = f.get(3).copied().unwrap_or("");
+        let as_expected = match signed {
+            // The streaming receiver reports what is signed in document order.
+            Some(want) => {
+                let mut want = want.to_vec();
+                let mut got: Vec<&str> = detail.split(',').collect();
+                want.sort_unstable();
+                got.sort_unstable();
+                f[2] == "ok" && got == want
+            }
+            // Refused for the signature, not for a broken message.
+            None => f[2] == "refused" && refused_for_signature(detail),
+        };
+        if !as_expected {
+            wrong.push(line.to_string());
+        }
+    }
+    wrong
+}
+
 // ---- the CXF services ------------------------------------------------------------
 
 /// The service's key pair and certificate (the library's throw-away kind); the
