@@ -260,16 +260,7 @@ async fn received_at_least(receiver: &Receiver, n: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_signing_key_renewed_by_overlap_through_sockets() {
     let (old, new) = (common::signer(), common::next_signer());
-    let receiver = Receiver::start_with(
-        common::receiver().key_ring(),
-        Answering {
-            refuse_undecryptable: true,
-            refuse_unverified: true,
-        },
-    )
-    .await
-    .unwrap();
-    receiver.trust(vec![old.cert.clone(), new.cert.clone()]);
+    let receiver = verifying_receiver(&[old, new]).await;
     let daemon =
         Arc::new(net::start_signing(&format!("http://{}/service", receiver.addr), old).await);
     let stop = Arc::new(AtomicBool::new(false));
@@ -324,17 +315,8 @@ async fn the_signing_key_renewed_by_overlap_through_sockets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_signing_key_renewed_by_exclusive_under_load() {
     let (old, new) = (common::signer(), common::next_signer());
-    let receiver = Receiver::start_with(
-        common::receiver().key_ring(),
-        Answering {
-            refuse_undecryptable: true,
-            refuse_unverified: true,
-        },
-    )
-    .await
-    .unwrap();
     // A one-certificate receiver: it trusts the old signing certificate only.
-    receiver.trust(vec![old.cert.clone()]);
+    let receiver = verifying_receiver(&[old]).await;
     let daemon =
         Arc::new(net::start_signing(&format!("http://{}/service", receiver.addr), old).await);
     let key_file = daemon.dir.path().join("new-signing.pem");
