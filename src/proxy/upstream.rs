@@ -29,16 +29,11 @@ pub struct TlsSetupError {
     reason: String,
 }
 
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct Key {
-    tls: UpstreamTls,
-    connect_timeout: Duration,
-}
-
-/// Clients keyed by TLS setting and connect timeout.
+/// Clients by TLS setting, then connect timeout: looked up by reference, so a
+/// request neither copies its route's TLS setting nor hashes a key built for it.
 #[derive(Default)]
 pub struct Clients {
-    map: ArcSwap<HashMap<Key, UpstreamClient>>,
+    map: ArcSwap<HashMap<UpstreamTls, HashMap<Duration, UpstreamClient>>>,
 }
 
 impl Clients {
@@ -47,17 +42,21 @@ impl Clients {
         tls: &UpstreamTls,
         connect_timeout: Duration,
     ) -> Result<UpstreamClient, TlsSetupError> {
-        let key = Key {
-            tls: tls.clone(),
-            connect_timeout,
-        };
-        if let Some(c) = self.map.load().get(&key) {
+        if let Some(c) = self
+            .map
+            .load()
+            .get(tls)
+            .and_then(|by_timeout| by_timeout.get(&connect_timeout))
+        {
             return Ok(c.clone());
         }
         let client = build(tls, connect_timeout)?;
         self.map.rcu(|m| {
             let mut m = HashMap::clone(m);
-            m.entry(key.clone()).or_insert_with(|| client.clone());
+            m.entry(tls.clone())
+                .or_default()
+                .entry(connect_timeout)
+                .or_insert_with(|| client.clone());
             Arc::new(m)
         });
         Ok(client)
