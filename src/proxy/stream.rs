@@ -129,21 +129,28 @@ where
     }
 }
 
-/// Read and discard what is left of a refused request body, for a bounded time
-/// and amount, so the client can read the early answer: closing a socket with
-/// unread data makes the kernel reset the connection and the answer is lost.
-pub async fn drain<B>(mut body: B)
+/// Read and discard what is left of a refused request body, for at most
+/// [`DRAIN_TIME`] and [`DRAIN_BYTES`], so the client can read the early answer:
+/// closing a socket with unread data makes the kernel reset the connection and
+/// the answer is lost. Nothing read is kept; a connection draining still holds
+/// its `max_connections` place.
+pub async fn drain<B>(body: B)
 where
     B: RequestBody,
 {
-    const MAX_TIME: std::time::Duration = std::time::Duration::from_secs(10);
-    const MAX_BYTES: u64 = 256 << 20;
-    let _ = tokio::time::timeout(MAX_TIME, async {
+    drain_up_to(body, DRAIN_BYTES).await;
+}
+
+async fn drain_up_to<B>(mut body: B, max_bytes: u64)
+where
+    B: RequestBody,
+{
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
         let mut seen = 0u64;
         while let Some(Ok(frame)) = body.frame().await {
             if let Ok(data) = frame.into_data() {
                 seen += data.len() as u64;
-                if seen > MAX_BYTES {
+                if seen > max_bytes {
                     return;
                 }
             }
@@ -151,6 +158,11 @@ where
     })
     .await;
 }
+
+/// The longest a refused body is read for.
+pub const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+/// The most of a refused body that is read (and thrown away).
+pub const DRAIN_BYTES: u64 = 256 << 20;
 
 /// A blocking writer whose output becomes an async body stream.
 pub struct ChannelWriter {
@@ -212,4 +224,39 @@ pub fn body_channel() -> (ChannelWriter, super::ProxyBody) {
         },
         body,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// A client that never stops sending is read for at most the bound.
+    #[tokio::test]
+    async fn a_drain_stops_at_its_byte_bound() {
+        let read = Arc::new(AtomicU64::new(0));
+        let counted = read.clone();
+        let endless = futures_util::stream::repeat_with(move || {
+            counted.fetch_add(1024, Ordering::Relaxed);
+            Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from_static(&[b'x'; 1024])))
+        });
+        let body = http_body_util::StreamBody::new(endless);
+        tokio::time::timeout(DRAIN_TIME / 2, drain_up_to(body, 64 * 1024))
+            .await
+            .expect("the drain ended by its byte bound");
+        let n = read.load(Ordering::Relaxed);
+        assert!((64 * 1024..=66 * 1024).contains(&n), "{n} bytes read");
+    }
+
+    /// A client that sends nothing more is waited for at most DRAIN_TIME
+    /// (tokio's clock, paused and advanced: no real waiting).
+    #[tokio::test(start_paused = true)]
+    async fn a_drain_stops_at_its_time_bound() {
+        let silent =
+            futures_util::stream::pending::<Result<Frame<Bytes>, std::convert::Infallible>>();
+        let started = tokio::time::Instant::now();
+        drain(http_body_util::StreamBody::new(silent)).await;
+        assert_eq!(started.elapsed(), DRAIN_TIME);
+    }
 }
