@@ -6,6 +6,8 @@ use std::time::Instant;
 
 use http::{Method, StatusCode};
 
+use crate::telemetry::access_log::{self, AccessLine};
+
 /// Filled in as the request goes along; written once when it is answered.
 pub(super) struct Access {
     pub request_id: String,
@@ -43,21 +45,41 @@ impl Access {
 
     /// The access line and the metrics; `outcome` is `ok` or the fault code.
     pub fn finish(&self, metrics: &crate::telemetry::Metrics, status: StatusCode, outcome: &str) {
-        let seconds = self.started.elapsed().as_secs_f64();
-        self.record_metrics(metrics, outcome, seconds);
+        let elapsed = self.started.elapsed();
+        self.record_metrics(metrics, outcome, elapsed.as_secs_f64());
+        if !tracing::enabled!(tracing::Level::INFO) {
+            return;
+        }
+        let line = AccessLine {
+            request_id: &self.request_id,
+            client: self.peer,
+            method: self.method.as_str(),
+            path: &self.path,
+            route: self.route.as_deref().unwrap_or("-"),
+            alias: self.alias.as_deref().unwrap_or("-"),
+            certificate_sha256: self.certificate.as_deref().unwrap_or("-"),
+            algorithms: self.algorithms.as_deref().unwrap_or("-"),
+            status: status.as_u16(),
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            duration: elapsed,
+        };
+        if access_log::write(&line) {
+            return;
+        }
         tracing::info!(
-            request_id = %self.request_id,
-            client = %self.peer,
-            method = %self.method,
-            path = %self.path,
-            route = self.route.as_deref().unwrap_or("-"),
-            alias = self.alias.as_deref().unwrap_or("-"),
-            certificate_sha256 = self.certificate.as_deref().unwrap_or("-"),
-            algorithms = self.algorithms.as_deref().unwrap_or("-"),
-            status = status.as_u16(),
-            bytes_in = self.bytes_in,
-            bytes_out = self.bytes_out,
-            duration_ms = seconds * 1000.0,
+            request_id = %line.request_id,
+            client = %line.client,
+            method = %line.method,
+            path = %line.path,
+            route = line.route,
+            alias = line.alias,
+            certificate_sha256 = line.certificate_sha256,
+            algorithms = line.algorithms,
+            status = line.status,
+            bytes_in = line.bytes_in,
+            bytes_out = line.bytes_out,
+            duration_ms = line.duration_ms(),
             "request"
         );
     }

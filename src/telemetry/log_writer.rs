@@ -11,8 +11,8 @@
 //! [`STOP_WAIT`] to be written: an output that takes none does not keep the
 //! process from exiting.
 //!
-//! It does not format lines (`tracing-subscriber` does, one `write` per event,
-//! so lines never interleave) and does not rotate files (the journal or the
+//! It does not format lines (`tracing-subscriber` and [`super::access_log`] do,
+//! one `write` per line, so lines never interleave) and does not rotate files (the journal or the
 //! container runtime does).
 
 use std::io::Write;
@@ -151,8 +151,9 @@ fn write_batches(shared: &Shared, output: &mut dyn Write) {
     }
 }
 
-impl Write for BufferedLog {
-    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+impl BufferedLog {
+    /// Queue one whole line (waiting for room when the queue is full).
+    pub fn append(&self, line: &[u8]) {
         let shared = &self.shared;
         let mut state = shared.lock();
         // A line longer than the whole queue still goes, once the queue is empty.
@@ -172,6 +173,12 @@ impl Write for BufferedLog {
         if was_empty || full {
             shared.batch_ready.notify_one();
         }
+    }
+}
+
+impl Write for BufferedLog {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        self.append(line);
         Ok(line.len())
     }
 

@@ -12,6 +12,7 @@ use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 use crate::config::LogFormat;
 
+pub mod access_log;
 pub mod log_writer;
 
 pub use log_writer::LogWriterGuard as LogWriter;
@@ -23,19 +24,31 @@ pub fn init(format: LogFormat) -> Option<LogWriter> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::stderr().is_terminal();
-    let (writer, guard) = match log_writer::spawn(std::io::stderr()) {
-        Ok((writer, guard)) => (BoxMakeWriter::new(writer), Some(guard)),
-        Err(_) => (BoxMakeWriter::new(std::io::stderr), None),
+    let (writer, buffered, guard) = match log_writer::spawn(std::io::stderr()) {
+        Ok((writer, guard)) => (
+            BoxMakeWriter::new(writer.clone()),
+            Some(writer),
+            Some(guard),
+        ),
+        Err(_) => (BoxMakeWriter::new(std::io::stderr), None, None),
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
         .with_ansi(ansi)
         .with_target(false);
-    let _ = match format {
+    let installed = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    // Access lines are written beside the subscriber's, into the same buffer;
+    // coloured text is left to the subscriber.
+    if let Some(buffered) = buffered
+        && installed.is_ok()
+        && !(ansi && format == LogFormat::Text)
+    {
+        access_log::install(buffered, format);
+    }
     guard
 }
 
