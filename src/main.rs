@@ -13,12 +13,6 @@ use wssgate::command::{
 use wssgate::config::LogFormat;
 use wssgate::{daemon, signal, telemetry};
 
-// The daemon allocates and frees a few dozen small buffers per request from every
-// worker thread; mimalloc's per-thread free lists serve that pattern with less
-// work than glibc's arenas (measured in docs/PERFORMANCE.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "wssgate",
