@@ -120,6 +120,7 @@ fn main() -> ExitCode {
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(wssgate::proxy::BLOCKING_THREADS)
         .enable_all()
         .build()
         .map_err(|e| Failure::runtime(format!("cannot start the runtime: {e}")))

@@ -373,10 +373,20 @@ where
             body: full_body(output),
         }));
     };
-    // Streamed: encrypt as it arrives, chunked to the upstream.
+    // Streamed: encrypt as it arrives, chunked to the upstream, on a blocking
+    // thread held until the body has been read (one of `STREAMS` places).
+    let place = match deadline.within(proxy.streams.clone().acquire_owned()).await {
+        Ok(Ok(place)) => place,
+        Ok(Err(closed)) => return Err(Fault::Internal(format!("stream places: {closed}"))),
+        Err(stream::BodyTimedOut) => {
+            tokio::spawn(stream::drain(rest));
+            return Err(Fault::RequestTimeout);
+        }
+    };
     let reader = stream::read_body(head, rest, max_body, deadline);
     let (mut writer, upstream_body) = stream::body_channel();
     let encryption = tokio::task::spawn_blocking(move || {
+        let _place = place;
         let result = if pass_through {
             copy_unchanged(reader, &mut writer)
         } else {

@@ -75,7 +75,23 @@ pub struct Proxy {
     /// Client connections open at once, within the descriptor budget
     /// ([`crate::descriptors`]).
     connections: Arc<tokio::sync::Semaphore>,
+    /// Streamed requests at once ([`STREAMS`]): each holds a blocking thread for
+    /// as long as its client sends.
+    streams: Arc<tokio::sync::Semaphore>,
 }
+
+/// The runtime's blocking pool (set in `main`): buffered encryptions and
+/// decryptions above the inline size, streamed requests, upstream name
+/// resolution and file work share it.
+pub const BLOCKING_THREADS: usize = 512;
+
+/// Streamed requests (bodies above `stream_threshold`) in progress at once.
+/// Each keeps one blocking thread until its client has sent the whole body, so
+/// without a bound slow clients could take every thread, and buffered
+/// encryptions, decryptions and upstream connects would wait behind them. Half
+/// the pool: the other half is always there for that work. A streamed request
+/// beyond the bound waits for a place within its `request_timeout`.
+pub const STREAMS: usize = BLOCKING_THREADS / 2;
 
 impl Proxy {
     pub fn new(shared: Arc<Shared>, gates: Arc<gate::Gates>) -> Proxy {
@@ -98,7 +114,20 @@ impl Proxy {
             connections: Arc::new(tokio::sync::Semaphore::new(
                 max_connections.min(tokio::sync::Semaphore::MAX_PERMITS),
             )),
+            streams: Arc::new(tokio::sync::Semaphore::new(STREAMS)),
         }
+    }
+
+    /// This proxy with at most `streams` streamed requests at once instead of
+    /// [`STREAMS`].
+    pub fn limit_streams(mut self, streams: usize) -> Proxy {
+        self.streams = Arc::new(tokio::sync::Semaphore::new(streams));
+        self
+    }
+
+    /// Places for streamed requests free now.
+    pub fn streams_available(&self) -> usize {
+        self.streams.available_permits()
     }
 
     /// Handle one request. Any body will do, so tests call this in process

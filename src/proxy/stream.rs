@@ -61,6 +61,14 @@ impl BodyDeadline {
         }
     }
 
+    /// `work` (something the request waits for before its body is read), or
+    /// [`BodyTimedOut`] when the whole body's deadline comes first.
+    pub async fn within<F: std::future::Future>(&self, work: F) -> Result<F::Output, BodyTimedOut> {
+        tokio::time::timeout_at(self.until, work)
+            .await
+            .map_err(|_| BodyTimedOut)
+    }
+
     /// The body's next frame, or [`BodyTimedOut`].
     pub async fn next_frame<B: RequestBody>(
         &self,
