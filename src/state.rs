@@ -101,6 +101,19 @@ pub struct Route {
     /// `sign = true`: the `signing_ring` itself, whose active key's resolved
     /// counter each signature increments.
     pub signing_ring: Option<Arc<Ring>>,
+    /// What the access line names, made once per snapshot and shared by its
+    /// requests instead of copied into each.
+    pub labels: RouteLabels,
+}
+
+/// A route's fields in the access line.
+#[derive(Debug, Clone)]
+pub struct RouteLabels {
+    pub name: Arc<str>,
+    pub alias: Arc<str>,
+    pub algorithms: Arc<str>,
+    /// The SHA-256 of the certificate encrypted for (none on a decrypt route).
+    pub certificate_sha256: Option<Arc<str>>,
 }
 
 /// The signing key of a `sign = true` route: its ring's active key, refused when
@@ -215,7 +228,14 @@ impl Snapshot {
                 None => None,
                 Some(sign) => Some(Arc::new(signing_key(&route.name, sign, &rings)?)),
             };
+            let labels = RouteLabels {
+                name: route.name.as_str().into(),
+                alias: route.alias.as_str().into(),
+                algorithms: route.algorithms.to_string().into(),
+                certificate_sha256: recipient.as_ref().map(|r| r.info().sha256.as_str().into()),
+            };
             routes.push(Arc::new(Route {
+                labels,
                 config: route.clone(),
                 recipient,
                 ring: ring(&route.ring),

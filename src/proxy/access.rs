@@ -2,6 +2,7 @@
 //! route, alias and certificate it used, bytes in and out, time spent encrypting.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use http::{Method, StatusCode};
@@ -15,10 +16,10 @@ pub(super) struct Access {
     pub method: Method,
     pub path: String,
     pub started: Instant,
-    pub route: Option<String>,
-    pub alias: Option<String>,
-    pub certificate: Option<String>,
-    pub algorithms: Option<String>,
+    pub route: Option<Arc<str>>,
+    pub alias: Option<Arc<str>>,
+    pub certificate: Option<Arc<str>>,
+    pub algorithms: Option<Arc<str>>,
     pub bytes_in: u64,
     pub bytes_out: u64,
     /// Seconds spent encrypting, when the request got that far.

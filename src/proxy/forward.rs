@@ -150,8 +150,9 @@ async fn admit<B>(
     // Matched and forwarded: the same normalized path.
     let path = normalize_path(request.uri().path()).ok_or(Fault::NoRoute)?;
     let arrival = proxy.shared.load();
-    let entry = &arrival.route_for(&path).ok_or(Fault::NoRoute)?.config;
-    let route_name = entry.name.clone();
+    let matched = arrival.route_for(&path).ok_or(Fault::NoRoute)?;
+    let entry = &matched.config;
+    let route_name = matched.labels.name.clone();
     exchange.access.route = Some(route_name.clone());
     if request.method() != Method::POST && request.method() != Method::GET {
         return Err(Fault::MethodNotAllowed);
@@ -179,7 +180,7 @@ async fn admit<B>(
     // Still the route this path matches: a reload during a hold may have moved it.
     let route = snapshot
         .route_for(&path)
-        .filter(|r| r.config.name == route_name)
+        .filter(|r| r.config.name == *route_name)
         .ok_or(Fault::NoRoute)?
         .clone();
     let target = upstream_uri(&route, &path, request.uri().query())?;
@@ -239,13 +240,9 @@ where
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let media = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if media != "text/xml" && media != "application/soap+xml" {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case("text/xml") && !media.eq_ignore_ascii_case("application/soap+xml")
+    {
         tokio::spawn(stream::drain(body));
         return Err(Fault::UnsupportedMediaType(content_type.to_string()));
     }
@@ -269,7 +266,7 @@ where
         return Err(Fault::PayloadTooLarge(max_body));
     }
     let route = &admitted.route;
-    exchange.access.alias = Some(route.config.alias.clone());
+    exchange.access.alias = Some(route.labels.alias.clone());
     if route.config.mode == RouteMode::Decrypt {
         // Buffered whole: the EncryptedKey may follow what it decrypts.
         let (input, rest) = read_head(body, max_body, max_body, deadline).await?;
@@ -295,7 +292,7 @@ where
         .await;
         exchange.access.encryption_seconds = Some(started.elapsed().as_secs_f64());
         let decrypted = decrypted?;
-        exchange.access.certificate = decrypted.certificate;
+        exchange.access.certificate = decrypted.certificate.map(Arc::from);
         let output = decrypted.body;
         exchange.access.bytes_out = output.len() as u64;
         let mut headers = headers_for(exchange.version);
@@ -311,8 +308,8 @@ where
         .recipient
         .clone()
         .ok_or_else(|| Fault::Internal("an encrypt route without its certificate".into()))?;
-    exchange.access.certificate = Some(recipient.info().sha256.clone());
-    exchange.access.algorithms = Some(route.config.algorithms.to_string());
+    exchange.access.certificate = route.labels.certificate_sha256.clone();
+    exchange.access.algorithms = Some(route.labels.algorithms.clone());
     let options = EncryptOptions {
         algorithms: route.config.algorithms,
         must_understand: route.config.must_understand,

@@ -2,6 +2,7 @@
 //! (RFC 9110 §7.6.1), Host for the upstream, X-Forwarded-For/-Proto, the request
 //! id, and the content type of the SOAP version actually sent.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 
 use http::Uri;
@@ -37,9 +38,22 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether `name` describes one hop: one of [`HOP_BY_HOP`] or named by the
+/// Connection header of `headers`.
+fn is_hop_by_hop(headers: &HeaderMap, name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name.as_str())
+        || headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|listed| listed.trim().eq_ignore_ascii_case(name.as_str()))
+}
+
 /// The headers sent upstream: the client's, less hop-by-hop ones, with Host for
 /// the upstream, X-Forwarded-For/-Proto, X-Request-Id, and the content type of
-/// the actual SOAP version.
+/// the actual SOAP version. Built in one map sized for them (no copy of the
+/// client's map to remove from, no growth).
 pub(super) fn forward_headers(
     incoming: &HeaderMap,
     target: &Uri,
@@ -47,22 +61,36 @@ pub(super) fn forward_headers(
     request_id: &str,
     version: Option<SoapVersion>,
 ) -> HeaderMap {
-    let mut headers = incoming.clone();
-    strip_hop_by_hop(&mut headers);
-    headers.remove(header::CONTENT_LENGTH);
+    let mut headers = HeaderMap::with_capacity(incoming.len() + 5);
+    let replaced = |name: &HeaderName| {
+        name == header::CONTENT_LENGTH
+            || name == header::HOST
+            || name == "x-forwarded-for"
+            || name == "x-forwarded-proto"
+            || name == "x-request-id"
+            || (version.is_some() && name == header::CONTENT_TYPE)
+    };
+    for (name, value) in incoming {
+        if !replaced(name) && !is_hop_by_hop(incoming, name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
     if let Some(authority) = target.authority()
         && let Ok(v) = HeaderValue::from_str(authority.as_str())
     {
         headers.insert(header::HOST, v);
     }
-    let forwarded_for = match incoming
+    // "prior, ip" or "ip", written without a String.
+    let mut forwarded_for = Vec::with_capacity(64);
+    if let Some(prior) = incoming
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok())
     {
-        Some(prior) => format!("{prior}, {}", peer.ip()),
-        None => peer.ip().to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
+        forwarded_for.extend_from_slice(prior.as_bytes());
+        forwarded_for.extend_from_slice(b", ");
+    }
+    let _ = write!(forwarded_for, "{}", peer.ip());
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(forwarded_for)) {
         headers.insert("x-forwarded-for", v);
     }
     headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
@@ -181,14 +209,14 @@ fn media_parameter(media_type: &str, name: &str) -> Option<String> {
 }
 
 pub(super) fn version_from_content_type(headers: &HeaderMap) -> Option<SoapVersion> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)?
-        .to_str()
-        .ok()?
-        .to_ascii_lowercase();
-    if ct.starts_with("application/soap+xml") {
+    let ct = headers.get(header::CONTENT_TYPE)?.as_bytes();
+    let starts = |prefix: &str| {
+        ct.get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
+    };
+    if starts("application/soap+xml") {
         Some(SoapVersion::Soap12)
-    } else if ct.starts_with("text/xml") {
+    } else if starts("text/xml") {
         Some(SoapVersion::Soap11)
     } else {
         None
@@ -319,6 +347,65 @@ mod tests {
                 && h.get(header::CONNECTION).is_none()
         );
         assert!(h.get("soapaction").is_some());
+    }
+
+    #[test]
+    fn forwarded_headers_keep_the_message_and_replace_the_hop() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret-Hop"),
+        );
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("10"));
+        h.insert(header::HOST, HeaderValue::from_static("gateway:8080"));
+        h.insert("x-request-id", HeaderValue::from_static("theirs"));
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+        h.append("soapaction", HeaderValue::from_static("\"urn:a\""));
+        h.append("x-multi", HeaderValue::from_static("1"));
+        h.append("x-multi", HeaderValue::from_static("2"));
+        let target: Uri = "http://receiver:9000/orders".parse().unwrap();
+        let peer: SocketAddr = "192.0.2.7:5000".parse().unwrap();
+        let out = forward_headers(&h, &target, peer, "id-1", Some(SoapVersion::Soap11));
+        for gone in [
+            "connection",
+            "x-secret-hop",
+            "keep-alive",
+            "transfer-encoding",
+            "content-length",
+        ] {
+            assert!(out.get(gone).is_none(), "{gone} forwarded");
+        }
+        let one = |name: &str| {
+            let all: Vec<_> = out
+                .get_all(name)
+                .iter()
+                .map(|v| v.to_str().unwrap())
+                .collect();
+            assert_eq!(all.len(), 1, "{name}: {all:?}");
+            all[0].to_string()
+        };
+        assert_eq!(one("host"), "receiver:9000");
+        assert_eq!(one("x-request-id"), "id-1");
+        assert_eq!(one("x-forwarded-for"), "10.0.0.1, 192.0.2.7");
+        assert_eq!(one("x-forwarded-proto"), "http");
+        assert_eq!(one("content-type"), "text/xml; charset=utf-8");
+        assert_eq!(one("soapaction"), "\"urn:a\"");
+        let multi: Vec<_> = out.get_all("x-multi").iter().collect();
+        assert_eq!(multi, ["1", "2"]);
+        // Without a version (a WSDL GET) the client's content type stays.
+        let get = forward_headers(&h, &target, peer, "id-2", None);
+        assert_eq!(get.get(header::CONTENT_TYPE).unwrap(), "text/xml");
+        h.remove("x-forwarded-for");
+        let first = forward_headers(&h, &target, peer, "id-3", None);
+        assert_eq!(first.get("x-forwarded-for").unwrap(), "192.0.2.7");
     }
 
     #[test]

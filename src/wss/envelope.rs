@@ -45,31 +45,43 @@ use super::{CertificateError, EncryptOptions, Limits, Recipient, SoapVersion, Xm
 const XMLNS_NAMESPACE: &str = "http://www.w3.org/2000/xmlns/";
 
 /// The SOAP version of an envelope from its first bytes (the namespace of its
-/// root element), when they are enough to tell.
+/// root element), when they are enough to tell. Called on every request, so a
+/// UTF-8 head is parsed where it lies; only other encodings are decoded first.
 pub fn sniff_version(head: &[u8]) -> Option<SoapVersion> {
-    let (reader, _) = input::utf8_reader(head).ok()?;
+    if input::is_utf8_as_is(head) {
+        let mut reader = Reader::from_reader(head);
+        loop {
+            match reader.read_event().ok()? {
+                Event::Start(e) | Event::Empty(e) => return root_version(&e),
+                Event::Eof => return None,
+                _ => {}
+            }
+        }
+    }
+    let (reader, _) = input::utf8_reader_sized(head, Some(head.len())).ok()?;
     let mut reader = Reader::from_reader(reader);
     let mut buf = Vec::new();
     loop {
         buf.clear();
         match reader.read_event_into(&mut buf).ok()? {
-            Event::Start(e) | Event::Empty(e) => {
-                let (prefix, _) = split_qname(e.name().0);
-                let wanted = if prefix.is_empty() {
-                    "xmlns".to_string()
-                } else {
-                    format!("xmlns:{prefix}")
-                };
-                return e
-                    .attributes()
-                    .flatten()
-                    .find(|a| a.key.0 == wanted)
-                    .and_then(|a| SoapVersion::from_namespace(&a.value));
-            }
+            Event::Start(e) | Event::Empty(e) => return root_version(&e),
             Event::Eof => return None,
             _ => {}
         }
     }
+}
+
+/// The SOAP version of the namespace `root`'s own prefix is bound to on it.
+fn root_version(root: &BytesStart<'_>) -> Option<SoapVersion> {
+    let (prefix, _) = split_qname(root.name().0);
+    let declares = |key: &str| match prefix {
+        "" => key == "xmlns",
+        p => key.strip_prefix("xmlns:") == Some(p),
+    };
+    root.attributes()
+        .flatten()
+        .find(|a| declares(a.key.0))
+        .and_then(|a| SoapVersion::from_namespace(&a.value))
 }
 
 /// Encrypt a whole envelope held in memory.
@@ -756,5 +768,62 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
 
     fn write_end(&mut self, name: &str) -> Result<(), EncryptError> {
         self.write_framed(b"</", name.as_bytes(), b">")
+    }
+}
+
+#[cfg(test)]
+mod sniff_tests {
+    use super::*;
+
+    const S11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+    const S12: &str = "http://www.w3.org/2003/05/soap-envelope";
+
+    fn utf16le(text: &str) -> Vec<u8> {
+        let mut out = vec![0xFF, 0xFE];
+        out.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+        out
+    }
+
+    #[test]
+    fn the_version_is_read_from_the_roots_own_prefix_in_every_encoding() {
+        let v11 = Some(SoapVersion::Soap11);
+        let v12 = Some(SoapVersion::Soap12);
+        let cases: Vec<(Vec<u8>, Option<SoapVersion>)> = vec![
+            (format!(r#"<s:Envelope xmlns:s="{S11}"><s:Body/>"#).into(), v11),
+            (format!(r#"<Envelope xmlns="{S12}"><Body/>"#).into(), v12),
+            (
+                format!(r#"<?xml version="1.0" encoding="UTF-8"?><!-- c --><e:Envelope xmlns:x="{S11}" xmlns:e="{S12}">"#).into(),
+                v12,
+            ),
+            // Another prefix bound to SOAP's namespace does not make the root SOAP.
+            (format!(r#"<e:Envelope xmlns:s="{S11}" xmlns:e="urn:x">"#).into(), None),
+            (format!(r#"<Envelope xmlns:s="{S11}">"#).into(), None),
+            (format!(r#"<s:Envelope xmlns:ss="{S11}">"#).into(), None),
+            // Encodings other than UTF-8 as it stands go through the decoder.
+            (
+                format!(r#"<?xml version="1.0" encoding="ISO-8859-1"?><s:Envelope xmlns:s="{S11}">"#).into(),
+                v11,
+            ),
+            ([&[0xEF, 0xBB, 0xBF][..], format!(r#"<s:Envelope xmlns:s="{S12}">"#).as_bytes()].concat(), v12),
+            (utf16le(&format!(r#"<s:Envelope xmlns:s="{S11}">"#)), v11),
+            (b"<s:Envel".to_vec(), None),
+            (b"".to_vec(), None),
+        ];
+        for (head, expected) in cases {
+            assert_eq!(
+                sniff_version(&head),
+                expected,
+                "{}",
+                String::from_utf8_lossy(&head)
+            );
+        }
+        assert!(input::is_utf8_as_is(b"<a/>"));
+        assert!(input::is_utf8_as_is(
+            br#"<?xml version="1.0" encoding="utf-8"?><a/>"#
+        ));
+        assert!(!input::is_utf8_as_is(
+            br#"<?xml version="1.0" encoding="latin1"?><a/>"#
+        ));
+        assert!(!input::is_utf8_as_is(&utf16le("<a/>")));
     }
 }

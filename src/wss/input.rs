@@ -157,6 +157,21 @@ pub fn utf8_reader_sized<'a, R: Read + 'a>(
     Ok((reader, info))
 }
 
+/// Whether [`utf8_reader`] would hand `head` on unchanged: no byte order mark,
+/// not UTF-16, and no declared encoding other than UTF-8 (or ASCII).
+pub fn is_utf8_as_is(head: &[u8]) -> bool {
+    let marked = [
+        &[0xEF, 0xBB, 0xBF][..],
+        &[0xFF, 0xFE],
+        &[0xFE, 0xFF],
+        &[0x00],
+    ]
+    .iter()
+    .any(|mark| head.starts_with(mark))
+        || head.starts_with(&[0x3C, 0x00]);
+    !marked && declared_encoding(&head[..head.len().min(512)]).is_none_or(|d| is_utf8_name(&d))
+}
+
 /// The read buffer of a UTF-8 document of unknown size.
 const UTF8_READ_BUFFER: usize = 32 * 1024;
 
