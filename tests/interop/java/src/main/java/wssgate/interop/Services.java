@@ -126,6 +126,10 @@ final class Services {
         // Serve until the test closes our standard input.
         while (System.in.read() != -1) { }
         BusFactory.getDefaultBus().shutdown(true);
+        // The published WSDL copies go with the services.
+        try (var walk = Files.walk(wsdls)) {
+            walk.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+        }
         System.exit(0);
     }
 
