@@ -241,7 +241,8 @@ where
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let media = content_type.split(';').next().unwrap_or("").trim();
-    if !media.eq_ignore_ascii_case("text/xml") && !media.eq_ignore_ascii_case("application/soap+xml")
+    if !media.eq_ignore_ascii_case("text/xml")
+        && !media.eq_ignore_ascii_case("application/soap+xml")
     {
         tokio::spawn(stream::drain(body));
         return Err(Fault::UnsupportedMediaType(content_type.to_string()));
