@@ -48,7 +48,24 @@ impl Access {
     pub fn finish(&self, metrics: &crate::telemetry::Metrics, status: StatusCode, outcome: &str) {
         let elapsed = self.started.elapsed();
         self.record_metrics(metrics, outcome, elapsed.as_secs_f64());
-        if !tracing::enabled!(tracing::Level::INFO) {
+        // The event's own fields, so that a filter on field names
+        // (`RUST_LOG=info,[{bytes_in}]=off`) decides as it did for the event.
+        if !tracing::enabled!(
+            tracing::Level::INFO,
+            request_id,
+            client,
+            method,
+            path,
+            route,
+            alias,
+            certificate_sha256,
+            algorithms,
+            status,
+            bytes_in,
+            bytes_out,
+            duration_ms,
+            message
+        ) {
             return;
         }
         let line = AccessLine {

@@ -377,6 +377,12 @@ where
         Ok(Ok(place)) => place,
         Ok(Err(closed)) => return Err(Fault::Internal(format!("stream places: {closed}"))),
         Err(stream::BodyTimedOut) => {
+            // The client is not the slow one here: say so where operators look.
+            tracing::warn!(
+                request_id = %exchange.access.request_id,
+                places = crate::proxy::STREAMS,
+                "a streamed request waited its request_timeout for a place; answered 408"
+            );
             tokio::spawn(stream::drain(rest));
             return Err(Fault::RequestTimeout);
         }

@@ -209,7 +209,7 @@ fn media_parameter(media_type: &str, name: &str) -> Option<String> {
 }
 
 pub(super) fn version_from_content_type(headers: &HeaderMap) -> Option<SoapVersion> {
-    let ct = headers.get(header::CONTENT_TYPE)?.as_bytes();
+    let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?.as_bytes();
     let starts = |prefix: &str| {
         ct.get(..prefix.len())
             .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))

@@ -67,16 +67,20 @@ pub fn write(line: &AccessLine<'_>) -> bool {
     thread_local! {
         static BUFFER: RefCell<String> = RefCell::new(String::with_capacity(512));
     }
-    BUFFER.with(|buffer| {
-        // Re-entered only if formatting itself logged, which it does not.
-        let Ok(mut out) = buffer.try_borrow_mut() else {
-            return false;
-        };
-        out.clear();
-        format(&mut out, sink.format, SystemTime::now(), line);
-        sink.log.append(out.as_bytes());
-        true
-    })
+    BUFFER
+        .try_with(|buffer| {
+            // Re-entered only if formatting itself logged, which it does not.
+            let Ok(mut out) = buffer.try_borrow_mut() else {
+                return false;
+            };
+            out.clear();
+            format(&mut out, sink.format, SystemTime::now(), line);
+            sink.log.append(out.as_bytes());
+            // A long path does not leave every thread holding its size.
+            out.shrink_to(4096);
+            true
+        })
+        .unwrap_or(false)
 }
 
 /// `line` as `tracing-subscriber` formats the same event (without colours and
