@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -175,39 +174,6 @@ fn attack_cases() -> Vec<Case> {
         .collect()
 }
 
-/// An upstream that only counts what it receives (the `/raised` route's): the
-/// receiver's own decryption is not what the attack run measures.
-async fn counting_upstream() -> (std::net::SocketAddr, Arc<Mutex<Vec<usize>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let sizes = Arc::new(Mutex::new(Vec::new()));
-    let recorded = sizes.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let recorded = recorded.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    move |request: hyper::Request<hyper::body::Incoming>| {
-                        let recorded = recorded.clone();
-                        async move {
-                            let body = request.into_body().collect().await;
-                            let size = body.map_or(0, |b| b.to_bytes().len());
-                            recorded.lock().unwrap().push(size);
-                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                                Bytes::from_static(b"<ok/>"),
-                            )))
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (addr, sizes)
-}
-
 fn cases() -> Vec<Case> {
     let (m, mc) = MALFORMED;
     let (l, lc) = LIMIT;
@@ -340,7 +306,9 @@ async fn every_hostile_input_gets_its_status_and_code_in_bounded_time() {
     let rx = common::receiver();
     let receiver = Receiver::start(rx.key_ring()).await.unwrap();
     let upstream = format!("http://{}/service", receiver.addr);
-    let (counting, counted) = counting_upstream().await;
+    // Only counted (the `/raised` route's): the receiver's own decryption is not
+    // what the attack run measures.
+    let (counting, counted) = net::recording_upstream().await;
     // A second route with the XML limits raised far: namespace handling must
     // stay linear and the output bounded when the limits do not stop it.
     let raised_route = format!(

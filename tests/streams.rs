@@ -7,7 +7,7 @@ mod common;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,38 +24,6 @@ const CLOSE: &str = "</m:x></soap:Body></soap:Envelope>";
 /// A whole envelope: buffered, since all of it is there at once.
 fn envelope(text_bytes: usize) -> String {
     format!("{OPEN}{}{CLOSE}", "a".repeat(text_bytes))
-}
-
-/// An upstream that reads each request whole and records its size.
-async fn recording_upstream() -> (SocketAddr, Arc<Mutex<Vec<usize>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let sizes = Arc::new(Mutex::new(Vec::new()));
-    let recorded = sizes.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let recorded = recorded.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    move |request: hyper::Request<hyper::body::Incoming>| {
-                        let recorded = recorded.clone();
-                        async move {
-                            let body = request.into_body().collect().await;
-                            let size = body.map_or(0, |b| b.to_bytes().len());
-                            recorded.lock().unwrap().push(size);
-                            Ok::<_, Infallible>(hyper::Response::new(Full::new(
-                                Bytes::from_static(b"<ok/>"),
-                            )))
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (addr, sizes)
 }
 
 /// The answer's status, from a task of its own.
@@ -89,7 +57,7 @@ fn held_body() -> (mpsc::Sender<Bytes>, HeldBody) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streamed_request_past_the_bound_waits_for_a_place_and_buffered_ones_do_not() {
-    let (upstream, received) = recording_upstream().await;
+    let (upstream, received) = common::net::recording_upstream().await;
     let dir = tempfile::tempdir().unwrap();
     common::write_keystore(
         dir.path(),

@@ -48,24 +48,7 @@ impl Access {
     pub fn finish(&self, metrics: &crate::telemetry::Metrics, status: StatusCode, outcome: &str) {
         let elapsed = self.started.elapsed();
         self.record_metrics(metrics, outcome, elapsed.as_secs_f64());
-        // The event's own fields, so that a filter on field names
-        // (`RUST_LOG=info,[{bytes_in}]=off`) decides as it did for the event.
-        if !tracing::enabled!(
-            tracing::Level::INFO,
-            request_id,
-            client,
-            method,
-            path,
-            route,
-            alias,
-            certificate_sha256,
-            algorithms,
-            status,
-            bytes_in,
-            bytes_out,
-            duration_ms,
-            message
-        ) {
+        if !access_log::enabled() {
             return;
         }
         let line = AccessLine {
@@ -82,24 +65,7 @@ impl Access {
             bytes_out: self.bytes_out,
             duration: elapsed,
         };
-        if access_log::write(&line) {
-            return;
-        }
-        tracing::info!(
-            request_id = %line.request_id,
-            client = %line.client,
-            method = %line.method,
-            path = %line.path,
-            route = line.route,
-            alias = line.alias,
-            certificate_sha256 = line.certificate_sha256,
-            algorithms = line.algorithms,
-            status = line.status,
-            bytes_in = line.bytes_in,
-            bytes_out = line.bytes_out,
-            duration_ms = line.duration_ms(),
-            "request"
-        );
+        access_log::emit(&line);
     }
 
     fn record_metrics(&self, m: &crate::telemetry::Metrics, outcome: &str, seconds: f64) {

@@ -58,9 +58,63 @@ impl AccessLine<'_> {
     }
 }
 
+/// The target of the access line's event: the proxy's, where it was always
+/// emitted, so that `RUST_LOG` directives naming it keep working.
+pub const TARGET: &str = "wssgate::proxy::access";
+
+/// Whether the access line is enabled at `RUST_LOG`'s level: checked with the
+/// event's own target and field names, as the event itself would be.
+pub fn enabled() -> bool {
+    tracing::enabled!(
+        target: TARGET,
+        tracing::Level::INFO,
+        request_id,
+        client,
+        method,
+        path,
+        route,
+        alias,
+        certificate_sha256,
+        algorithms,
+        status,
+        bytes_in,
+        bytes_out,
+        duration_ms,
+        message
+    )
+}
+
+/// Write `line` to the log: formatted here when the log is installed, else as
+/// an ordinary `tracing` event.
+pub fn emit(line: &AccessLine<'_>) {
+    if !write(line) {
+        event(line);
+    }
+}
+
+/// `line` as a `tracing` event: the one the formatter below imitates.
+fn event(line: &AccessLine<'_>) {
+    tracing::info!(
+        target: TARGET,
+        request_id = %line.request_id,
+        client = %line.client,
+        method = %line.method,
+        path = %line.path,
+        route = line.route,
+        alias = line.alias,
+        certificate_sha256 = line.certificate_sha256,
+        algorithms = line.algorithms,
+        status = line.status,
+        bytes_in = line.bytes_in,
+        bytes_out = line.bytes_out,
+        duration_ms = line.duration_ms(),
+        "request"
+    );
+}
+
 /// Write `line` to the log; `false` when there is no log installed here and
 /// the caller should emit it as a `tracing` event.
-pub fn write(line: &AccessLine<'_>) -> bool {
+fn write(line: &AccessLine<'_>) -> bool {
     let Some(sink) = SINK.get() else {
         return false;
     };
@@ -194,23 +248,7 @@ mod tests {
             .with_ansi(false)
             .with_target(false)
             .without_time();
-        let emit = || {
-            tracing::info!(
-                request_id = %line.request_id,
-                client = %line.client,
-                method = %line.method,
-                path = %line.path,
-                route = line.route,
-                alias = line.alias,
-                certificate_sha256 = line.certificate_sha256,
-                algorithms = line.algorithms,
-                status = line.status,
-                bytes_in = line.bytes_in,
-                bytes_out = line.bytes_out,
-                duration_ms = line.duration_ms(),
-                "request"
-            )
-        };
+        let emit = || event(line);
         match format {
             LogFormat::Text => tracing::subscriber::with_default(builder.finish(), emit),
             LogFormat::Json => {
@@ -265,6 +303,21 @@ mod tests {
             let rest = format!("{{{}", &json[stamp.len()..]);
             assert_eq!(rest, by_tracing(LogFormat::Json, case));
         }
+    }
+
+    #[test]
+    fn the_line_is_filtered_as_its_event_would_be() {
+        let under = |directives: &str| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(directives))
+                .with_writer(std::io::sink)
+                .finish();
+            tracing::subscriber::with_default(subscriber, enabled)
+        };
+        assert!(under("info"));
+        assert!(under("warn,wssgate::proxy::access=info"));
+        assert!(!under("warn"));
+        assert!(!under("info,wssgate::proxy::access=warn"));
     }
 
     #[test]

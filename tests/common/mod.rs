@@ -271,6 +271,39 @@ pub mod net {
     #[allow(unused_imports)]
     pub use wssgate::receiver::{RESPONSE, Received, Receiver};
 
+    /// An upstream that reads each request whole and records only its size: for
+    /// tests about what reaches the receiver, not what the receiver makes of it.
+    pub async fn recording_upstream() -> (SocketAddr, Arc<std::sync::Mutex<Vec<usize>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = sizes.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let recorded = recorded.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |request: hyper::Request<hyper::body::Incoming>| {
+                            let recorded = recorded.clone();
+                            async move {
+                                let body = request.into_body().collect().await;
+                                let size = body.map_or(0, |b| b.to_bytes().len());
+                                recorded.lock().unwrap().push(size);
+                                Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                                    Bytes::from_static(b"<ok/>"),
+                                )))
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        (addr, sizes)
+    }
+
     /// A running daemon with its state, on port 0.
     pub struct Daemon {
         pub addr: SocketAddr,
