@@ -109,35 +109,7 @@ pub fn utf8_reader_sized<'a, R: Read + 'a>(
 ) -> Result<Utf8Input<'a>, InputError> {
     let mut head = Vec::with_capacity(512);
     (&mut input).take(512).read_to_end(&mut head)?;
-    let (skip, encoding, utf8_bom) = if head.starts_with(&[0xEF, 0xBB, 0xBF]) {
-        // Receivers believe the declaration once the mark is gone (or the mark
-        // and ignore the declaration): the two must agree.
-        if let Some(declared) = declared_encoding(&head[3..])
-            && !is_utf8_name(&declared)
-        {
-            return Err(InputError::Contradictory(declared));
-        }
-        (3, SourceEncoding::Utf8, true)
-    } else if head.starts_with(&[0xFF, 0xFE]) {
-        (2, SourceEncoding::Utf16Le, false)
-    } else if head.starts_with(&[0xFE, 0xFF]) {
-        (2, SourceEncoding::Utf16Be, false)
-    } else if head.starts_with(&[0x3C, 0x00, 0x3F, 0x00]) {
-        (0, SourceEncoding::Utf16Le, false)
-    } else if head.starts_with(&[0x00, 0x3C, 0x00, 0x3F]) {
-        (0, SourceEncoding::Utf16Be, false)
-    } else {
-        let declared = declared_encoding(&head);
-        let encoding = match declared.as_deref().map(str::to_ascii_lowercase).as_deref() {
-            None => SourceEncoding::Utf8,
-            Some(name) if is_utf8_name(name) => SourceEncoding::Utf8,
-            Some("iso-8859-1" | "iso8859-1" | "latin1" | "latin-1" | "l1" | "iso_8859-1") => {
-                SourceEncoding::Latin1
-            }
-            Some(_) => return Err(UnsupportedEncoding(declared.unwrap_or_default()).into()),
-        };
-        (0, encoding, false)
-    };
+    let (skip, encoding, utf8_bom) = source_encoding(&head)?;
     head.drain(..skip);
     let whole = io::Cursor::new(head).chain(input);
     let info = InputInfo { encoding, utf8_bom };
@@ -160,16 +132,45 @@ pub fn utf8_reader_sized<'a, R: Read + 'a>(
 /// Whether [`utf8_reader`] would hand `head` on unchanged: no byte order mark,
 /// not UTF-16, and no declared encoding other than UTF-8 (or ASCII).
 pub fn is_utf8_as_is(head: &[u8]) -> bool {
-    let marked = [
-        &[0xEF, 0xBB, 0xBF][..],
-        &[0xFF, 0xFE],
-        &[0xFE, 0xFF],
-        &[0x00],
-    ]
-    .iter()
-    .any(|mark| head.starts_with(mark))
-        || head.starts_with(&[0x3C, 0x00]);
-    !marked && declared_encoding(&head[..head.len().min(512)]).is_none_or(|d| is_utf8_name(&d))
+    matches!(
+        source_encoding(&head[..head.len().min(512)]),
+        Ok((0, SourceEncoding::Utf8, false))
+    )
+}
+
+/// How a document starting with `head` (its first 512 bytes at most) is read:
+/// the bytes of its byte order mark, its encoding, and whether the mark was
+/// UTF-8's.
+fn source_encoding(head: &[u8]) -> Result<(usize, SourceEncoding, bool), InputError> {
+    Ok(if head.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        // Receivers believe the declaration once the mark is gone (or the mark
+        // and ignore the declaration): the two must agree.
+        if let Some(declared) = declared_encoding(&head[3..])
+            && !is_utf8_name(&declared)
+        {
+            return Err(InputError::Contradictory(declared));
+        }
+        (3, SourceEncoding::Utf8, true)
+    } else if head.starts_with(&[0xFF, 0xFE]) {
+        (2, SourceEncoding::Utf16Le, false)
+    } else if head.starts_with(&[0xFE, 0xFF]) {
+        (2, SourceEncoding::Utf16Be, false)
+    } else if head.starts_with(&[0x3C, 0x00, 0x3F, 0x00]) {
+        (0, SourceEncoding::Utf16Le, false)
+    } else if head.starts_with(&[0x00, 0x3C, 0x00, 0x3F]) {
+        (0, SourceEncoding::Utf16Be, false)
+    } else {
+        let declared = declared_encoding(head);
+        let encoding = match declared.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None => SourceEncoding::Utf8,
+            Some(name) if is_utf8_name(name) => SourceEncoding::Utf8,
+            Some("iso-8859-1" | "iso8859-1" | "latin1" | "latin-1" | "l1" | "iso_8859-1") => {
+                SourceEncoding::Latin1
+            }
+            Some(_) => return Err(UnsupportedEncoding(declared.unwrap_or_default()).into()),
+        };
+        (0, encoding, false)
+    })
 }
 
 /// The read buffer of a UTF-8 document of unknown size.
