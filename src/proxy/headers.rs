@@ -23,17 +23,12 @@ const HOP_BY_HOP: [&str; 8] = [
 ];
 
 pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+    let hops: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_hop_by_hop(headers, name))
+        .cloned()
         .collect();
-    for name in listed {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
+    for name in hops {
         headers.remove(name);
     }
 }
