@@ -335,8 +335,7 @@ async fn private_key_bytes_never_appear_in_logs_answers_metrics_or_the_audit_log
     assert_eq!(status, 200);
     let metrics = String::from_utf8(metrics.to_vec()).unwrap();
     assert!(metrics.contains("wssgate_decryptions_total{"), "{metrics}");
-    let _ = Command::new("kill").arg(child.0.id().to_string()).status();
-    let _ = child.0.wait();
+    child.terminate();
 
     let mut logs = String::new();
     std::fs::File::open(&log_path)

@@ -69,6 +69,7 @@ async fn refusals_and_no_secret_in_any_log_line_or_answer() {
     let config = format!(
         r#"[proxy]
 listen = "127.0.0.1:{proxy}"
+drain_delay = "0s"
 
 [admin]
 listen = "127.0.0.1:{admin}"
@@ -99,16 +100,17 @@ alias = "orders-receiver"
             .unwrap(),
     );
     let log = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut readers = Vec::new();
     for stream in [
         Box::new(child.0.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
         Box::new(child.0.stdout.take().unwrap()),
     ] {
         let log = log.clone();
-        std::thread::spawn(move || {
+        readers.push(std::thread::spawn(move || {
             for line in BufReader::new(stream).lines().map_while(Result::ok) {
                 log.lock().unwrap().push(line);
             }
-        });
+        }));
     }
     common::eventually(Duration::from_secs(10), async || {
         std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok()
@@ -199,8 +201,11 @@ alias = "orders-receiver"
     let stored = std::fs::read_to_string(dir.path().join("keystore/orders-receiver.pem")).unwrap();
     assert!(!stored.contains("PRIVATE KEY"), "{stored}");
 
-    drop(child);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(child.terminate().success());
+    // The pipes end with the daemon: every line it wrote is read.
+    for reader in readers {
+        reader.join().unwrap();
+    }
     let log = log.lock().unwrap().clone();
     assert!(log.len() > 10, "the daemon logged at debug level: {log:?}");
     let key_text = String::from_utf8(new.key_pem()).unwrap();

@@ -868,6 +868,30 @@ pub fn free_port() -> u16 {
 /// A child process killed (SIGKILL) when dropped, also when an assertion fails first.
 pub struct KillOnDrop(pub std::process::Child);
 
+impl KillOnDrop {
+    /// Stops the daemon as an operator does (SIGTERM) and waits for it to exit, so
+    /// what it logs on the way out (and what its log writer still holds) is written;
+    /// SIGKILL after 10 s. A test that reads the log after the daemon stops ends it
+    /// this way: SIGKILL loses the lines of the last log-writer interval.
+    #[allow(dead_code)]
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.0.kill();
+                return self.0.wait().unwrap();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
