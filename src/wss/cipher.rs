@@ -263,7 +263,23 @@ pub struct EncryptingWriter<W: Write> {
 
 impl<W: Write> EncryptingWriter<W> {
     pub fn new(out: W, algorithm: DataEncryption, key: &[u8]) -> Result<Self, CipherError> {
-        let iv = random_bytes(algorithm.iv_len())?;
+        Self::with_iv(out, algorithm, key, random_bytes(algorithm.iv_len())?)
+    }
+
+    /// As [`EncryptingWriter::new`], with an IV the caller drew from the
+    /// generator (with the message's other random values, in one call).
+    pub fn with_iv(
+        out: W,
+        algorithm: DataEncryption,
+        key: &[u8],
+        iv: Vec<u8>,
+    ) -> Result<Self, CipherError> {
+        if iv.len() != algorithm.iv_len() {
+            return Err(CipherError::OpenSsl {
+                operation: "content encryption",
+                reason: format!("an IV of {} bytes for {algorithm:?}", iv.len()),
+            });
+        }
         let op = || CipherError::openssl("content encryption");
         let mut ctx = CipherCtx::new().map_err(op())?;
         ctx.encrypt_init(Some(fetched_cipher(algorithm)), Some(key), Some(&iv))

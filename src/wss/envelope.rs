@@ -156,13 +156,21 @@ fn encrypt_envelope_with<R: Read, W: Write>(
         },
     })?;
 
-    let content_key = cipher::random_bytes(algorithms.data_encryption.key_len())?;
+    // The content key, the Body's IV and the ids in one draw: each call into
+    // OpenSSL's generator costs more than the 72 bytes it makes.
+    let (key_len, iv_len) = (
+        algorithms.data_encryption.key_len(),
+        algorithms.data_encryption.iv_len(),
+    );
+    let mut content_key = cipher::random_bytes(key_len + iv_len + MessageIds::RANDOM_LEN)?;
+    let id_bytes = content_key.split_off(key_len + iv_len);
+    let body_iv = content_key.split_off(key_len);
     let wrapped = recipient.key_wrap().wrap(
         algorithms.key_transport,
         algorithms.oaep_digest,
         &content_key,
     )?;
-    let mut ids = MessageIds::fresh()?;
+    let mut ids = MessageIds::from_random(id_bytes[..].try_into().expect("RANDOM_LEN bytes"));
     if element_id.is_some() {
         ids.encrypted_element = Some(format!("ED-{}", hex::encode(cipher::random_bytes(8)?)));
     }
@@ -184,6 +192,7 @@ fn encrypt_envelope_with<R: Read, W: Write>(
         security_elements,
         ids,
         content_key,
+        body_iv: Some(body_iv),
         depth: 0,
         scopes: NamespaceScopes::default(),
         version: None,
@@ -286,6 +295,8 @@ struct Rewriter<'o, R: io::BufRead, W: Write> {
     security_elements: String,
     ids: MessageIds,
     content_key: Vec<u8>,
+    /// The Body's IV, drawn with the content key (taken when its encryption begins).
+    body_iv: Option<Vec<u8>>,
     /// Number of open elements.
     depth: usize,
     scopes: NamespaceScopes,

@@ -25,14 +25,17 @@ pub struct MessageIds {
 }
 
 impl MessageIds {
-    pub fn fresh() -> Result<MessageIds, super::cipher::CipherError> {
-        let r = super::cipher::random_bytes(24)?;
-        Ok(MessageIds {
+    /// Bytes of randomness [`MessageIds::from_random`] takes.
+    pub const RANDOM_LEN: usize = 24;
+
+    /// Identifiers made of random bytes the caller drew (with the message's key).
+    pub fn from_random(r: &[u8; Self::RANDOM_LEN]) -> MessageIds {
+        MessageIds {
             encrypted_key: format!("EK-{}", hex::encode(&r[..8])),
             encrypted_data: format!("ED-{}", hex::encode(&r[8..16])),
             token: format!("X509-{}", hex::encode(&r[16..24])),
             encrypted_element: None,
-        })
+        }
     }
 }
 

@@ -272,11 +272,11 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
         };
         out.write_all(start.as_bytes())
             .map_err(EncryptError::Write)?;
-        let writer = EncryptingWriter::new(
-            out,
-            self.options.algorithms.data_encryption,
-            &self.content_key,
-        )?;
+        let algorithm = self.options.algorithms.data_encryption;
+        let writer = match self.body_iv.take() {
+            Some(iv) => EncryptingWriter::with_iv(out, algorithm, &self.content_key, iv)?,
+            None => EncryptingWriter::new(out, algorithm, &self.content_key)?,
+        };
         self.sink = Sink::Cipher(writer);
         self.body = BodyState::Inside { saw_element: false };
         self.scan_pending = true;

@@ -6,8 +6,9 @@ use std::fmt::Write as _;
 
 use super::super::algorithms::ns;
 use super::super::c14n::EXC_C14N;
+use super::super::cipher;
 use super::super::header::token_reference_content;
-use super::{CipherError, SignPlan, SigningKey, TimestampTimes, fresh_id};
+use super::{CipherError, SignPlan, SigningKey, TimestampTimes};
 
 /// Identifiers of one signature's elements, fresh per message.
 #[derive(Debug, Clone)]
@@ -21,13 +22,17 @@ pub(super) struct Ids {
 }
 
 impl Ids {
+    /// Five identifiers from one draw of the generator (a call costs more than
+    /// the bytes it makes).
     pub(super) fn fresh() -> Result<Ids, CipherError> {
+        let r = cipher::random_bytes(5 * 8)?;
+        let id = |prefix: &str, i: usize| format!("{prefix}-{}", hex::encode(&r[i * 8..][..8]));
         Ok(Ids {
-            timestamp: fresh_id("TS")?,
-            signature: fresh_id("SIG")?,
-            key_info: fresh_id("KI")?,
-            token_reference: fresh_id("STR")?,
-            token: fresh_id("X509")?,
+            timestamp: id("TS", 0),
+            signature: id("SIG", 1),
+            key_info: id("KI", 2),
+            token_reference: id("STR", 3),
+            token: id("X509", 4),
         })
     }
 }
