@@ -8,13 +8,16 @@
 //! for 2 KiB and 100 KiB SOAP requests over 64 keep-alive connections, and the
 //! latency each adds with one connection and no queueing; then the
 //! p99 of `encrypt` while the certificate is exchanged ten times a second through
-//! the admin API, against the p99 without exchanges; then wssgate's peak resident
-//! memory under 1,000 concurrent 100 KiB requests.
+//! the admin API, against the p99 without exchanges (in alternating slices,
+//! `LOAD_SWAP_PAIRS` pairs of them, 5 by default, `LOAD_SECONDS` in all on each
+//! side); then wssgate's peak resident memory under 1,000 concurrent 100 KiB
+//! requests.
 //!
 //! ```sh
 //! cargo bench --bench load                      # 10 s per measurement
 //! LOAD_SECONDS=30 LOAD_CONNECTIONS=64 cargo bench --bench load
 //! LOAD_PARTS=memory cargo bench --bench load     # any of proxy,latency,swap,memory
+//! LOAD_PARTS=swap LOAD_SECONDS=30 LOAD_SWAP_PAIRS=10 cargo bench --bench load
 //! ```
 //!
 //! Everything runs on this machine's cores: the load generator and the stub share
@@ -257,7 +260,55 @@ async fn load(
     connections: usize,
     seconds: u64,
 ) -> Figures {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let body_len = body.len();
+    let mut samples = load_for(addr, path, body, connections, Duration::from_secs(seconds)).await;
+    samples.figures(body_len)
+}
+
+/// What one load run saw: each answered request's latency (µs), the failures and
+/// how long it ran.
+#[derive(Debug, Default)]
+struct Samples {
+    latencies_us: Vec<u32>,
+    failed: u64,
+    seconds: f64,
+}
+
+impl Samples {
+    fn add(&mut self, other: Samples) {
+        self.latencies_us.extend(other.latencies_us);
+        self.failed += other.failed;
+        self.seconds += other.seconds;
+    }
+
+    fn figures(&mut self, body_len: usize) -> Figures {
+        let all = &mut self.latencies_us;
+        all.sort_unstable();
+        let at = |q: f64| {
+            all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(0) as f64
+                / 1000.0
+        };
+        let requests = all.len() as f64;
+        Figures {
+            failed: self.failed,
+            per_second: requests / self.seconds,
+            mb_per_second: requests * body_len as f64 / self.seconds / 1e6,
+            p50_ms: at(0.50),
+            p99_ms: at(0.99),
+        }
+    }
+}
+
+async fn load_for(
+    addr: SocketAddr,
+    path: &str,
+    body: Bytes,
+    connections: usize,
+    duration: Duration,
+) -> Samples {
+    let deadline = Instant::now() + duration;
     let failed = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..connections {
@@ -294,30 +345,27 @@ async fn load(
             latencies
         }));
     }
-    let mut all = Vec::new();
+    let mut latencies_us = Vec::new();
     for t in tasks {
-        all.extend(t.await.unwrap());
+        latencies_us.extend(t.await.unwrap());
     }
-    all.sort_unstable();
-    let at = |q: f64| {
-        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0) as f64
-            / 1000.0
-    };
-    let requests = all.len() as u64;
-    Figures {
+    Samples {
+        latencies_us,
         failed: failed.load(Ordering::Relaxed),
-        per_second: requests as f64 / seconds as f64,
-        mb_per_second: requests as f64 * body.len() as f64 / seconds as f64 / 1e6,
-        p50_ms: at(0.50),
-        p99_ms: at(0.99),
+        seconds: duration.as_secs_f64(),
     }
 }
 
 /// Exchange the route's certificate through the admin API every 100 ms,
-/// alternating two certificates, until `stop`. Returns how many succeeded.
-async fn exchange_loop(admin: SocketAddr, certs: [Vec<u8>; 2], stop: Arc<AtomicBool>) -> u64 {
+/// alternating two certificates (the first is `certs[first % 2]`, so a loop
+/// started again goes on where the last one stopped), until `stop`. Returns how
+/// many succeeded.
+async fn exchange_loop(
+    admin: SocketAddr,
+    certs: Arc<[Vec<u8>; 2]>,
+    first: u64,
+    stop: Arc<AtomicBool>,
+) -> u64 {
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
     let mut done = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -325,7 +373,9 @@ async fn exchange_loop(admin: SocketAddr, certs: [Vec<u8>; 2], stop: Arc<AtomicB
         tick.tick().await;
         let request = Request::put(format!("http://{admin}/v1/keystore/receiver"))
             .header("authorization", format!("Bearer {TOKEN}"))
-            .body(Full::new(Bytes::from(certs[done as usize % 2].clone())))
+            .body(Full::new(Bytes::from(
+                certs[((first + done) % 2) as usize].clone(),
+            )))
             .unwrap();
         match client.request(request).await {
             Ok(r) if r.status().is_success() => done += 1,
@@ -540,17 +590,52 @@ async fn swap_under_load(
     seconds: u64,
 ) {
     let body = envelope(2 * 1024);
-    let certs = [
+    let certs = Arc::new([
         std::fs::read(write_cert(dir, "a.pem", 11)).unwrap(),
         std::fs::read(write_cert(dir, "b.pem", 12)).unwrap(),
-    ];
-    let quiet = load(proxy, "/enc", body.clone(), connections, seconds).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let exchanger = tokio::spawn(exchange_loop(admin, certs, stop.clone()));
-    let swapping = load(proxy, "/enc", body.clone(), connections, seconds).await;
-    stop.store(true, Ordering::Relaxed);
-    let exchanges = exchanger.await.unwrap();
-    println!("| encrypt, 2 KiB | requests/s | p50 ms | p99 ms | failed | exchanges |");
+    ]);
+    // The two loads alternate in slices (without, with, with, without, ...), so a
+    // drift of the machine over the run weighs on both alike; each side's figures
+    // pool its slices.
+    let pairs: u64 = std::env::var("LOAD_SWAP_PAIRS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+        .max(1);
+    let slice = Duration::from_secs_f64(seconds as f64 / pairs as f64);
+    let (mut quiet, mut swapping) = (Samples::default(), Samples::default());
+    let mut ratios = Vec::new();
+    let mut exchanges = 0u64;
+    for pair in 0..pairs {
+        let mut pair_p99 = [0.0; 2];
+        for exchanging in if pair % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        } {
+            let stop = Arc::new(AtomicBool::new(false));
+            let exchanger = exchanging.then(|| {
+                tokio::spawn(exchange_loop(admin, certs.clone(), exchanges, stop.clone()))
+            });
+            let mut samples = load_for(proxy, "/enc", body.clone(), connections, slice).await;
+            stop.store(true, Ordering::Relaxed);
+            if let Some(exchanger) = exchanger {
+                exchanges += exchanger.await.unwrap();
+            }
+            pair_p99[exchanging as usize] = samples.figures(body.len()).p99_ms;
+            if exchanging {
+                swapping.add(samples);
+            } else {
+                quiet.add(samples);
+            }
+        }
+        ratios.push(pair_p99[1] / pair_p99[0]);
+    }
+    let (quiet, swapping) = (quiet.figures(body.len()), swapping.figures(body.len()));
+    println!(
+        "| encrypt, 2 KiB, {pairs} pairs of {:.1} s slices | requests/s | p50 ms | p99 ms | failed | exchanges |",
+        slice.as_secs_f64()
+    );
     println!("|---|---|---|---|---|---|");
     println!(
         "| no exchanges | {:.0} | {:.2} | {:.2} | {} | 0 |",
@@ -561,8 +646,13 @@ async fn swap_under_load(
         swapping.per_second, swapping.p50_ms, swapping.p99_ms, swapping.failed
     );
     println!(
-        "p99 with exchanges / without: {:.3}",
-        swapping.p99_ms / quiet.p99_ms
+        "p99 with exchanges / without: {:.3} (pooled); per pair {}",
+        swapping.p99_ms / quiet.p99_ms,
+        ratios
+            .iter()
+            .map(|r| format!("{r:.3}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
 }
 
