@@ -508,12 +508,12 @@ async fn main() {
         seconds,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    println!();
-    println!(
-        "| target | body | requests/s | MB/s | p50 ms | p99 ms | failed | / direct | p50 added ms |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|");
     let sizes: &[(usize, &str)] = if parts.contains("proxy") {
+        println!();
+        println!(
+            "| target | body | requests/s | MB/s | p50 ms | p99 ms | failed | / direct | p50 added ms |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|");
         if smoke {
             &[(2 * 1024, "2 KiB")]
         } else {
