@@ -267,7 +267,8 @@ impl<W: Write> EncryptingWriter<W> {
     }
 
     /// As [`EncryptingWriter::new`], with an IV the caller drew from the
-    /// generator (with the message's other random values, in one call).
+    /// generator (with the message's other random values, in one call). The IV
+    /// must be fresh: never used before with this key.
     pub fn with_iv(
         out: W,
         algorithm: DataEncryption,

@@ -156,13 +156,22 @@ fn encrypt_envelope_with<R: Read, W: Write>(
         },
     })?;
 
-    // The content key, the Body's IV and the ids in one draw: each call into
-    // OpenSSL's generator costs more than the 72 bytes it makes.
+    // Every random value of the message in one draw: each call into OpenSSL's
+    // generator costs more than the few dozen bytes it makes. The parts are split
+    // off from the end, so the content key keeps the draw's allocation (the rest
+    // of which holds only what is published: IVs and ids).
     let (key_len, iv_len) = (
         algorithms.data_encryption.key_len(),
         algorithms.data_encryption.iv_len(),
     );
-    let mut content_key = cipher::random_bytes(key_len + iv_len + MessageIds::RANDOM_LEN)?;
+    let element_len = if element_id.is_some() {
+        header::ID_BYTES + iv_len
+    } else {
+        0
+    };
+    let mut content_key =
+        cipher::random_bytes(key_len + iv_len + MessageIds::RANDOM_LEN + element_len)?;
+    let mut element_iv = content_key.split_off(key_len + iv_len + MessageIds::RANDOM_LEN);
     let id_bytes = content_key.split_off(key_len + iv_len);
     let body_iv = content_key.split_off(key_len);
     let wrapped = recipient.key_wrap().wrap(
@@ -171,9 +180,13 @@ fn encrypt_envelope_with<R: Read, W: Write>(
         &content_key,
     )?;
     let mut ids = MessageIds::from_random(id_bytes[..].try_into().expect("RANDOM_LEN bytes"));
-    if element_id.is_some() {
-        ids.encrypted_element = Some(format!("ED-{}", hex::encode(cipher::random_bytes(8)?)));
-    }
+    let element_iv = if element_id.is_some() {
+        let iv = element_iv.split_off(header::ID_BYTES);
+        ids.encrypted_element = Some(header::random_id("ED", &element_iv));
+        Some(iv)
+    } else {
+        None
+    };
     let security_elements = header::security_elements(recipient, &algorithms, &ids, &wrapped);
 
     let mut out = CountingWriter {
@@ -193,6 +206,7 @@ fn encrypt_envelope_with<R: Read, W: Write>(
         ids,
         content_key,
         body_iv: Some(body_iv),
+        element_iv,
         depth: 0,
         scopes: NamespaceScopes::default(),
         version: None,
@@ -297,6 +311,8 @@ struct Rewriter<'o, R: io::BufRead, W: Write> {
     content_key: Vec<u8>,
     /// The Body's IV, drawn with the content key (taken when its encryption begins).
     body_iv: Option<Vec<u8>>,
+    /// The IV of the header element encrypted too (`element_id`), drawn likewise.
+    element_iv: Option<Vec<u8>>,
     /// Number of open elements.
     depth: usize,
     scopes: NamespaceScopes,
@@ -836,5 +852,98 @@ mod sniff_tests {
             br#"<?xml version="1.0" encoding="latin1"?><a/>"#
         ));
         assert!(!input::is_utf8_as_is(&utf16le("<a/>")));
+    }
+}
+
+#[cfg(test)]
+mod draw_tests {
+    use super::*;
+    use crate::receiver::{CertSpec, KeyPair};
+    use base64::Engine as _;
+
+    fn cipher_values(out: &str) -> Vec<Vec<u8>> {
+        out.split("<xenc:CipherValue>")
+            .skip(1)
+            .map(|p| {
+                let text = &p[..p.find('<').unwrap()];
+                base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    /// Every `Id` value wssgate made (`PREFIX-` and 16 hex digits) as bytes.
+    fn made_ids(out: &str) -> Vec<Vec<u8>> {
+        out.split("Id=\"")
+            .skip(1)
+            .filter_map(|p| {
+                let value = &p[..p.find('"')?];
+                let (_, hex_part) = value.split_once('-')?;
+                (hex_part.len() == 2 * header::ID_BYTES)
+                    .then(|| hex::decode(hex_part).ok())
+                    .flatten()
+            })
+            .collect()
+    }
+
+    /// The key, both IVs and every id come from one draw: no part is another's
+    /// bytes, and a second message shares none of them.
+    #[test]
+    fn each_part_of_the_draw_is_used_once_with_an_encrypted_header_element_too() {
+        let pair = KeyPair::generate(&CertSpec::default()).unwrap();
+        let recipient = Recipient::new(pair.cert.clone()).unwrap();
+        let rsa = pair.key.rsa().unwrap();
+        let envelope = br#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Header><wsse:Security xmlns:wsse="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"><Sig Id="sig-1">signed</Sig></wsse:Security></s:Header><s:Body><a>1</a></s:Body></s:Envelope>"#;
+        let mut options = EncryptOptions::default();
+        options.algorithms.key_identifier = KeyIdentifier::Bst;
+        let mut seen: Vec<Vec<u8>> = Vec::new();
+        for _ in 0..2 {
+            let (out, _) =
+                encrypt_to_vec_with(envelope, &recipient, &options, Some("sig-1")).unwrap();
+            let out = String::from_utf8(out).unwrap();
+            let values = cipher_values(&out);
+            assert_eq!(values.len(), 3, "key, element, Body: {out}");
+            let mut key = vec![0; rsa.size() as usize];
+            let n = rsa
+                .private_decrypt(&values[0], &mut key, openssl::rsa::Padding::PKCS1_OAEP)
+                .unwrap();
+            key.truncate(n);
+            assert_eq!(key.len(), 32);
+            let ivs = [values[1][..16].to_vec(), values[2][..16].to_vec()];
+            let ids = made_ids(&out);
+            // EncryptedKey, EncryptedData, the element's EncryptedData, the token.
+            assert_eq!(ids.len(), 4, "{out}");
+            let parts: Vec<&[u8]> = [&key[..], &ivs[0], &ivs[1]]
+                .into_iter()
+                .chain(ids.iter().map(Vec::as_slice))
+                .collect();
+            for (i, part) in parts.iter().enumerate() {
+                for (j, other) in parts.iter().enumerate() {
+                    if i != j {
+                        assert!(
+                            other.windows(8).all(|w| !part.windows(8).any(|p| p == w)),
+                            "parts {i} and {j} share bytes"
+                        );
+                    }
+                }
+                for earlier in &seen {
+                    assert!(earlier.windows(8).all(|w| !part.windows(8).any(|p| p == w)));
+                }
+            }
+            seen.extend(parts.into_iter().map(<[u8]>::to_vec));
+        }
+    }
+
+    #[test]
+    fn an_iv_of_the_wrong_length_is_refused() {
+        let key = [7u8; 32];
+        let refused = cipher::EncryptingWriter::with_iv(
+            Vec::new(),
+            crate::wss::DataEncryption::Aes256Cbc,
+            &key,
+            vec![0; 12],
+        );
+        assert!(refused.is_err());
     }
 }

@@ -26,17 +26,34 @@ pub struct MessageIds {
 
 impl MessageIds {
     /// Bytes of randomness [`MessageIds::from_random`] takes.
-    pub const RANDOM_LEN: usize = 24;
+    pub const RANDOM_LEN: usize = 3 * ID_BYTES;
 
     /// Identifiers made of random bytes the caller drew (with the message's key).
     pub fn from_random(r: &[u8; Self::RANDOM_LEN]) -> MessageIds {
         MessageIds {
-            encrypted_key: format!("EK-{}", hex::encode(&r[..8])),
-            encrypted_data: format!("ED-{}", hex::encode(&r[8..16])),
-            token: format!("X509-{}", hex::encode(&r[16..24])),
+            encrypted_key: random_id("EK", &r[..ID_BYTES]),
+            encrypted_data: random_id("ED", &r[ID_BYTES..2 * ID_BYTES]),
+            token: random_id("X509", &r[2 * ID_BYTES..]),
             encrypted_element: None,
         }
     }
+}
+
+/// Random bytes in one element id.
+pub const ID_BYTES: usize = 8;
+
+/// An element id: a readable prefix, `-` and the random bytes in hex
+/// (`EK-3f9c…`), as every id wssgate writes is made.
+pub fn random_id(prefix: &str, random: &[u8]) -> String {
+    let mut id = String::with_capacity(prefix.len() + 1 + 2 * random.len());
+    id.push_str(prefix);
+    id.push('-');
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in random {
+        id.push(char::from(DIGITS[usize::from(b >> 4)]));
+        id.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    id
 }
 
 /// Escape text for element content or a double-quoted attribute value.

@@ -233,11 +233,13 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
         };
         out.write_all(start.as_bytes())
             .map_err(EncryptError::Write)?;
-        let writer = EncryptingWriter::new(
-            out,
-            self.options.algorithms.data_encryption,
-            &self.content_key,
-        )?;
+        let Some(iv) = self.element_iv.take() else {
+            return Err(EncryptError::Write(io::Error::other(
+                "element IV already used",
+            )));
+        };
+        let algorithm = self.options.algorithms.data_encryption;
+        let writer = EncryptingWriter::with_iv(out, algorithm, &self.content_key, iv)?;
         self.sink = Sink::Cipher(writer);
         self.element_depth = Some(self.depth);
         self.write_tag(raw, empty)?;
@@ -272,11 +274,13 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
         };
         out.write_all(start.as_bytes())
             .map_err(EncryptError::Write)?;
-        let algorithm = self.options.algorithms.data_encryption;
-        let writer = match self.body_iv.take() {
-            Some(iv) => EncryptingWriter::with_iv(out, algorithm, &self.content_key, iv)?,
-            None => EncryptingWriter::new(out, algorithm, &self.content_key)?,
+        let Some(iv) = self.body_iv.take() else {
+            return Err(EncryptError::Write(io::Error::other(
+                "Body IV already used",
+            )));
         };
+        let algorithm = self.options.algorithms.data_encryption;
+        let writer = EncryptingWriter::with_iv(out, algorithm, &self.content_key, iv)?;
         self.sink = Sink::Cipher(writer);
         self.body = BodyState::Inside { saw_element: false };
         self.scan_pending = true;

@@ -592,8 +592,6 @@ fn from_read(e: std::io::Error) -> SignError {
 
 /// A fresh random identifier with a readable prefix.
 fn fresh_id(prefix: &str) -> Result<String, CipherError> {
-    Ok(format!(
-        "{prefix}-{}",
-        hex::encode(cipher::random_bytes(8)?)
-    ))
+    let random = cipher::random_bytes(super::header::ID_BYTES)?;
+    Ok(super::header::random_id(prefix, &random))
 }

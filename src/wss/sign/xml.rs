@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use super::super::algorithms::ns;
 use super::super::c14n::EXC_C14N;
 use super::super::cipher;
-use super::super::header::token_reference_content;
+use super::super::header::{ID_BYTES, random_id, token_reference_content};
 use super::{CipherError, SignPlan, SigningKey, TimestampTimes};
 
 /// Identifiers of one signature's elements, fresh per message.
@@ -25,8 +25,8 @@ impl Ids {
     /// Five identifiers from one draw of the generator (a call costs more than
     /// the bytes it makes).
     pub(super) fn fresh() -> Result<Ids, CipherError> {
-        let r = cipher::random_bytes(5 * 8)?;
-        let id = |prefix: &str, i: usize| format!("{prefix}-{}", hex::encode(&r[i * 8..][..8]));
+        let r = cipher::random_bytes(5 * ID_BYTES)?;
+        let id = |prefix: &str, i: usize| random_id(prefix, &r[i * ID_BYTES..][..ID_BYTES]);
         Ok(Ids {
             timestamp: id("TS", 0),
             signature: id("SIG", 1),
