@@ -335,7 +335,8 @@ async fn private_key_bytes_never_appear_in_logs_answers_metrics_or_the_audit_log
     assert_eq!(status, 200);
     let metrics = String::from_utf8(metrics.to_vec()).unwrap();
     assert!(metrics.contains("wssgate_decryptions_total{"), "{metrics}");
-    assert!(child.terminate().success());
+    let stopped = child.terminate();
+    assert!(stopped.success(), "the daemon's stop: {stopped}");
 
     let mut logs = String::new();
     std::fs::File::open(&log_path)

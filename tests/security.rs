@@ -201,7 +201,8 @@ alias = "orders-receiver"
     let stored = std::fs::read_to_string(dir.path().join("keystore/orders-receiver.pem")).unwrap();
     assert!(!stored.contains("PRIVATE KEY"), "{stored}");
 
-    assert!(child.terminate().success());
+    let stopped = child.terminate();
+    assert!(stopped.success(), "the daemon's stop: {stopped}");
     // The pipes end with the daemon: every line it wrote is read.
     for reader in readers {
         reader.join().unwrap();

@@ -875,9 +875,11 @@ impl KillOnDrop {
     /// this way: SIGKILL loses the lines of the last log-writer interval.
     #[allow(dead_code)]
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = std::process::Command::new("kill")
+        let sent = std::process::Command::new("kill")
             .args(["-TERM", &self.0.id().to_string()])
-            .status();
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM: {sent}");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             if let Some(status) = self.0.try_wait().unwrap() {
