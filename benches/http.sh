@@ -13,6 +13,7 @@
 # Knobs: SECONDS_PER_ROW (10), CONNECTIONS (64), BODY_BYTES (2048), LOG (info),
 # ROUNDS (1: each row once; more: rows in turn, medians reported);
 # PERF_DIR=dir records a cpu-clock profile of each wssgate row there (perf record -g).
+# STAT=1 counts each row's system calls, context switches and wake-ups (perf stat).
 # Needs wrk and nginx (Debian: apt-get install wrk nginx-light). Nothing is asserted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -175,10 +176,24 @@ row() {  # name url pids...
     perf record -q -e cpu-clock -F 999 -g -p "$1" -o "$file" -- sleep "$secs" 2>/dev/null &
     perf_pid=$!
   fi
+  local stat_pid=
+  if [ -n "${STAT:-}" ]; then
+    perf stat -x, -e raw_syscalls:sys_enter,context-switches,sched:sched_wakeup \
+      -p "$(IFS=,; echo "$*")" -o "$work/stat.out" -- sleep "$secs" 2>/dev/null &
+    stat_pid=$!
+  fi
   out=$(wrk -t1 -c"$conns" -d"${secs}s" --timeout 10s -s "$work/post.lua" "$url" | grep '^RESULT')
   read -r after _ < <(cpu_of "$@")
   [ -n "$perf_pid" ] && wait "$perf_pid" 2>/dev/null || true
   read -r _ requests p50 p99 errors <<<"$out"
+  if [ -n "$stat_pid" ]; then
+    wait "$stat_pid" 2>/dev/null || true
+    awk -F, -v n="$name" -v r="$requests" '
+      $3 == "raw_syscalls:sys_enter" { sc = $1 } $3 == "context-switches" { cs = $1 }
+      $3 == "sched:sched_wakeup" { wu = $1 }
+      END { printf "| %s | %.2f | %.2f | %.2f |\n", n, sc / r, cs / r, wu / r }' \
+      "$work/stat.out" >> "$work/stat-rows"
+  fi
   awk -v n="$name" -v r="$requests" -v s="$secs" -v p50="$p50" -v p99="$p99" -v e="$errors" \
       -v cpu="$((after - before))" -v t="$ticks" \
       'BEGIN { printf "| %s | %.0f | %.2f | %.2f | %d | %.1f |\n", n, r / s, p50, p99, e, cpu / t * 1e6 / r }'
@@ -224,3 +239,11 @@ awk -F' [|] ' '
       printf "| %s | %.0f | %.2f | %.2f | %d | %.1f |\n", name, median(col[name, 2]), median(col[name, 3]), median(col[name, 4]), median(col[name, 5]), median(col[name, 6])
     }
   }' "$work/rows"
+if [ -n "${STAT:-}" ]; then
+  echo
+  echo "Per request, the proxy's own threads (perf stat, last round):"
+  echo
+  echo "| proxy | system calls | context switches | wake-ups it made |"
+  echo "|---|---|---|---|"
+  tail -n "$(( ${#builds[@]} * 2 + 1 ))" "$work/stat-rows"
+fi
