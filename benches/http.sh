@@ -12,7 +12,8 @@
 #
 # Knobs: SECONDS_PER_ROW (10), CONNECTIONS (64), BODY_BYTES (2048), LOG (info),
 # ROUNDS (1: each row once; more: rows in turn, medians reported);
-# PERF_DIR=dir records a cpu-clock profile of each wssgate row there (perf record -g).
+# PERF_DIR=dir records a cpu-clock profile of each wssgate row there (perf record -g;
+# PERF_EVENT=sched:sched_switch, say, records another event).
 # STAT=1 counts each row's system calls, context switches and wake-ups (perf stat).
 # Needs wrk and nginx (Debian: apt-get install wrk nginx-light). Nothing is asserted.
 set -euo pipefail
@@ -173,7 +174,7 @@ row() {  # name url pids...
   if [ -n "${PERF_DIR:-}" ] && [ "$name" != "${name#wssgate}" ]; then
     mkdir -p "$PERF_DIR"
     local file="$PERF_DIR/$(echo "$name" | tr -c 'a-z0-9\n' '-').data"
-    perf record -q -e cpu-clock -F 999 -g -p "$1" -o "$file" -- sleep "$secs" 2>/dev/null &
+    perf record -q -e "${PERF_EVENT:-cpu-clock}" -F 999 -g -p "$1" -o "$file" -- sleep "$secs" 2>/dev/null &
     perf_pid=$!
   fi
   local stat_pid=
