@@ -12,7 +12,7 @@
 #
 # Knobs: SECONDS_PER_ROW (10), CONNECTIONS (64), BODY_BYTES (2048), LOG (info),
 # ROUNDS (1: each row once; more: rows in turn, medians reported);
-# PERF_DIR=dir records a cpu-clock profile of each wssgate row there (perf record -g;
+# PERF_DIR=dir records a cpu-clock profile of each row there (perf record -g;
 # PERF_EVENT=sched:sched_switch, say, records another event).
 # STAT=1 counts each row's system calls, context switches and wake-ups (perf stat).
 # Needs wrk and nginx (Debian: apt-get install wrk nginx-light). Nothing is asserted.
@@ -171,10 +171,10 @@ row() {  # name url pids...
   local name=$1 url=$2; shift 2
   read -r before ticks < <(cpu_of "$@")
   local out perf_pid=
-  if [ -n "${PERF_DIR:-}" ] && [ "$name" != "${name#wssgate}" ]; then
+  if [ -n "${PERF_DIR:-}" ]; then
     mkdir -p "$PERF_DIR"
     local file="$PERF_DIR/$(echo "$name" | tr -c 'a-z0-9\n' '-').data"
-    perf record -q -e "${PERF_EVENT:-cpu-clock}" -F 999 -g -p "$1" -o "$file" -- sleep "$secs" 2>/dev/null &
+    perf record -q -e "${PERF_EVENT:-cpu-clock}" -F 999 -g -p "$(IFS=,; echo "$*")" -o "$file" -- sleep "$secs" 2>/dev/null &
     perf_pid=$!
   fi
   local stat_pid=
