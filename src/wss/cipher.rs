@@ -487,6 +487,14 @@ mod tests {
     }
 
     #[test]
+    fn an_iv_of_the_wrong_length_is_refused() {
+        let key = [7u8; 32];
+        let refused =
+            EncryptingWriter::with_iv(Vec::new(), DataEncryption::Aes256Cbc, &key, vec![0; 12]);
+        assert!(refused.is_err());
+    }
+
+    #[test]
     fn gcm_detects_tampering() {
         let alg = DataEncryption::Aes128Gcm;
         let key = random_bytes(16).unwrap();
