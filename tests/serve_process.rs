@@ -13,15 +13,6 @@ use common::{CertSpec, TestReceiver, free_port};
 
 const BODY: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><m:ping xmlns:m="urn:m">1</m:ping></soap:Body></soap:Envelope>"#;
 
-fn kill(signal: &str, pid: u32) {
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_picks_up_an_exchanged_certificate_and_sigterm_stops() {
     let old = common::receiver();
@@ -144,7 +135,7 @@ async fn sighup_picks_up_an_exchanged_certificate_and_sigterm_stops() {
         .find(|r| r.action == "exchange" && r.result == "ok")
         .unwrap();
     assert_eq!(by_cli.actor, format!("cli:{}", user.trim()));
-    kill("HUP", child.id());
+    common::signal("HUP", child.id());
     let reloaded: serde_json::Value = serde_json::from_str(&wait_for("reloaded")).unwrap();
     assert_eq!(reloaded["generation"], 2);
 
@@ -156,7 +147,7 @@ async fn sighup_picks_up_an_exchanged_certificate_and_sigterm_stops() {
         Some(new.recipient().info().sha256.as_str())
     );
 
-    kill("TERM", child.id());
+    common::signal("TERM", child.id());
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
         .unwrap();
@@ -218,7 +209,7 @@ fn logs_are_plain_in_a_pipe_and_json_to_the_last_line() {
         }
         text.push_str(&line);
     }
-    kill("TERM", child.id());
+    common::signal("TERM", child.id());
     let _ = child.wait();
     assert!(text.contains("proxy listening"), "{text}");
     assert!(!text.contains('\x1b'), "{text:?}");

@@ -162,11 +162,7 @@ async fn the_units_commands_notify_ready_reloading_and_stopping() {
     assert_eq!(status, 200);
 
     // KillSignal=SIGTERM: STOPPING=1 first, then a clean exit.
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    common::signal("TERM", child.0.id());
     assert_eq!(next_state(&manager), "STOPPING=1");
     let mut child = child;
     let status = child.0.wait().unwrap();

@@ -865,6 +865,17 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Send `name` (`"HUP"`, `"TERM"`) to process `pid`, as an operator's `kill` does.
+#[allow(dead_code)]
+pub fn signal(name: &str, pid: u32) {
+    let sent = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{name} {pid}: {sent}");
+}
+
 /// A child process killed (SIGKILL) when dropped, also when an assertion fails first.
 pub struct KillOnDrop(pub std::process::Child);
 
@@ -875,11 +886,7 @@ impl KillOnDrop {
     /// this way: SIGKILL loses the lines of the last log-writer interval.
     #[allow(dead_code)]
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let sent = std::process::Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success(), "kill -TERM: {sent}");
+        signal("TERM", self.0.id());
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             if let Some(status) = self.0.try_wait().unwrap() {
