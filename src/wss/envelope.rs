@@ -171,7 +171,7 @@ fn encrypt_envelope_with<R: Read, W: Write>(
     };
     let mut content_key =
         cipher::random_bytes(key_len + iv_len + MessageIds::RANDOM_LEN + element_len)?;
-    let mut element_iv = content_key.split_off(key_len + iv_len + MessageIds::RANDOM_LEN);
+    let mut element_random = content_key.split_off(key_len + iv_len + MessageIds::RANDOM_LEN);
     let id_bytes = content_key.split_off(key_len + iv_len);
     let body_iv = content_key.split_off(key_len);
     let wrapped = recipient.key_wrap().wrap(
@@ -181,8 +181,8 @@ fn encrypt_envelope_with<R: Read, W: Write>(
     )?;
     let mut ids = MessageIds::from_random(id_bytes[..].try_into().expect("RANDOM_LEN bytes"));
     let element_iv = if element_id.is_some() {
-        let iv = element_iv.split_off(header::ID_BYTES);
-        ids.encrypted_element = Some(header::random_id("ED", &element_iv));
+        let iv = element_random.split_off(header::ID_BYTES);
+        ids.encrypted_element = Some(header::random_id("ED", &element_random));
         Some(iv)
     } else {
         None

@@ -45,15 +45,7 @@ pub const ID_BYTES: usize = 8;
 /// An element id: a readable prefix, `-` and the random bytes in hex
 /// (`EK-3f9c…`), as every id wssgate writes is made.
 pub fn random_id(prefix: &str, random: &[u8]) -> String {
-    let mut id = String::with_capacity(prefix.len() + 1 + 2 * random.len());
-    id.push_str(prefix);
-    id.push('-');
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for b in random {
-        id.push(char::from(DIGITS[usize::from(b >> 4)]));
-        id.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    id
+    format!("{prefix}-{}", hex::encode(random))
 }
 
 /// Escape text for element content or a double-quoted attribute value.
