@@ -3,7 +3,8 @@
 # and wssgate (pass-through and encrypting routes), all in front of the same stub
 # receiver, and optionally the same wssgate rows for a baseline build. Prints a
 # Markdown table: requests/s, p50/p99, and CPU per request of the proxy process(es)
-# alone, read from /proc (user + system time over the requests served).
+# alone, read from /proc (user + system time over the requests served), and of
+# the whole machine (the proxy, wrk and the stub).
 #
 #   benches/http.sh                      # this tree
 #   BASE=<git rev> benches/http.sh       # and the build of <rev>, in the same run
@@ -14,7 +15,12 @@
 # ROUNDS (1: each row once; more: rows in turn, medians reported);
 # PERF_DIR=dir records a cpu-clock profile of each row there (perf record -g;
 # PERF_EVENT=sched:sched_switch, say, records another event).
-# STAT=1 counts each row's system calls, context switches and wake-ups (perf stat).
+# STAT=1 counts each row's system calls, context switches, wake-ups and page faults
+# (perf stat).
+# PACE_MS=n has each connection wait n ms after every answer (wrk's delay hook),
+# so every row is offered about the same load, CONNECTIONS / (n ms + latency),
+# instead of as much as it can take: a cost that comes only with saturation
+# (queueing, preemption by wrk and the stub) then shows as the difference.
 # Needs wrk and nginx (Debian: apt-get install wrk nginx-light). Nothing is asserted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -82,6 +88,9 @@ events { worker_connections 4096; }
 http {
   access_log off;
   upstream stub { server 127.0.0.1:$stub_port; keepalive 128; }
+  # Request bodies held in memory up to 1 MiB, as wssgate holds them up to its
+  # stream_threshold: nginx's default (16 KiB) writes larger ones to a file.
+  client_body_buffer_size 1m;
   server {
     listen 127.0.0.1:$nginx_port;
     location / {
@@ -114,6 +123,8 @@ local f = io.open("$work/body.xml", "rb"); local body = f:read("*a"); f:close()
 wrk.method = "POST"; wrk.body = body
 wrk.headers["Content-Type"] = "text/xml; charset=utf-8"
 wrk.headers["SOAPAction"] = '"urn:submit"'
+local pace = ${PACE_MS:-0}
+if pace > 0 then delay = function() return pace end end
 done = function(summary, latency, requests)
   io.write(string.format("RESULT %d %.3f %.3f %d\n", summary.requests,
     latency:percentile(50) / 1000, latency:percentile(99) / 1000,
@@ -167,9 +178,18 @@ cpu_of() {
   echo "$total $ticks"
 }
 
+# Busy ticks of the whole machine (user, nice, system, irq, softirq; not idle,
+# iowait or steal), from /proc/stat: the proxy's own CPU plus what it makes wrk
+# and the stub spend, such as being woken from idle or waking it.
+machine_busy() {
+  awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat
+}
+
 row() {  # name url pids...
   local name=$1 url=$2; shift 2
   read -r before ticks < <(cpu_of "$@")
+  local machine_before
+  machine_before=$(machine_busy)
   local out perf_pid=
   if [ -n "${PERF_DIR:-}" ]; then
     mkdir -p "$PERF_DIR"
@@ -179,25 +199,27 @@ row() {  # name url pids...
   fi
   local stat_pid=
   if [ -n "${STAT:-}" ]; then
-    perf stat -x, -e raw_syscalls:sys_enter,context-switches,sched:sched_wakeup \
+    perf stat -x, -e raw_syscalls:sys_enter,context-switches,sched:sched_wakeup,page-faults \
       -p "$(IFS=,; echo "$*")" -o "$work/stat.out" -- sleep "$secs" 2>/dev/null &
     stat_pid=$!
   fi
   out=$(wrk -t1 -c"$conns" -d"${secs}s" --timeout 10s -s "$work/post.lua" "$url" | grep '^RESULT')
   read -r after _ < <(cpu_of "$@")
+  local machine_after
+  machine_after=$(machine_busy)
   [ -n "$perf_pid" ] && wait "$perf_pid" 2>/dev/null || true
   read -r _ requests p50 p99 errors <<<"$out"
   if [ -n "$stat_pid" ]; then
     wait "$stat_pid" 2>/dev/null || true
     awk -F, -v n="$name" -v r="$requests" '
       $3 == "raw_syscalls:sys_enter" { sc = $1 } $3 == "context-switches" { cs = $1 }
-      $3 == "sched:sched_wakeup" { wu = $1 }
-      END { printf "| %s | %.2f | %.2f | %.2f |\n", n, sc / r, cs / r, wu / r }' \
+      $3 == "sched:sched_wakeup" { wu = $1 } $3 == "page-faults" { pf = $1 }
+      END { printf "| %s | %.2f | %.2f | %.2f | %.2f |\n", n, sc / r, cs / r, wu / r, pf / r }' \
       "$work/stat.out" >> "$work/stat-rows"
   fi
   awk -v n="$name" -v r="$requests" -v s="$secs" -v p50="$p50" -v p99="$p99" -v e="$errors" \
-      -v cpu="$((after - before))" -v t="$ticks" \
-      'BEGIN { printf "| %s | %.0f | %.2f | %.2f | %d | %.1f |\n", n, r / s, p50, p99, e, cpu / t * 1e6 / r }'
+      -v cpu="$((after - before))" -v machine="$((machine_after - machine_before))" -v t="$ticks" \
+      'BEGIN { printf "| %s | %.0f | %.2f | %.2f | %d | %.1f | %.1f |\n", n, r / s, p50, p99, e, cpu / t * 1e6 / r, machine / t * 1e6 / r }'
 }
 
 nginx_pids=($(pgrep -P "$(cat "$work/nginx.pid")") "$(cat "$work/nginx.pid")")
@@ -218,10 +240,11 @@ for round in $(seq "$rounds"); do
   done
 done > "$work/rows"
 for build in "${builds[@]}"; do kill "${daemon_pids[$build]}"; done
-echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, wrk -t1 -c$conns ${secs}s per row, ${body_bytes}-byte body, log level $log, median of $rounds round(s)"
+pacing=${PACE_MS:+, each connection pausing ${PACE_MS} ms after an answer}
+echo "# $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, wrk -t1 -c$conns ${secs}s per row, ${body_bytes}-byte body, log level $log$pacing, median of $rounds round(s)"
 echo
-echo "| proxy | requests/s | p50 ms | p99 ms | errors | CPU µs per request |"
-echo "|---|---|---|---|---|---|"
+echo "| proxy | requests/s | p50 ms | p99 ms | errors | CPU µs per request | machine CPU µs per request |"
+echo "|---|---|---|---|---|---|---|"
 # The median of each column, per row name, in the order the rows first came.
 awk -F' [|] ' '
   function median(list,   n, v, i, j, t) {
@@ -232,19 +255,19 @@ awk -F' [|] ' '
   {
     name = substr($1, 3)
     if (!(name in seen)) { seen[name] = 1; order[++count] = name }
-    for (c = 2; c <= 6; c++) { sub(/ [|]$/, "", $c); col[name, c] = col[name, c] " " $c }
+    for (c = 2; c <= 7; c++) { sub(/ [|]$/, "", $c); col[name, c] = col[name, c] " " $c }
   }
   END {
     for (k = 1; k <= count; k++) {
       name = order[k]
-      printf "| %s | %.0f | %.2f | %.2f | %d | %.1f |\n", name, median(col[name, 2]), median(col[name, 3]), median(col[name, 4]), median(col[name, 5]), median(col[name, 6])
+      printf "| %s | %.0f | %.2f | %.2f | %d | %.1f | %.1f |\n", name, median(col[name, 2]), median(col[name, 3]), median(col[name, 4]), median(col[name, 5]), median(col[name, 6]), median(col[name, 7])
     }
   }' "$work/rows"
 if [ -n "${STAT:-}" ]; then
   echo
   echo "Per request, the proxy's own threads (perf stat, last round):"
   echo
-  echo "| proxy | system calls | context switches | wake-ups it made |"
-  echo "|---|---|---|---|"
+  echo "| proxy | system calls | context switches | wake-ups it made | page faults |"
+  echo "|---|---|---|---|---|"
   tail -n "$(( ${#builds[@]} * 2 + 1 ))" "$work/stat-rows"
 fi
