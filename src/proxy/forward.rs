@@ -19,7 +19,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, Uri};
-use http_body_util::BodyExt;
 
 use super::access::Access;
 use super::fault::{Culprit, Fault};
@@ -28,7 +27,7 @@ use super::headers::{forward_headers, request_id, strip_hop_by_hop, version_from
 use super::inbound::{self, Side};
 use super::signing::{self, Signer};
 use super::target::{normalize_path, upstream_uri};
-use super::{BoxError, Proxy, ProxyBody, RequestBody, full_body, stream};
+use super::{Proxy, ProxyBody, RequestBody, full_body, stream};
 use crate::config::{AlreadyEncrypted, ResponseMode, RouteMode};
 use crate::state::{Route, Snapshot};
 use crate::wss::sign::SignedMessage;
@@ -604,7 +603,7 @@ async fn send(
     outbound: Outbound,
 ) -> Result<Response<ProxyBody>, Fault> {
     let proxy_config = &admitted.snapshot.config.proxy;
-    let client = proxy
+    let upstream = proxy
         .clients
         .get(&admitted.route.config.tls, proxy_config.connect_timeout)
         .map_err(|e| Fault::UpstreamUnreachable(e.to_string()))?;
@@ -613,7 +612,7 @@ async fn send(
     *request.uri_mut() = admitted.target.clone();
     *request.headers_mut() = outbound.headers;
     let response =
-        match tokio::time::timeout(proxy_config.upstream_timeout, client.request(request)).await {
+        match tokio::time::timeout(proxy_config.upstream_timeout, upstream.send(request)).await {
             Err(_) => return Err(Fault::UpstreamTimeout),
             Ok(Err(e)) => return Err(Fault::UpstreamUnreachable(error_chain(&e))),
             Ok(Ok(r)) => r,
@@ -623,10 +622,7 @@ async fn send(
     // The client speaks HTTP/1.1 with wssgate whatever the upstream spoke: an
     // HTTP/1.0 answer goes out as HTTP/1.1, framed by hyper, keep-alive kept.
     parts.version = http::Version::HTTP_11;
-    Ok(Response::from_parts(
-        parts,
-        body.map_err(|e| Box::new(e) as BoxError).boxed(),
-    ))
+    Ok(Response::from_parts(parts, body))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

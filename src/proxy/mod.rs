@@ -164,12 +164,12 @@ pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, shutdown: impl Future
                 let conn = crate::listener::http1(&limits)
                     .serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
-                tokio::spawn(async move {
+                tokio::spawn(upstream::keeping(async move {
                     let _permit = permit;
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, %peer, "connection ended with an error");
                     }
-                });
+                }));
             }
             () = &mut shutdown => break,
         }

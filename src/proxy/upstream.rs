@@ -1,25 +1,70 @@
-//! The upstream client: pooled keep-alive connections over HTTP or HTTPS (OpenSSL,
+//! The upstream side: keep-alive connections over HTTP or HTTPS (OpenSSL,
 //! verified against the system roots or a route's CA file, with an optional client
-//! certificate for mutual TLS), and a connect timeout.
+//! certificate for mutual TLS), a connect timeout, and idle connections kept for
+//! the next request.
 //!
-//! One client per distinct TLS setting, made on first use and kept in a
-//! copy-on-write map: the request path only reads it.
+//! A connection has no task of its own. The request that uses it drives it:
+//! while waiting for the answer's head, then inside the answer's body
+//! ([`Answer`]) until its last byte has been handed on. So a request and its
+//! upstream I/O run in one task, with no channel and no wake-up between two
+//! tasks. A connection whose answer was read to its end is kept by the client
+//! connection whose request used it ([`keeping`]), for that client's next
+//! request to the same origin; it goes to the shared pool when the client
+//! connection ends or moves on to another origin, and requests that find none
+//! kept take from the pool, then connect. A connection that serves one client
+//! request after another keeps its socket, buffers and CPU (measured in
+//! docs/PERFORMANCE.md, "The upstream connection in the request's task").
+//!
+//! Idle connections are driven by nobody: a sweep every [`SWEEP_EVERY`] closes
+//! pooled ones the upstream has closed or that idled [`IDLE_TIMEOUT`], and every
+//! connection is looked at once more when it is taken. A kept one lives at most
+//! as long as its client connection, whose descriptor budget counts it
+//! ([`crate::descriptors`]). A request that a reused connection turned away
+//! before writing any of it is sent on a new connection; once a byte has been
+//! written, never again.
+//!
+//! One [`Upstream`] per distinct TLS setting and connect timeout, made on first
+//! use and kept in a copy-on-write map: the request path only reads it.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use hyper_openssl::client::legacy::HttpsConnector;
-use hyper_util::client::legacy::Client;
+use bytes::Bytes;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1;
+use hyper_openssl::client::legacy::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::TokioIo;
 use openssl::ssl::{SslConnector, SslFiletype, SslMethod};
+use tower_service::Service;
 
-use super::ProxyBody;
+use super::{BoxError, ProxyBody};
 use crate::config::UpstreamTls;
 
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
+/// How long a connection may stay idle in the pool before it is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How often idle connections are looked at: those the upstream closed, or
+/// that idled [`IDLE_TIMEOUT`], are closed then (a closed one is not kept in
+/// CLOSE_WAIT longer than this).
+pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Idle connections kept per origin at most; one more is closed instead. The
+/// pool only ever holds connections that served a request, so it holds no more
+/// than the requests once in flight at the same time, which the descriptor
+/// budget bounds already ([`crate::descriptors`]); this is a second bound.
+pub const MAX_IDLE_PER_ORIGIN: usize = 1024;
+
+type Io = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
 
 /// Why a client for a TLS setting could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -29,11 +74,22 @@ pub struct TlsSetupError {
     reason: String,
 }
 
-/// Clients by TLS setting, then connect timeout: looked up by reference, so a
-/// request neither copies its route's TLS setting nor hashes a key built for it.
+/// Why a request could not be sent or its answer's head not read.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("the request has no upstream host")]
+    NoHost,
+    #[error("cannot connect")]
+    Connect(#[source] BoxError),
+    #[error("the upstream connection failed")]
+    Exchange(#[source] hyper::Error),
+}
+
+/// Upstreams by TLS setting, then connect timeout: looked up by reference, so
+/// a request neither copies its route's TLS setting nor hashes a key built for it.
 #[derive(Default)]
 pub struct Clients {
-    map: ArcSwap<HashMap<UpstreamTls, HashMap<Duration, UpstreamClient>>>,
+    map: ArcSwap<HashMap<UpstreamTls, HashMap<Duration, Arc<Upstream>>>>,
 }
 
 impl Clients {
@@ -41,29 +97,38 @@ impl Clients {
         &self,
         tls: &UpstreamTls,
         connect_timeout: Duration,
-    ) -> Result<UpstreamClient, TlsSetupError> {
-        if let Some(c) = self
+    ) -> Result<Arc<Upstream>, TlsSetupError> {
+        if let Some(u) = self
             .map
             .load()
             .get(tls)
             .and_then(|by_timeout| by_timeout.get(&connect_timeout))
         {
-            return Ok(c.clone());
+            return Ok(u.clone());
         }
-        let client = build(tls, connect_timeout)?;
+        let made = Arc::new(Upstream::new(connector(tls, connect_timeout)?));
+        let mut chosen = made.clone();
         self.map.rcu(|m| {
             let mut m = HashMap::clone(m);
-            m.entry(tls.clone())
+            chosen = m
+                .entry(tls.clone())
                 .or_default()
                 .entry(connect_timeout)
-                .or_insert_with(|| client.clone());
+                .or_insert_with(|| made.clone())
+                .clone();
             Arc::new(m)
         });
-        Ok(client)
+        if Arc::ptr_eq(&chosen, &made) {
+            Upstream::start_sweeping(&made);
+        }
+        Ok(chosen)
     }
 }
 
-fn build(tls: &UpstreamTls, connect_timeout: Duration) -> Result<UpstreamClient, TlsSetupError> {
+fn connector(
+    tls: &UpstreamTls,
+    connect_timeout: Duration,
+) -> Result<HttpsConnector<HttpConnector>, TlsSetupError> {
     let fail = |what: &str| {
         let what = what.to_string();
         move |e: openssl::error::ErrorStack| TlsSetupError {
@@ -92,8 +157,574 @@ fn build(tls: &UpstreamTls, connect_timeout: Duration) -> Result<UpstreamClient,
         ssl.check_private_key()
             .map_err(fail("client_key does not match client_cert"))?;
     }
-    let https = HttpsConnector::with_connector(http, ssl).map_err(fail("connector"))?;
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build(https))
+    HttpsConnector::with_connector(http, ssl).map_err(fail("connector"))
+}
+
+/// Where a connection goes: scheme and authority.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Origin {
+    https: bool,
+    authority: Authority,
+}
+
+/// One HTTP/1.1 connection: the handle requests are sent on and the state
+/// machine that does its I/O when polled.
+struct Connection {
+    sender: http1::SendRequest<ProxyBody>,
+    /// Dropped as soon as it has ended: that closes the socket and turns away
+    /// a request it had not taken yet, which then comes back to be sent on
+    /// another connection (instead of waiting for an answer forever).
+    driver: Option<http1::Connection<Io, ProxyBody>>,
+}
+
+impl Connection {
+    /// Drive the connection's I/O; `true` once it has ended (closed by either
+    /// side, or failed) and can serve nothing more.
+    fn poll_ended(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(driver) = &mut self.driver else {
+            return true;
+        };
+        if Pin::new(driver).poll(cx).is_pending() {
+            return false;
+        }
+        self.driver = None;
+        true
+    }
+
+    /// Whether it can take another request now, after driving it once.
+    fn reusable(&mut self, cx: &mut Context<'_>) -> bool {
+        !self.poll_ended(cx) && matches!(self.sender.poll_ready(cx), Poll::Ready(Ok(())))
+    }
+}
+
+tokio::task_local! {
+    /// The upstream connection the client connection of this task used last,
+    /// while it is idle: its next request takes it before the shared pool.
+    static KEPT: RefCell<Option<Kept>>;
+}
+
+/// Run `connection`, a client connection's task, so that its requests keep the
+/// upstream connection they used for the next one (see [`KEPT`]). Outside it,
+/// requests use the shared pool only.
+pub fn keeping<F: Future>(connection: F) -> impl Future<Output = F::Output> {
+    KEPT.scope(RefCell::new(None), connection)
+}
+
+/// An idle connection kept by a client connection. Dropped with the client's
+/// task, or replaced by one to another origin, it goes to the shared pool.
+struct Kept {
+    origin: Origin,
+    idle: Option<Idle>,
+    pool: Weak<Upstream>,
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        if let (Some(idle), Some(pool)) = (self.idle.take(), self.pool.upgrade()) {
+            pool.put_back(self.origin.clone(), idle);
+        }
+    }
+}
+
+/// The connection this task's client connection kept, if it goes to `origin`
+/// and can take a request now.
+fn take_kept(origin: &Origin, now: Instant, cx: &mut Context<'_>) -> Option<Connection> {
+    let mut kept = KEPT.try_with(|k| k.borrow_mut().take()).ok().flatten()?;
+    if kept.origin != *origin {
+        // Kept for another origin: there, it serves the pool.
+        return None;
+    }
+    let idle = kept.idle.take()?;
+    idle.usable(now, cx)
+}
+
+struct Idle {
+    connection: Connection,
+    since: Instant,
+}
+
+impl Idle {
+    /// The connection, if it has not idled [`IDLE_TIMEOUT`] and can take a
+    /// request now.
+    fn usable(self, now: Instant, cx: &mut Context<'_>) -> Option<Connection> {
+        let Idle {
+            mut connection,
+            since,
+        } = self;
+        (now.duration_since(since) < IDLE_TIMEOUT && connection.reusable(cx)).then_some(connection)
+    }
+}
+
+/// Connections to the upstreams of one TLS setting and connect timeout.
+pub struct Upstream {
+    connector: HttpsConnector<HttpConnector>,
+    /// Idle connections by origin, the most recently used last. Held only to
+    /// take or put back one connection, or by the sweep; never across an await.
+    idle: Mutex<HashMap<Origin, Vec<Idle>, foldhash::fast::RandomState>>,
+    /// At most this many idle connections per origin ([`MAX_IDLE_PER_ORIGIN`]).
+    max_idle_per_origin: usize,
+}
+
+impl Upstream {
+    fn new(connector: HttpsConnector<HttpConnector>) -> Upstream {
+        Upstream {
+            connector,
+            idle: Mutex::new(HashMap::default()),
+            max_idle_per_origin: MAX_IDLE_PER_ORIGIN,
+        }
+    }
+
+    /// Close idle connections that ended or idled too long, every
+    /// [`SWEEP_EVERY`], for as long as the upstream is in use.
+    fn start_sweeping(upstream: &Arc<Upstream>) {
+        let weak: Weak<Upstream> = Arc::downgrade(upstream);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(SWEEP_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                let Some(upstream) = weak.upgrade() else {
+                    return;
+                };
+                upstream.sweep(Instant::now());
+            }
+        });
+    }
+
+    /// Close the idle connections that ended or have idled [`IDLE_TIMEOUT`].
+    fn sweep(&self, now: Instant) {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.retain(|_, list| {
+            list.retain_mut(|i| {
+                now.duration_since(i.since) < IDLE_TIMEOUT && !i.connection.poll_ended(&mut cx)
+            });
+            !list.is_empty()
+        });
+    }
+
+    /// Idle connections held now, over every origin.
+    pub fn idle_connections(&self) -> usize {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.values().map(Vec::len).sum()
+    }
+
+    /// The most recently used idle connection to `origin` that can take a
+    /// request now; those found unusable on the way are closed.
+    fn take(&self, origin: &Origin, now: Instant, cx: &mut Context<'_>) -> Option<Connection> {
+        loop {
+            let idle = {
+                let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+                idle.get_mut(origin)?.pop()?
+            };
+            if let Some(connection) = idle.usable(now, cx) {
+                return Some(connection);
+            }
+        }
+    }
+
+    /// Keep an idle connection for the next request to `origin`. Whether it can
+    /// take one is looked at when it is taken, or by the sweep.
+    fn put_back(&self, origin: Origin, idle: Idle) {
+        let mut pool = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = pool.entry(origin).or_default();
+        if list.len() < self.max_idle_per_origin {
+            list.push(idle);
+        }
+    }
+
+    async fn connect(&self, uri: Uri) -> Result<Connection, SendError> {
+        let io = self
+            .connector
+            .clone()
+            .call(uri)
+            .await
+            .map_err(SendError::Connect)?;
+        let (sender, driver) = http1::handshake(io).await.map_err(SendError::Exchange)?;
+        Ok(Connection {
+            sender,
+            driver: Some(driver),
+        })
+    }
+
+    /// Send `request` (its URI absolute, its Host header set) on the connection
+    /// this client connection kept, an idle one from the pool, or a new one,
+    /// and wait for the answer's head. A request that a reused connection
+    /// turned away before writing any of it is sent again on the next one. The
+    /// answer's body drives the connection to its end, then keeps it.
+    pub async fn send(
+        self: &Arc<Self>,
+        mut request: Request<ProxyBody>,
+    ) -> Result<Response<ProxyBody>, SendError> {
+        let uri = request.uri().clone();
+        let origin = Origin {
+            https: uri.scheme() == Some(&Scheme::HTTPS),
+            authority: uri.authority().ok_or(SendError::NoHost)?.clone(),
+        };
+        // The request line carries the path only; the Host header names the
+        // upstream.
+        *request.uri_mut() = Uri::from(
+            uri.path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
+        loop {
+            let pooled = std::future::poll_fn(|cx| {
+                let now = Instant::now();
+                Poll::Ready(take_kept(&origin, now, cx).or_else(|| self.take(&origin, now, cx)))
+            })
+            .await;
+            let reused = pooled.is_some();
+            let mut connection = match pooled {
+                Some(c) => c,
+                None => self.connect(uri.clone()).await?,
+            };
+            match exchange(&mut connection, request).await {
+                Ok(response) => {
+                    let (parts, body) = response.into_parts();
+                    let mut answer = Answer {
+                        body,
+                        connection: Some(connection),
+                        pool: Arc::downgrade(self),
+                        origin: origin.clone(),
+                    };
+                    if answer.body.is_end_stream() {
+                        // Nothing will poll an empty body: the connection goes
+                        // back now.
+                        answer.finish();
+                    }
+                    return Ok(Response::from_parts(parts, answer.boxed()));
+                }
+                Err(mut failed) => match failed.take_message() {
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(SendError::Exchange(failed.into_error())),
+                },
+            }
+        }
+    }
+}
+
+/// Send `request` on `connection`, driving its I/O, until the answer's head
+/// has arrived.
+async fn exchange(
+    connection: &mut Connection,
+    request: Request<ProxyBody>,
+) -> Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<ProxyBody>>> {
+    let sent = connection.sender.try_send_request(request);
+    let mut sent = std::pin::pin!(sent);
+    std::future::poll_fn(|cx| {
+        // Once ended (and dropped), the driver has answered `sent`: with the
+        // answer, an error, or the request it did not take.
+        connection.poll_ended(cx);
+        sent.as_mut().poll(cx)
+    })
+    .await
+}
+
+/// The upstream's answer body, which drives its connection until the last
+/// byte, then keeps the connection ([`Answer::finish`]). Dropped before its
+/// end (the client went away), it closes the connection: what is left of the
+/// answer is never read.
+struct Answer {
+    body: Incoming,
+    connection: Option<Connection>,
+    pool: Weak<Upstream>,
+    origin: Origin,
+}
+
+impl Answer {
+    /// The answer has been read to its end: the connection is kept by this
+    /// task's client connection for its next request (the one kept before
+    /// goes to the pool), or put in the pool outside such a task.
+    fn finish(&mut self) {
+        let Some(connection) = self.connection.take() else {
+            return;
+        };
+        if connection.sender.is_closed() {
+            return;
+        }
+        let kept = Kept {
+            origin: self.origin.clone(),
+            idle: Some(Idle {
+                connection,
+                since: Instant::now(),
+            }),
+            pool: self.pool.clone(),
+        };
+        // Outside `keeping`, the value comes back and is dropped: to the pool.
+        let _previous_or_refused = KEPT
+            .try_with(|k| k.borrow_mut().replace(kept))
+            .map_err(|_| ());
+    }
+}
+
+impl Body for Answer {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if let Some(connection) = &mut this.connection
+            && connection.poll_ended(cx)
+        {
+            // Ended: what it read is in the body already; it serves no more.
+            this.connection = None;
+        }
+        let frame = std::task::ready!(Pin::new(&mut this.body).poll_frame(cx));
+        match &frame {
+            None => this.finish(),
+            Some(Ok(_)) if this.body.is_end_stream() => this.finish(),
+            Some(Err(_)) => this.connection = None,
+            Some(Ok(_)) => {}
+        }
+        Poll::Ready(frame.map(|f| f.map_err(|e| Box::new(e) as BoxError)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// How the test upstream ends a connection.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Ends {
+        /// Keeps it open for the next request.
+        Never,
+        /// Closes it after each answer without saying so, as an upstream whose
+        /// keep-alive timeout ran out does.
+        Silently,
+    }
+
+    /// An upstream on a loopback port that answers every request with
+    /// `answer_len` bytes and counts the connections it accepted and closed.
+    struct TestUpstream {
+        addr: SocketAddr,
+        accepted: Arc<AtomicUsize>,
+        closed: Arc<AtomicUsize>,
+        /// Closes every connection waiting for its next request.
+        shut: Arc<tokio::sync::Notify>,
+    }
+
+    async fn test_upstream(ends: Ends, answer_len: usize) -> TestUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(AtomicUsize::new(0));
+        let shut = Arc::new(tokio::sync::Notify::new());
+        let (a, c, s) = (accepted.clone(), closed.clone(), shut.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                a.fetch_add(1, Ordering::SeqCst);
+                let closed = c.clone();
+                let shut = s.clone();
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    'requests: loop {
+                        // Requests here have no body: up to the blank line.
+                        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                            let read = tokio::select! {
+                                read = socket.read(&mut buf) => read,
+                                () = shut.notified() => break 'requests,
+                            };
+                            match read {
+                                Ok(0) | Err(_) => break 'requests,
+                                Ok(n) => seen.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        let end = seen.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                        seen.drain(..end);
+                        let head =
+                            format!("HTTP/1.1 200 OK\r\nContent-Length: {answer_len}\r\n\r\n");
+                        let written = socket.write_all(head.as_bytes()).await.is_ok()
+                            && socket.write_all(&vec![b'x'; answer_len]).await.is_ok();
+                        if !written || ends == Ends::Silently {
+                            break;
+                        }
+                    }
+                    drop(socket);
+                    closed.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        TestUpstream {
+            addr,
+            accepted,
+            closed,
+            shut,
+        }
+    }
+
+    fn upstream(max_idle_per_origin: usize) -> Arc<Upstream> {
+        let tls = UpstreamTls {
+            ca_file: None,
+            client_identity: None,
+        };
+        let mut u = Upstream::new(connector(&tls, Duration::from_secs(5)).unwrap());
+        u.max_idle_per_origin = max_idle_per_origin;
+        Arc::new(u)
+    }
+
+    fn get(addr: SocketAddr) -> Request<ProxyBody> {
+        let mut request = Request::new(super::super::full_body(Bytes::new()));
+        *request.uri_mut() = format!("http://{addr}/s").parse().unwrap();
+        request
+            .headers_mut()
+            .insert(http::header::HOST, addr.to_string().parse().unwrap());
+        request
+    }
+
+    async fn read_whole(upstream: &Arc<Upstream>, addr: SocketAddr) -> usize {
+        let answer = upstream.send(get(addr)).await.unwrap();
+        assert_eq!(answer.status(), 200);
+        answer.into_body().collect().await.unwrap().to_bytes().len()
+    }
+
+    /// Lets the runtime's I/O driver see what the upstream did (a close) before
+    /// the next request looks at the connection.
+    async fn settle() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_connection_keeps_its_upstream_connection_then_gives_it_to_the_pool() {
+        let server = test_upstream(Ends::Never, 2).await;
+        let upstream = upstream(MAX_IDLE_PER_ORIGIN);
+        let u = upstream.clone();
+        keeping(async move {
+            for _ in 0..5 {
+                assert_eq!(read_whole(&u, server.addr).await, 2);
+            }
+            assert_eq!(u.idle_connections(), 0, "kept by the client connection");
+        })
+        .await;
+        assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            upstream.idle_connections(),
+            1,
+            "in the pool once the client's task ended"
+        );
+        // And the pool's connection serves the next client connection.
+        let u = upstream.clone();
+        keeping(async move { read_whole(&u, server.addr).await }).await;
+        assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn outside_a_client_connection_the_pool_serves_one_request_after_another() {
+        let server = test_upstream(Ends::Never, 2).await;
+        let upstream = upstream(MAX_IDLE_PER_ORIGIN);
+        for _ in 0..5 {
+            read_whole(&upstream, server.addr).await;
+        }
+        assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(upstream.idle_connections(), 1);
+    }
+
+    /// Wait until the upstream has closed `count` connections, and the
+    /// runtime has seen it.
+    async fn closed(server: &TestUpstream, count: usize) {
+        while server.closed.load(Ordering::SeqCst) < count {
+            settle().await;
+        }
+        settle().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_the_upstream_closed_is_not_used_again() {
+        // Closed after each answer: every request still answered.
+        let server = test_upstream(Ends::Silently, 2).await;
+        let upstream = upstream(MAX_IDLE_PER_ORIGIN);
+        let u = upstream.clone();
+        keeping(async {
+            for round in 1..=3 {
+                assert_eq!(read_whole(&u, server.addr).await, 2);
+                closed(&server, round).await;
+            }
+        })
+        .await;
+        assert_eq!(server.accepted.load(Ordering::SeqCst), 3);
+        assert_eq!(upstream.idle_connections(), 0);
+        // Closed while kept by the client connection, and while in the pool:
+        // the next request connects anew instead of failing.
+        let server = test_upstream(Ends::Never, 2).await;
+        keeping(async {
+            read_whole(&u, server.addr).await;
+            server.shut.notify_waiters();
+            closed(&server, 1).await;
+            read_whole(&u, server.addr).await;
+        })
+        .await;
+        assert_eq!(server.accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(upstream.idle_connections(), 1);
+        server.shut.notify_waiters();
+        closed(&server, 2).await;
+        read_whole(&u, server.addr).await;
+        assert_eq!(server.accepted.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_answer_dropped_before_its_end_closes_its_connection() {
+        let server = test_upstream(Ends::Never, 1 << 20).await;
+        let upstream = upstream(MAX_IDLE_PER_ORIGIN);
+        let u = upstream.clone();
+        keeping(async move {
+            let answer = u.send(get(server.addr)).await.unwrap();
+            let mut body = answer.into_body();
+            let first = body.frame().await.unwrap().unwrap();
+            assert!(first.data_ref().is_some_and(|d| d.len() < 1 << 20));
+            drop(body);
+            // The rest of that answer must not be read as the next one's.
+            assert_eq!(read_whole(&u, server.addr).await, 1 << 20);
+        })
+        .await;
+        assert_eq!(server.accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_connections_are_bounded_per_origin_and_swept() {
+        let server = test_upstream(Ends::Never, 2).await;
+        let upstream = upstream(2);
+        // Three at once: three connections, of which the pool keeps two.
+        let (a, b, c) = tokio::join!(
+            read_whole(&upstream, server.addr),
+            read_whole(&upstream, server.addr),
+            read_whole(&upstream, server.addr)
+        );
+        assert_eq!((a, b, c), (2, 2, 2));
+        assert_eq!(server.accepted.load(Ordering::SeqCst), 3);
+        assert_eq!(upstream.idle_connections(), 2);
+        upstream.sweep(Instant::now());
+        assert_eq!(upstream.idle_connections(), 2, "fresh and open: kept");
+        upstream.sweep(Instant::now() + IDLE_TIMEOUT);
+        assert_eq!(upstream.idle_connections(), 0, "idled too long: closed");
+        // Closed by the upstream while idle: the sweep closes our side too.
+        read_whole(&upstream, server.addr).await;
+        assert_eq!(upstream.idle_connections(), 1);
+        let closed_before = server.closed.load(Ordering::SeqCst);
+        server.shut.notify_waiters();
+        closed(&server, closed_before + 1).await;
+        upstream.sweep(Instant::now());
+        assert_eq!(upstream.idle_connections(), 0);
+    }
 }
