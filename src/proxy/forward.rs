@@ -117,10 +117,11 @@ where
     };
     let outbound = prepare(proxy, &admitted, request, exchange).await?;
     let (sent, streamed) = match outbound {
-        Prepared::Ready(outbound) => (send(proxy, &admitted, outbound).await, None),
+        Prepared::Ready(outbound) => (send(proxy, &admitted, outbound, false).await, None),
         Prepared::Streaming(outbound, encryption) => {
             let started = std::time::Instant::now();
-            let (sent, encrypted) = tokio::join!(send(proxy, &admitted, outbound), encryption);
+            let (sent, encrypted) =
+                tokio::join!(send(proxy, &admitted, outbound, true), encryption);
             exchange.access.encryption_seconds = Some(started.elapsed().as_secs_f64());
             (sent, Some(encrypted))
         }
@@ -597,10 +598,12 @@ where
 }
 
 /// Send the request upstream, once, and stream the answer back unchanged.
+/// `streamed`: the body is still being produced while it is sent.
 async fn send(
     proxy: &Proxy,
     admitted: &Admitted,
     outbound: Outbound,
+    streamed: bool,
 ) -> Result<Response<ProxyBody>, Fault> {
     let proxy_config = &admitted.snapshot.config.proxy;
     let upstream = proxy
@@ -611,12 +614,16 @@ async fn send(
     *request.method_mut() = outbound.method;
     *request.uri_mut() = admitted.target.clone();
     *request.headers_mut() = outbound.headers;
-    let response =
-        match tokio::time::timeout(proxy_config.upstream_timeout, upstream.send(request)).await {
-            Err(_) => return Err(Fault::UpstreamTimeout),
-            Ok(Err(e)) => return Err(Fault::UpstreamUnreachable(error_chain(&e))),
-            Ok(Ok(r)) => r,
-        };
+    let response = match tokio::time::timeout(
+        proxy_config.upstream_timeout,
+        upstream.send(request, streamed),
+    )
+    .await
+    {
+        Err(_) => return Err(Fault::UpstreamTimeout),
+        Ok(Err(e)) => return Err(Fault::UpstreamUnreachable(error_chain(&e))),
+        Ok(Ok(r)) => r,
+    };
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     // The client speaks HTTP/1.1 with wssgate whatever the upstream spoke: an

@@ -59,9 +59,10 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// Idle connections kept per origin at most; one more is closed instead. The
-/// pool only ever holds connections that served a request, so it holds no more
-/// than the requests once in flight at the same time, which the descriptor
-/// budget bounds already ([`crate::descriptors`]); this is a second bound.
+/// pool only holds connections that served a request, so per origin no more
+/// than the requests in flight to it at once within the last [`IDLE_TIMEOUT`];
+/// across origins that can exceed what the descriptor budget counts per
+/// client connection, as it could with hyper-util's pool before.
 pub const MAX_IDLE_PER_ORIGIN: usize = 1024;
 
 type Io = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
@@ -228,10 +229,17 @@ impl Drop for Kept {
 
 /// The connection this task's client connection kept, if it goes to `origin`
 /// and can take a request now.
-fn take_kept(origin: &Origin, now: Instant, cx: &mut Context<'_>) -> Option<Connection> {
+fn take_kept(
+    upstream: &Arc<Upstream>,
+    origin: &Origin,
+    now: Instant,
+    cx: &mut Context<'_>,
+) -> Option<Connection> {
     let mut kept = KEPT.try_with(|k| k.borrow_mut().take()).ok().flatten()?;
-    if kept.origin != *origin {
-        // Kept for another origin: there, it serves the pool.
+    // Made under another TLS setting (client certificate, trusted roots) or
+    // to another origin: it must not carry this request. Dropped, it goes to
+    // its own pool.
+    if kept.origin != *origin || !std::ptr::eq(kept.pool.as_ptr(), Arc::as_ptr(upstream)) {
         return None;
     }
     let idle = kept.idle.take()?;
@@ -293,15 +301,27 @@ impl Upstream {
     }
 
     /// Close the idle connections that ended or have idled [`IDLE_TIMEOUT`].
+    /// The connections are looked at and closed outside the lock, so that
+    /// requests taking and putting back connections meanwhile do not wait.
     fn sweep(&self, now: Instant) {
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.retain(|_, list| {
+        let mut looked_at =
+            std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
+        looked_at.retain(|_, list| {
             list.retain_mut(|i| {
                 now.duration_since(i.since) < IDLE_TIMEOUT && !i.connection.poll_ended(&mut cx)
             });
             !list.is_empty()
         });
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        for (origin, mut list) in looked_at {
+            // Put back while the sweep ran: more recently used, so last.
+            let newer = idle.remove(&origin).unwrap_or_default();
+            list.extend(newer);
+            let excess = list.len().saturating_sub(self.max_idle_per_origin);
+            list.drain(..excess);
+            idle.insert(origin, list);
+        }
     }
 
     /// Idle connections held now, over every origin.
@@ -353,9 +373,12 @@ impl Upstream {
     /// and wait for the answer's head. A request that a reused connection
     /// turned away before writing any of it is sent again on the next one. The
     /// answer's body drives the connection to its end, then keeps it.
+    /// A `streamed` request's body is still being produced elsewhere while it
+    /// is sent (see [`Answer::detach`]).
     pub async fn send(
         self: &Arc<Self>,
         mut request: Request<ProxyBody>,
+        streamed: bool,
     ) -> Result<Response<ProxyBody>, SendError> {
         let uri = request.uri().clone();
         let origin = Origin {
@@ -364,6 +387,11 @@ impl Upstream {
         };
         // The request line carries the path only; the Host header names the
         // upstream.
+        if !request.headers().contains_key(http::header::HOST)
+            && let Ok(host) = http::HeaderValue::from_str(origin.authority.as_str())
+        {
+            request.headers_mut().insert(http::header::HOST, host);
+        }
         *request.uri_mut() = Uri::from(
             uri.path_and_query()
                 .cloned()
@@ -372,7 +400,9 @@ impl Upstream {
         loop {
             let pooled = std::future::poll_fn(|cx| {
                 let now = Instant::now();
-                Poll::Ready(take_kept(&origin, now, cx).or_else(|| self.take(&origin, now, cx)))
+                Poll::Ready(
+                    take_kept(self, &origin, now, cx).or_else(|| self.take(&origin, now, cx)),
+                )
             })
             .await;
             let reused = pooled.is_some();
@@ -389,10 +419,22 @@ impl Upstream {
                         pool: Arc::downgrade(self),
                         origin: origin.clone(),
                     };
-                    if answer.body.is_end_stream() {
+                    if streamed {
+                        // The answer may come before the whole request has
+                        // been sent (an early 413 or 401), and the request's
+                        // producer waits for the answer only once it has sent
+                        // everything: the connection needs a driver of its own
+                        // to go on writing (or fail) meanwhile. Not kept:
+                        // streamed requests are large and few.
+                        answer.detach();
+                    } else if answer.body.is_end_stream() {
                         // Nothing will poll an empty body: the connection goes
                         // back now.
-                        answer.finish();
+                        std::future::poll_fn(|cx| {
+                            answer.finish(cx);
+                            Poll::Ready(())
+                        })
+                        .await;
                     }
                     return Ok(Response::from_parts(parts, answer.boxed()));
                 }
@@ -434,14 +476,32 @@ struct Answer {
 }
 
 impl Answer {
+    /// Give the connection a task of its own for the rest of the exchange,
+    /// and keep it from any later request: it closes when the exchange ends.
+    fn detach(&mut self) {
+        if let Some(Connection {
+            sender,
+            driver: Some(driver),
+        }) = self.connection.take()
+        {
+            drop(sender);
+            tokio::spawn(async move {
+                let _ = driver.await;
+            });
+        }
+    }
+
     /// The answer has been read to its end: the connection is kept by this
     /// task's client connection for its next request (the one kept before
     /// goes to the pool), or put in the pool outside such a task.
-    fn finish(&mut self) {
-        let Some(connection) = self.connection.take() else {
+    fn finish(&mut self, cx: &mut Context<'_>) {
+        let Some(mut connection) = self.connection.take() else {
             return;
         };
-        if connection.sender.is_closed() {
+        // Driven once more: an answer that closes its connection
+        // (`Connection: close`, HTTP/1.0) ends it now, and it is closed here
+        // instead of kept.
+        if connection.poll_ended(cx) || connection.sender.is_closed() {
             return;
         }
         let kept = Kept {
@@ -476,8 +536,8 @@ impl Body for Answer {
         }
         let frame = std::task::ready!(Pin::new(&mut this.body).poll_frame(cx));
         match &frame {
-            None => this.finish(),
-            Some(Ok(_)) if this.body.is_end_stream() => this.finish(),
+            None => this.finish(cx),
+            Some(Ok(_)) if this.body.is_end_stream() => this.finish(cx),
             Some(Err(_)) => this.connection = None,
             Some(Ok(_)) => {}
         }
@@ -510,6 +570,9 @@ mod tests {
         /// Closes it after each answer without saying so, as an upstream whose
         /// keep-alive timeout ran out does.
         Silently,
+        /// Answers 413 as soon as it has the head, and closes without reading
+        /// the body.
+        Early,
     }
 
     /// An upstream on a loopback port that answers every request with
@@ -551,6 +614,11 @@ mod tests {
                                 Ok(0) | Err(_) => break 'requests,
                                 Ok(n) => seen.extend_from_slice(&buf[..n]),
                             }
+                        }
+                        if ends == Ends::Early {
+                            let refusal = "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+                            let _ = socket.write_all(refusal.as_bytes()).await;
+                            break;
                         }
                         let end = seen.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
                         seen.drain(..end);
@@ -595,7 +663,7 @@ mod tests {
     }
 
     async fn read_whole(upstream: &Arc<Upstream>, addr: SocketAddr) -> usize {
-        let answer = upstream.send(get(addr)).await.unwrap();
+        let answer = upstream.send(get(addr), false).await.unwrap();
         assert_eq!(answer.status(), 200);
         answer.into_body().collect().await.unwrap().to_bytes().len()
     }
@@ -689,7 +757,7 @@ mod tests {
         let upstream = upstream(MAX_IDLE_PER_ORIGIN);
         let u = upstream.clone();
         keeping(async move {
-            let answer = u.send(get(server.addr)).await.unwrap();
+            let answer = u.send(get(server.addr), false).await.unwrap();
             let mut body = answer.into_body();
             let first = body.frame().await.unwrap().unwrap();
             assert!(first.data_ref().is_some_and(|d| d.len() < 1 << 20));
@@ -726,5 +794,62 @@ mod tests {
         closed(&server, closed_before + 1).await;
         upstream.sweep(Instant::now());
         assert_eq!(upstream.idle_connections(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_kept_connection_carries_only_requests_of_its_own_tls_setting() {
+        let server = test_upstream(Ends::Never, 2).await;
+        // Two routes to one origin with different TLS settings have two
+        // upstreams: one's connection must never carry the other's request.
+        let (first, second) = (upstream(MAX_IDLE_PER_ORIGIN), upstream(MAX_IDLE_PER_ORIGIN));
+        keeping(async {
+            read_whole(&first, server.addr).await;
+            read_whole(&second, server.addr).await;
+        })
+        .await;
+        assert_eq!(server.accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(first.idle_connections(), 1, "back in its own pool");
+        assert_eq!(second.idle_connections(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_streamed_request_answered_before_its_end_does_not_wait_for_the_answer_to_be_read() {
+        let server = test_upstream(Ends::Early, 0).await;
+        let upstream = upstream(MAX_IDLE_PER_ORIGIN);
+        // As the proxy streams: a producer that sends 4 MiB through a small
+        // channel, and a reader of the answer that waits for the producer.
+        let (frames, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
+        let producer = tokio::spawn(async move {
+            for _ in 0..64 {
+                if frames
+                    .send(Ok(Frame::data(Bytes::from(vec![b'x'; 64 * 1024]))))
+                    .await
+                    .is_err()
+                {
+                    return "stopped";
+                }
+            }
+            "sent everything"
+        });
+        let body = http_body_util::StreamBody::new(tokio_stream_from(rx));
+        let mut request = get(server.addr);
+        *request.method_mut() = http::Method::POST;
+        *request.body_mut() = BodyExt::boxed(body);
+        let answer = upstream.send(request, true).await.unwrap();
+        assert_eq!(answer.status(), 413);
+        let ended = tokio::time::timeout(Duration::from_secs(30), producer).await;
+        assert!(
+            ended.is_ok(),
+            "the request's producer is still blocked: nobody drives the connection"
+        );
+        drop(answer);
+        assert_eq!(upstream.idle_connections(), 0);
+    }
+
+    /// A stream of a channel's items, without a dependency for it.
+    fn tokio_stream_from<T>(
+        mut rx: tokio::sync::mpsc::Receiver<T>,
+    ) -> impl futures_util::Stream<Item = T> {
+        futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
     }
 }
