@@ -1,0 +1,309 @@
+//! The pool against a raw loopback upstream that counts its connections.
+
+use super::*;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// How the test upstream ends a connection.
+#[derive(Clone, Copy, PartialEq)]
+enum Ends {
+    /// Keeps it open for the next request.
+    Never,
+    /// Closes it after each answer without saying so, as an upstream whose
+    /// keep-alive timeout ran out does.
+    Silently,
+    /// Answers 413 as soon as it has the head, then reads and throws away
+    /// what comes until the client closes. (Closing with the body unread
+    /// would reset the connection, and the reset can overtake the answer.)
+    Early,
+}
+
+/// An upstream on a loopback port that answers every request with
+/// `answer_len` bytes and counts the connections it accepted and closed.
+struct TestUpstream {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    closed: Arc<AtomicUsize>,
+    /// Raised to close every connection open at that moment, as soon as
+    /// it waits for its next request.
+    shut: tokio::sync::watch::Sender<u64>,
+}
+
+async fn test_upstream(ends: Ends, answer_len: usize) -> TestUpstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let closed = Arc::new(AtomicUsize::new(0));
+    let shut = tokio::sync::watch::Sender::new(0u64);
+    let (a, c, s) = (accepted.clone(), closed.clone(), shut.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            a.fetch_add(1, Ordering::SeqCst);
+            let closed = c.clone();
+            let mut shut = s.subscribe();
+            let born = *shut.borrow_and_update();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                'requests: loop {
+                    // Requests here have no body: up to the blank line.
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let read = tokio::select! {
+                            read = socket.read(&mut buf) => read,
+                            _ = shut.wait_for(|&g| g > born) => break 'requests,
+                        };
+                        match read {
+                            Ok(0) | Err(_) => break 'requests,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    if ends == Ends::Early {
+                        let refusal = "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+                        let _ = socket.write_all(refusal.as_bytes()).await;
+                        while let Ok(1..) = socket.read(&mut buf).await {}
+                        break;
+                    }
+                    let end = seen.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    seen.drain(..end);
+                    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {answer_len}\r\n\r\n");
+                    let written = socket.write_all(head.as_bytes()).await.is_ok()
+                        && socket.write_all(&vec![b'x'; answer_len]).await.is_ok();
+                    if !written || ends == Ends::Silently {
+                        break;
+                    }
+                }
+                drop(socket);
+                closed.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    TestUpstream {
+        addr,
+        accepted,
+        closed,
+        shut,
+    }
+}
+
+fn upstream(max_idle_per_origin: usize) -> Arc<Upstream> {
+    let tls = UpstreamTls {
+        ca_file: None,
+        client_identity: None,
+    };
+    let mut u = Upstream::new(connector(&tls, Duration::from_secs(5)).unwrap());
+    u.max_idle_per_origin = max_idle_per_origin;
+    Arc::new(u)
+}
+
+fn get(addr: SocketAddr) -> Request<ProxyBody> {
+    let mut request = Request::new(super::super::full_body(Bytes::new()));
+    *request.uri_mut() = format!("http://{addr}/s").parse().unwrap();
+    request
+        .headers_mut()
+        .insert(http::header::HOST, addr.to_string().parse().unwrap());
+    request
+}
+
+async fn read_whole(upstream: &Arc<Upstream>, addr: SocketAddr) -> usize {
+    let answer = upstream.send(get(addr), false).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    answer.into_body().collect().await.unwrap().to_bytes().len()
+}
+
+/// Lets the runtime's I/O driver see what the upstream did (a close) before
+/// the next request looks at the connection.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_connection_keeps_its_upstream_connection_then_gives_it_to_the_pool() {
+    let server = test_upstream(Ends::Never, 2).await;
+    let upstream = upstream(MAX_IDLE_PER_ORIGIN);
+    let u = upstream.clone();
+    keeping(async move {
+        for _ in 0..5 {
+            assert_eq!(read_whole(&u, server.addr).await, 2);
+        }
+        assert_eq!(u.idle_connections(), 0, "kept by the client connection");
+    })
+    .await;
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        upstream.idle_connections(),
+        1,
+        "in the pool once the client's task ended"
+    );
+    // And the pool's connection serves the next client connection.
+    let u = upstream.clone();
+    keeping(async move { read_whole(&u, server.addr).await }).await;
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_a_client_connection_the_pool_serves_one_request_after_another() {
+    let server = test_upstream(Ends::Never, 2).await;
+    let upstream = upstream(MAX_IDLE_PER_ORIGIN);
+    for _ in 0..5 {
+        read_whole(&upstream, server.addr).await;
+    }
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(upstream.idle_connections(), 1);
+}
+
+/// Wait until the upstream has closed `count` connections, and the
+/// runtime has seen it.
+async fn closed(server: &TestUpstream, count: usize) {
+    while server.closed.load(Ordering::SeqCst) < count {
+        settle().await;
+    }
+    settle().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_upstream_closed_is_not_used_again() {
+    // Closed after each answer: every request still answered.
+    let server = test_upstream(Ends::Silently, 2).await;
+    let upstream = upstream(MAX_IDLE_PER_ORIGIN);
+    let u = upstream.clone();
+    keeping(async {
+        for round in 1..=3 {
+            assert_eq!(read_whole(&u, server.addr).await, 2);
+            closed(&server, round).await;
+        }
+    })
+    .await;
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 3);
+    assert_eq!(upstream.idle_connections(), 0);
+    // Closed while kept by the client connection, and while in the pool:
+    // the next request connects anew instead of failing.
+    let server = test_upstream(Ends::Never, 2).await;
+    keeping(async {
+        read_whole(&u, server.addr).await;
+        server.shut.send_modify(|g| *g += 1);
+        closed(&server, 1).await;
+        read_whole(&u, server.addr).await;
+    })
+    .await;
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(upstream.idle_connections(), 1);
+    server.shut.send_modify(|g| *g += 1);
+    closed(&server, 2).await;
+    read_whole(&u, server.addr).await;
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_dropped_before_its_end_closes_its_connection() {
+    let server = test_upstream(Ends::Never, 1 << 20).await;
+    let upstream = upstream(MAX_IDLE_PER_ORIGIN);
+    let u = upstream.clone();
+    keeping(async move {
+        let answer = u.send(get(server.addr), false).await.unwrap();
+        let mut body = answer.into_body();
+        let first = body.frame().await.unwrap().unwrap();
+        assert!(first.data_ref().is_some_and(|d| d.len() < 1 << 20));
+        drop(body);
+        // The rest of that answer must not be read as the next one's.
+        assert_eq!(read_whole(&u, server.addr).await, 1 << 20);
+    })
+    .await;
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_bounded_per_origin_and_swept() {
+    let server = test_upstream(Ends::Never, 2).await;
+    let upstream = upstream(2);
+    // Three at once: three connections, of which the pool keeps two.
+    let (a, b, c) = tokio::join!(
+        read_whole(&upstream, server.addr),
+        read_whole(&upstream, server.addr),
+        read_whole(&upstream, server.addr)
+    );
+    assert_eq!((a, b, c), (2, 2, 2));
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 3);
+    assert_eq!(upstream.idle_connections(), 2);
+    upstream.sweep(Instant::now());
+    assert_eq!(upstream.idle_connections(), 2, "fresh and open: kept");
+    upstream.sweep(Instant::now() + IDLE_TIMEOUT);
+    assert_eq!(upstream.idle_connections(), 0, "idled too long: closed");
+    // Closed by the upstream while idle: the sweep closes our side too.
+    read_whole(&upstream, server.addr).await;
+    assert_eq!(upstream.idle_connections(), 1);
+    let closed_before = server.closed.load(Ordering::SeqCst);
+    server.shut.send_modify(|g| *g += 1);
+    closed(&server, closed_before + 1).await;
+    // The sweep sees the close once the runtime has: give it a bounded time.
+    for _ in 0..100 {
+        upstream.sweep(Instant::now());
+        if upstream.idle_connections() == 0 {
+            break;
+        }
+        settle().await;
+    }
+    assert_eq!(upstream.idle_connections(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_connection_carries_only_requests_of_its_own_tls_setting() {
+    let server = test_upstream(Ends::Never, 2).await;
+    // Two routes to one origin with different TLS settings have two
+    // upstreams: one's connection must never carry the other's request.
+    let (first, second) = (upstream(MAX_IDLE_PER_ORIGIN), upstream(MAX_IDLE_PER_ORIGIN));
+    keeping(async {
+        read_whole(&first, server.addr).await;
+        read_whole(&second, server.addr).await;
+    })
+    .await;
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(first.idle_connections(), 1, "back in its own pool");
+    assert_eq!(second.idle_connections(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_request_answered_before_its_end_does_not_wait_for_the_answer_to_be_read() {
+    let server = test_upstream(Ends::Early, 0).await;
+    let upstream = upstream(MAX_IDLE_PER_ORIGIN);
+    // As the proxy streams: a producer that sends 4 MiB through a small
+    // channel, and a reader of the answer that waits for the producer.
+    let (frames, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
+    let producer = tokio::spawn(async move {
+        for _ in 0..64 {
+            if frames
+                .send(Ok(Frame::data(Bytes::from(vec![b'x'; 64 * 1024]))))
+                .await
+                .is_err()
+            {
+                return "stopped";
+            }
+        }
+        "sent everything"
+    });
+    let body = http_body_util::StreamBody::new(tokio_stream_from(rx));
+    let mut request = get(server.addr);
+    *request.method_mut() = http::Method::POST;
+    *request.body_mut() = BodyExt::boxed(body);
+    let answer = upstream.send(request, true).await.unwrap();
+    assert_eq!(answer.status(), 413);
+    let ended = tokio::time::timeout(Duration::from_secs(30), producer).await;
+    assert!(
+        ended.is_ok(),
+        "the request's producer is still blocked: nobody drives the connection"
+    );
+    drop(answer);
+    assert_eq!(upstream.idle_connections(), 0);
+}
+
+/// A stream of a channel's items, without a dependency for it.
+fn tokio_stream_from<T>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
