@@ -325,7 +325,8 @@ impl Upstream {
     }
 
     /// Idle connections held now, over every origin.
-    pub fn idle_connections(&self) -> usize {
+    #[cfg(test)]
+    fn idle_connections(&self) -> usize {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         idle.values().map(Vec::len).sum()
     }
@@ -385,13 +386,8 @@ impl Upstream {
             https: uri.scheme() == Some(&Scheme::HTTPS),
             authority: uri.authority().ok_or(SendError::NoHost)?.clone(),
         };
-        // The request line carries the path only; the Host header names the
-        // upstream.
-        if !request.headers().contains_key(http::header::HOST)
-            && let Ok(host) = http::HeaderValue::from_str(origin.authority.as_str())
-        {
-            request.headers_mut().insert(http::header::HOST, host);
-        }
+        // The request line carries the path only; the Host header, which
+        // `headers::forward_headers` sets, names the upstream.
         *request.uri_mut() = Uri::from(
             uri.path_and_query()
                 .cloned()
@@ -512,10 +508,9 @@ impl Answer {
             }),
             pool: self.pool.clone(),
         };
-        // Outside `keeping`, the value comes back and is dropped: to the pool.
-        let _previous_or_refused = KEPT
-            .try_with(|k| k.borrow_mut().replace(kept))
-            .map_err(|_| ());
+        // The connection kept before, or this one outside `keeping` (the
+        // closure is dropped unrun), goes to the pool as it is dropped.
+        let _previous = KEPT.try_with(|k| k.borrow_mut().replace(kept));
     }
 }
 
