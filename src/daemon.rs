@@ -179,15 +179,18 @@ impl Daemon {
             other,
             config.proxy.listener.max_connections,
         )?;
+        let idle_upstream = crate::descriptors::idle_upstream_places(limit, other);
         tracing::info!(
             open_files = limit,
             max_connections = connections,
+            idle_upstream,
             "descriptor budget"
         );
         let proxy = Arc::new(Proxy::with_connections(
             self.shared.clone(),
             self.gates.clone(),
             connections,
+            idle_upstream,
         ));
         let probe_listener = match &snapshot.config.probe {
             Some(probe) => {

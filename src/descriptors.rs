@@ -2,12 +2,16 @@
 //!
 //! At start the soft limit is raised to the hard limit. The proxy then admits
 //! client connections against a budget: every connection may need a second
-//! descriptor for its upstream request (a held request needs it at release), so at
-//! most `(limit - RESERVE - other) / 2` client connections are open at once, where
-//! `other` is what the admin and probe listeners may hold (their own
-//! `max_connections`); more wait in the kernel's listen backlog instead of failing
-//! with EMFILE. `RESERVE` keeps room for the listeners, the keystore, the logs and
-//! file watching. A configuration whose `hold_max` cannot fit is refused at start.
+//! descriptor for its upstream request (a held request needs it at release), and
+//! the upstream connections left idle in the pool by connections that closed have
+//! a share of their own ([`idle_upstream_places`]). So, of the `usable`
+//! descriptors, `limit - RESERVE - other`, where `other` is what the admin and
+//! probe listeners may hold (their own `max_connections`), the pool may hold a
+//! sixteenth (at most [`MAX_IDLE_UPSTREAM`]) and half the rest is the number of
+//! client connections open at once; more wait in the kernel's listen backlog
+//! instead of failing with EMFILE. `RESERVE` keeps room for the listeners, the
+//! keystore, the logs and file watching. A configuration whose `hold_max` cannot
+//! fit is refused at start.
 
 use std::time::Duration;
 
@@ -33,10 +37,34 @@ pub fn raise_limit() -> u64 {
     getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
 }
 
+/// Idle upstream connections the pool keeps at most, however many descriptors
+/// there are: more than the requests in flight at once to most deployments'
+/// receivers.
+pub const MAX_IDLE_UPSTREAM: usize = 1024;
+
+/// Descriptors for connections under `limit` while the admin and probe
+/// listeners may hold `other`.
+fn usable(limit: u64, other: usize) -> u64 {
+    limit.saturating_sub(RESERVE.saturating_add(other as u64))
+}
+
+/// How many idle upstream connections the pool may keep under `limit`
+/// descriptors: a sixteenth of the usable ones, at most [`MAX_IDLE_UPSTREAM`].
+/// A client connection's own upstream connection, in use or kept for its next
+/// request, is the second of its two descriptors; one it leaves behind when it
+/// closes needs a place of this share, or is closed.
+pub fn idle_upstream_places(limit: u64, other: usize) -> usize {
+    usize::try_from(usable(limit, other) / 16)
+        .unwrap_or(usize::MAX)
+        .min(MAX_IDLE_UPSTREAM)
+}
+
 /// How many client connections the proxy admits under `limit` descriptors while
-/// the admin and probe listeners may hold `other` connections.
+/// the admin and probe listeners may hold `other` connections: half of what the
+/// pool's share leaves.
 pub fn connection_budget(limit: u64, other: usize) -> usize {
-    let budget = limit.saturating_sub(RESERVE.saturating_add(other as u64)) / 2;
+    let pool = idle_upstream_places(limit, other) as u64;
+    let budget = usable(limit, other).saturating_sub(pool) / 2;
     usize::try_from(budget).unwrap_or(usize::MAX).max(1)
 }
 
@@ -131,16 +159,40 @@ mod tests {
 
     #[test]
     fn budget_and_hold_max() {
-        assert_eq!(connection_budget(1024, 24), 484);
+        // 1,024 - 32 - 24 = 968 usable: 60 for idle upstream connections, 454
+        // client connections with two each.
+        assert_eq!(idle_upstream_places(1024, 24), 60);
+        assert_eq!(connection_budget(1024, 24), 454);
         assert_eq!(connection_budget(10, 24), 1);
+        assert_eq!(idle_upstream_places(10, 24), 0);
         assert!(proxy_connections([1000], 1024, 24, None).is_err());
-        assert_eq!(proxy_connections([200, 200], 1024, 24, None).unwrap(), 484);
+        assert_eq!(proxy_connections([200, 200], 1024, 24, None).unwrap(), 454);
         let e = proxy_connections([100], 128, 24, None).unwrap_err();
-        assert_eq!((e.held, e.budget), (100, 36));
+        assert_eq!((e.held, e.budget), (100, 34));
         // An explicit cap below the budget is the cap, and hold_max must fit in it.
         assert_eq!(proxy_connections([50], 1024, 24, Some(100)).unwrap(), 100);
         assert!(proxy_connections([150], 1024, 24, Some(100)).is_err());
-        assert_eq!(proxy_connections([1], 128, 24, Some(1000)).unwrap(), 36);
+        assert_eq!(proxy_connections([1], 128, 24, Some(1000)).unwrap(), 34);
+    }
+
+    #[test]
+    fn connections_and_the_idle_pool_fit_in_the_limit() {
+        for limit in [0, 10, 64, 128, 1024, 4096, 65_536, 1 << 20] {
+            for other in [0, 8, 24, 1000] {
+                let (budget, pool) = (
+                    connection_budget(limit, other) as u64,
+                    idle_upstream_places(limit, other) as u64,
+                );
+                assert!(pool <= MAX_IDLE_UPSTREAM as u64);
+                if usable(limit, other) >= 2 {
+                    assert!(
+                        RESERVE + other as u64 + 2 * budget + pool <= limit,
+                        "limit {limit}, other {other}: {budget} connections, {pool} idle"
+                    );
+                }
+            }
+        }
+        assert_eq!(idle_upstream_places(1 << 20, 24), MAX_IDLE_UPSTREAM);
     }
 
     #[test]

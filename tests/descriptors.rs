@@ -73,8 +73,8 @@ async fn held_requests_are_never_lost_to_the_descriptor_limit() {
         .replace("{dir}", dir.path().to_str().unwrap())
     };
 
-    // 128 descriptors admit 40 connections (after 32 kept and 16 admin places): the
-    // default hold_max cannot fit.
+    // 128 descriptors admit 37 connections (after 32 kept, 16 admin places and 5
+    // for idle upstream connections): the default hold_max cannot fit.
     std::fs::write(dir.path().join("wssgate.toml"), config(1000)).unwrap();
     let (mut refused, lines) = serve(dir.path());
     let line = wait_for(&lines, "hold_max");
@@ -83,7 +83,9 @@ async fn held_requests_are_never_lost_to_the_descriptor_limit() {
     assert!(!status.success());
 
     std::fs::write(dir.path().join("wssgate.toml"), config(20)).unwrap();
-    let (_daemon, lines) = serve(dir.path());
+    let (daemon, lines) = serve(dir.path());
+    let budget = wait_for(&lines, "descriptor budget");
+    assert!(budget.contains("idle_upstream=5"), "{budget}");
     wait_for(&lines, "proxy listening");
     let admin = wssgate::admin::client::AdminClient::with_token(
         &format!("http://127.0.0.1:{admin_port}"),
@@ -91,6 +93,12 @@ async fn held_requests_are_never_lost_to_the_descriptor_limit() {
     )
     .unwrap();
     admin.pause("orders", None).await.unwrap();
+    let open_files = || {
+        std::fs::read_dir(format!("/proc/{}/fd", daemon.0.id()))
+            .map(Iterator::count)
+            .unwrap_or(usize::MAX)
+    };
+    let before = open_files();
 
     // 100 clients at once, each on its own connection.
     let url = format!("http://127.0.0.1:{port}/orders");
@@ -138,5 +146,13 @@ async fn held_requests_are_never_lost_to_the_descriptor_limit() {
         receiver.received().len(),
         ok,
         "what was answered 200 arrived, once"
+    );
+    // The released requests went out on upstream connections at once; with
+    // their clients gone, the pool keeps no more of them than its places.
+    common::eventually(Duration::from_secs(20), async || open_files() <= before + 5).await;
+    let after = open_files();
+    assert!(
+        after <= before + 5,
+        "{before} descriptors open before the burst, {after} after it"
     );
 }

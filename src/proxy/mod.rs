@@ -95,18 +95,26 @@ pub const STREAMS: usize = BLOCKING_THREADS / 2;
 
 impl Proxy {
     pub fn new(shared: Arc<Shared>, gates: Arc<gate::Gates>) -> Proxy {
-        Proxy::with_connections(shared, gates, tokio::sync::Semaphore::MAX_PERMITS)
+        Proxy::with_connections(
+            shared,
+            gates,
+            tokio::sync::Semaphore::MAX_PERMITS,
+            crate::descriptors::MAX_IDLE_UPSTREAM,
+        )
     }
 
-    /// A proxy that keeps at most `max_connections` client connections open.
+    /// A proxy that keeps at most `max_connections` client connections open,
+    /// and at most `idle_upstream` idle upstream connections besides those
+    /// ([`crate::descriptors`]).
     pub fn with_connections(
         shared: Arc<Shared>,
         gates: Arc<gate::Gates>,
         max_connections: usize,
+        idle_upstream: usize,
     ) -> Proxy {
         Proxy {
             shared,
-            clients: upstream::Clients::default(),
+            clients: upstream::Clients::new(idle_upstream),
             gates,
             encryptions: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get() * 2),

@@ -19,7 +19,9 @@
 //! pooled ones the upstream has closed or that idled [`IDLE_TIMEOUT`], and every
 //! connection is looked at once more when it is taken. A kept one lives at most
 //! as long as its client connection, whose descriptor budget counts it
-//! ([`crate::descriptors`]). A request that a reused connection turned away
+//! ([`crate::descriptors`]); a pooled one holds one of the pool's places, a
+//! share of the same budget shared by every upstream, and one that finds no
+//! place free is closed. A request that a reused connection turned away
 //! before writing any of it is sent on a new connection; once a byte has been
 //! written, never again.
 //!
@@ -45,6 +47,7 @@ use hyper_openssl::client::legacy::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use openssl::ssl::{SslConnector, SslFiletype, SslMethod};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_service::Service;
 
 use super::{BoxError, ProxyBody};
@@ -57,13 +60,6 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// that idled [`IDLE_TIMEOUT`], are closed then (a closed one is not kept in
 /// CLOSE_WAIT longer than this).
 pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
-
-/// Idle connections kept per origin at most; one more is closed instead. The
-/// pool only holds connections that served a request, so per origin no more
-/// than the requests in flight to it at once within the last [`IDLE_TIMEOUT`];
-/// across origins that can exceed what the descriptor budget counts per
-/// client connection, as it could with hyper-util's pool before.
-pub const MAX_IDLE_PER_ORIGIN: usize = 1024;
 
 type Io = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
 
@@ -88,12 +84,22 @@ pub enum SendError {
 
 /// Upstreams by TLS setting, then connect timeout: looked up by reference, so
 /// a request neither copies its route's TLS setting nor hashes a key built for it.
-#[derive(Default)]
 pub struct Clients {
     map: ArcSwap<HashMap<UpstreamTls, HashMap<Duration, Arc<Upstream>>>>,
+    /// Places for idle connections in the pools of every upstream
+    /// ([`crate::descriptors::idle_upstream_places`]).
+    places: Arc<Semaphore>,
 }
 
 impl Clients {
+    /// Clients whose pools keep at most `idle_places` idle connections in all.
+    pub fn new(idle_places: usize) -> Clients {
+        Clients {
+            map: ArcSwap::default(),
+            places: Arc::new(Semaphore::new(idle_places.min(Semaphore::MAX_PERMITS))),
+        }
+    }
+
     pub fn get(
         &self,
         tls: &UpstreamTls,
@@ -107,7 +113,10 @@ impl Clients {
         {
             return Ok(u.clone());
         }
-        let made = Arc::new(Upstream::new(connector(tls, connect_timeout)?));
+        let made = Arc::new(Upstream::new(
+            connector(tls, connect_timeout)?,
+            self.places.clone(),
+        ));
         let mut chosen = made.clone();
         self.map.rcu(|m| {
             let mut m = HashMap::clone(m);
@@ -249,15 +258,20 @@ fn take_kept(
 struct Idle {
     connection: Connection,
     since: Instant,
+    /// Its place in the pool while pooled; none while its client connection
+    /// keeps it (the client's budget counts it then).
+    place: Option<OwnedSemaphorePermit>,
 }
 
 impl Idle {
     /// The connection, if it has not idled [`IDLE_TIMEOUT`] and can take a
-    /// request now.
+    /// request now. Its place in the pool, if it had one, is free again: the
+    /// client connection whose request takes it counts it from now on.
     fn usable(self, now: Instant, cx: &mut Context<'_>) -> Option<Connection> {
         let Idle {
             mut connection,
             since,
+            place: _,
         } = self;
         (now.duration_since(since) < IDLE_TIMEOUT && connection.reusable(cx)).then_some(connection)
     }
@@ -269,16 +283,17 @@ pub struct Upstream {
     /// Idle connections by origin, the most recently used last. Held only to
     /// take or put back one connection, or by the sweep; never across an await.
     idle: Mutex<HashMap<Origin, Vec<Idle>, foldhash::fast::RandomState>>,
-    /// At most this many idle connections per origin ([`MAX_IDLE_PER_ORIGIN`]).
-    max_idle_per_origin: usize,
+    /// Places for idle connections, shared with every other upstream's pool:
+    /// each pooled connection holds one.
+    places: Arc<Semaphore>,
 }
 
 impl Upstream {
-    fn new(connector: HttpsConnector<HttpConnector>) -> Upstream {
+    fn new(connector: HttpsConnector<HttpConnector>, places: Arc<Semaphore>) -> Upstream {
         Upstream {
             connector,
             idle: Mutex::new(HashMap::default()),
-            max_idle_per_origin: MAX_IDLE_PER_ORIGIN,
+            places,
         }
     }
 
@@ -318,8 +333,6 @@ impl Upstream {
             // Put back while the sweep ran: more recently used, so last.
             let newer = idle.remove(&origin).unwrap_or_default();
             list.extend(newer);
-            let excess = list.len().saturating_sub(self.max_idle_per_origin);
-            list.drain(..excess);
             idle.insert(origin, list);
         }
     }
@@ -345,14 +358,18 @@ impl Upstream {
         }
     }
 
-    /// Keep an idle connection for the next request to `origin`. Whether it can
-    /// take one is looked at when it is taken, or by the sweep.
-    fn put_back(&self, origin: Origin, idle: Idle) {
-        let mut pool = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = pool.entry(origin).or_default();
-        if list.len() < self.max_idle_per_origin {
-            list.push(idle);
+    /// Keep an idle connection for the next request to `origin`, if a place
+    /// is free; else it is closed. Whether it can take a request is looked at
+    /// when it is taken, or by the sweep.
+    fn put_back(&self, origin: Origin, mut idle: Idle) {
+        if idle.place.is_none() {
+            match self.places.clone().try_acquire_owned() {
+                Ok(place) => idle.place = Some(place),
+                Err(_) => return,
+            }
         }
+        let mut pool = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        pool.entry(origin).or_default().push(idle);
     }
 
     async fn connect(&self, uri: Uri) -> Result<Connection, SendError> {
@@ -505,6 +522,7 @@ impl Answer {
             idle: Some(Idle {
                 connection,
                 since: Instant::now(),
+                place: None,
             }),
             pool: self.pool.clone(),
         };

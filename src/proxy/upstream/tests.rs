@@ -91,14 +91,23 @@ async fn test_upstream(ends: Ends, answer_len: usize) -> TestUpstream {
     }
 }
 
-fn upstream(max_idle_per_origin: usize) -> Arc<Upstream> {
+/// Idle places for tests that are not about the bound.
+const PLACES: usize = crate::descriptors::MAX_IDLE_UPSTREAM;
+
+fn upstream(places: usize) -> Arc<Upstream> {
+    sharing(&Arc::new(Semaphore::new(places)))
+}
+
+/// An upstream whose pool shares `places` with others.
+fn sharing(places: &Arc<Semaphore>) -> Arc<Upstream> {
     let tls = UpstreamTls {
         ca_file: None,
         client_identity: None,
     };
-    let mut u = Upstream::new(connector(&tls, Duration::from_secs(5)).unwrap());
-    u.max_idle_per_origin = max_idle_per_origin;
-    Arc::new(u)
+    Arc::new(Upstream::new(
+        connector(&tls, Duration::from_secs(5)).unwrap(),
+        places.clone(),
+    ))
 }
 
 fn get(addr: SocketAddr) -> Request<ProxyBody> {
@@ -125,7 +134,7 @@ async fn settle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_connection_keeps_its_upstream_connection_then_gives_it_to_the_pool() {
     let server = test_upstream(Ends::Never, 2).await;
-    let upstream = upstream(MAX_IDLE_PER_ORIGIN);
+    let upstream = upstream(PLACES);
     let u = upstream.clone();
     keeping(async move {
         for _ in 0..5 {
@@ -149,7 +158,7 @@ async fn a_client_connection_keeps_its_upstream_connection_then_gives_it_to_the_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outside_a_client_connection_the_pool_serves_one_request_after_another() {
     let server = test_upstream(Ends::Never, 2).await;
-    let upstream = upstream(MAX_IDLE_PER_ORIGIN);
+    let upstream = upstream(PLACES);
     for _ in 0..5 {
         read_whole(&upstream, server.addr).await;
     }
@@ -170,7 +179,7 @@ async fn closed(server: &TestUpstream, count: usize) {
 async fn a_connection_the_upstream_closed_is_not_used_again() {
     // Closed after each answer: every request still answered.
     let server = test_upstream(Ends::Silently, 2).await;
-    let upstream = upstream(MAX_IDLE_PER_ORIGIN);
+    let upstream = upstream(PLACES);
     let u = upstream.clone();
     keeping(async {
         for round in 1..=3 {
@@ -202,7 +211,7 @@ async fn a_connection_the_upstream_closed_is_not_used_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_dropped_before_its_end_closes_its_connection() {
     let server = test_upstream(Ends::Never, 1 << 20).await;
-    let upstream = upstream(MAX_IDLE_PER_ORIGIN);
+    let upstream = upstream(PLACES);
     let u = upstream.clone();
     keeping(async move {
         let answer = u.send(get(server.addr), false).await.unwrap();
@@ -218,7 +227,7 @@ async fn an_answer_dropped_before_its_end_closes_its_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_connections_are_bounded_per_origin_and_swept() {
+async fn idle_connections_are_bounded_and_swept() {
     let server = test_upstream(Ends::Never, 2).await;
     let upstream = upstream(2);
     // Three at once: three connections, of which the pool keeps two.
@@ -230,10 +239,13 @@ async fn idle_connections_are_bounded_per_origin_and_swept() {
     assert_eq!((a, b, c), (2, 2, 2));
     assert_eq!(server.accepted.load(Ordering::SeqCst), 3);
     assert_eq!(upstream.idle_connections(), 2);
+    // The third found no place and was closed, not left open unpooled.
+    closed(&server, 1).await;
     upstream.sweep(Instant::now());
     assert_eq!(upstream.idle_connections(), 2, "fresh and open: kept");
     upstream.sweep(Instant::now() + IDLE_TIMEOUT);
     assert_eq!(upstream.idle_connections(), 0, "idled too long: closed");
+    assert_eq!(upstream.places.available_permits(), 2, "their places free");
     // Closed by the upstream while idle: the sweep closes our side too.
     read_whole(&upstream, server.addr).await;
     assert_eq!(upstream.idle_connections(), 1);
@@ -252,11 +264,42 @@ async fn idle_connections_are_bounded_per_origin_and_swept() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_upstream_and_origin_shares_the_places_for_idle_connections() {
+    let (one, two) = (
+        test_upstream(Ends::Never, 2).await,
+        test_upstream(Ends::Never, 2).await,
+    );
+    let places = Arc::new(Semaphore::new(2));
+    let (first, second) = (sharing(&places), sharing(&places));
+    // Two origins through one upstream take both places; a third connection,
+    // through another upstream (another TLS setting), finds none: closed.
+    read_whole(&first, one.addr).await;
+    read_whole(&first, two.addr).await;
+    read_whole(&second, one.addr).await;
+    assert_eq!(first.idle_connections(), 2);
+    assert_eq!(second.idle_connections(), 0);
+    assert_eq!(one.accepted.load(Ordering::SeqCst), 2);
+    closed(&one, 1).await;
+    // A connection taken from the pool gives its place back: the client
+    // connection whose request took it counts it now.
+    let answer = first.send(get(one.addr), false).await.unwrap();
+    assert_eq!(places.available_permits(), 1);
+    read_whole(&second, one.addr).await;
+    assert_eq!(second.idle_connections(), 1);
+    assert_eq!(places.available_permits(), 0);
+    // Read to its end, the answer's connection finds no place: closed.
+    answer.into_body().collect().await.unwrap();
+    closed(&one, 2).await;
+    assert_eq!(first.idle_connections() + second.idle_connections(), 2);
+    assert_eq!(one.accepted.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_connection_carries_only_requests_of_its_own_tls_setting() {
     let server = test_upstream(Ends::Never, 2).await;
     // Two routes to one origin with different TLS settings have two
     // upstreams: one's connection must never carry the other's request.
-    let (first, second) = (upstream(MAX_IDLE_PER_ORIGIN), upstream(MAX_IDLE_PER_ORIGIN));
+    let (first, second) = (upstream(PLACES), upstream(PLACES));
     keeping(async {
         read_whole(&first, server.addr).await;
         read_whole(&second, server.addr).await;
@@ -270,7 +313,7 @@ async fn a_kept_connection_carries_only_requests_of_its_own_tls_setting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streamed_request_answered_before_its_end_does_not_wait_for_the_answer_to_be_read() {
     let server = test_upstream(Ends::Early, 0).await;
-    let upstream = upstream(MAX_IDLE_PER_ORIGIN);
+    let upstream = upstream(PLACES);
     // As the proxy streams: a producer that sends 4 MiB through a small
     // channel, and a reader of the answer that waits for the producer.
     let (frames, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
