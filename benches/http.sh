@@ -14,7 +14,8 @@
 # Knobs: SECONDS_PER_ROW (10), CONNECTIONS (64), BODY_BYTES (2048), LOG (info),
 # ROUNDS (1: each row once; more: rows in turn, medians reported);
 # PERF_DIR=dir records a cpu-clock profile of each row there (perf record -g;
-# PERF_EVENT=sched:sched_switch, say, records another event).
+# PERF_EVENT=sched:sched_switch, say, records another event; PERF_CALLGRAPH=dwarf
+# unwinds code built without frame pointers).
 # STAT=1 counts each row's system calls, context switches, wake-ups and page faults
 # (perf stat).
 # PACE_MS=n has each connection wait n ms after every answer (wrk's delay hook),
@@ -194,7 +195,7 @@ row() {  # name url pids...
   if [ -n "${PERF_DIR:-}" ]; then
     mkdir -p "$PERF_DIR"
     local file="$PERF_DIR/$(echo "$name" | tr -c 'a-z0-9\n' '-').data"
-    perf record -q -e "${PERF_EVENT:-cpu-clock}" -F 999 -g -p "$(IFS=,; echo "$*")" -o "$file" -- sleep "$secs" 2>/dev/null &
+    perf record -q -e "${PERF_EVENT:-cpu-clock}" -F 999 --call-graph "${PERF_CALLGRAPH:-fp}" -p "$(IFS=,; echo "$*")" -o "$file" -- sleep "$secs" 2>/dev/null &
     perf_pid=$!
   fi
   local stat_pid=
