@@ -172,12 +172,18 @@ pub async fn run(proxy: Arc<Proxy>, listener: TcpListener, shutdown: impl Future
                 let conn = crate::listener::http1(&limits)
                     .serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
-                tokio::spawn(upstream::keeping(async move {
+                tokio::spawn(async move {
+                    // The place outlives the upstream connection the client
+                    // connection kept: that one goes to the pool, which takes
+                    // a place of its own there, as `keeping` ends.
                     let _permit = permit;
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, %peer, "connection ended with an error");
-                    }
-                }));
+                    upstream::keeping(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, %peer, "connection ended with an error");
+                        }
+                    })
+                    .await;
+                });
             }
             () = &mut shutdown => break,
         }

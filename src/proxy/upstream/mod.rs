@@ -20,8 +20,8 @@
 //! connection is looked at once more when it is taken. A kept one lives at most
 //! as long as its client connection, whose descriptor budget counts it
 //! ([`crate::descriptors`]); a pooled one holds one of the pool's places, a
-//! share of the same budget shared by every upstream, and one that finds no
-//! place free is closed. A request that a reused connection turned away
+//! share of the same budget shared by every upstream; with every place taken,
+//! the least recently used idle connection here is closed for the newer one. A request that a reused connection turned away
 //! before writing any of it is sent on a new connection; once a byte has been
 //! written, never again.
 //!
@@ -358,18 +358,34 @@ impl Upstream {
         }
     }
 
-    /// Keep an idle connection for the next request to `origin`, if a place
-    /// is free; else it is closed. Whether it can take a request is looked at
-    /// when it is taken, or by the sweep.
+    /// Keep an idle connection for the next request to `origin` in a place of
+    /// the pool. With every place taken, the least recently used idle
+    /// connection of this upstream gives its place up and is closed; with
+    /// none here to give one, this connection is closed instead. Whether it
+    /// can take a request is looked at when it is taken, or by the sweep.
     fn put_back(&self, origin: Origin, mut idle: Idle) {
+        let mut pool = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut evicted = None;
         if idle.place.is_none() {
-            match self.places.clone().try_acquire_owned() {
-                Ok(place) => idle.place = Some(place),
-                Err(_) => return,
+            if let Ok(place) = self.places.clone().try_acquire_owned() {
+                idle.place = Some(place);
+            } else {
+                let oldest = pool
+                    .values_mut()
+                    .filter(|list| !list.is_empty())
+                    .min_by_key(|list| list[0].since);
+                let Some(list) = oldest else {
+                    return;
+                };
+                let mut old = list.remove(0);
+                idle.place = old.place.take();
+                evicted = Some(old);
             }
         }
-        let mut pool = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         pool.entry(origin).or_default().push(idle);
+        drop(pool);
+        // Closed outside the lock.
+        drop(evicted);
     }
 
     async fn connect(&self, uri: Uri) -> Result<Connection, SendError> {

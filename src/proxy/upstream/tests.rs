@@ -141,6 +141,11 @@ async fn a_client_connection_keeps_its_upstream_connection_then_gives_it_to_the_
             assert_eq!(read_whole(&u, server.addr).await, 2);
         }
         assert_eq!(u.idle_connections(), 0, "kept by the client connection");
+        assert_eq!(
+            u.places.available_permits(),
+            PLACES,
+            "which counts it: it takes no place in the pool"
+        );
     })
     .await;
     assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
@@ -149,6 +154,7 @@ async fn a_client_connection_keeps_its_upstream_connection_then_gives_it_to_the_
         1,
         "in the pool once the client's task ended"
     );
+    assert_eq!(upstream.places.available_permits(), PLACES - 1);
     // And the pool's connection serves the next client connection.
     let u = upstream.clone();
     keeping(async move { read_whole(&u, server.addr).await }).await;
@@ -169,9 +175,17 @@ async fn outside_a_client_connection_the_pool_serves_one_request_after_another()
 /// Wait until the upstream has closed `count` connections, and the
 /// runtime has seen it.
 async fn closed(server: &TestUpstream, count: usize) {
-    while server.closed.load(Ordering::SeqCst) < count {
-        settle().await;
-    }
+    let waited = tokio::time::timeout(Duration::from_secs(10), async {
+        while server.closed.load(Ordering::SeqCst) < count {
+            settle().await;
+        }
+    })
+    .await;
+    assert!(
+        waited.is_ok(),
+        "the upstream saw {} of {count} connections closed",
+        server.closed.load(Ordering::SeqCst)
+    );
     settle().await;
 }
 
@@ -272,7 +286,8 @@ async fn every_upstream_and_origin_shares_the_places_for_idle_connections() {
     let places = Arc::new(Semaphore::new(2));
     let (first, second) = (sharing(&places), sharing(&places));
     // Two origins through one upstream take both places; a third connection,
-    // through another upstream (another TLS setting), finds none: closed.
+    // through another upstream (another TLS setting) with no idle connection
+    // of its own to give a place up, finds none: closed.
     read_whole(&first, one.addr).await;
     read_whole(&first, two.addr).await;
     read_whole(&second, one.addr).await;
@@ -287,11 +302,19 @@ async fn every_upstream_and_origin_shares_the_places_for_idle_connections() {
     read_whole(&second, one.addr).await;
     assert_eq!(second.idle_connections(), 1);
     assert_eq!(places.available_permits(), 0);
-    // Read to its end, the answer's connection finds no place: closed.
+    // Read to its end, the answer's connection finds no place free: the
+    // least recently used idle connection of its upstream (to the other
+    // origin) gives its place up and is closed.
     answer.into_body().collect().await.unwrap();
-    closed(&one, 2).await;
-    assert_eq!(first.idle_connections() + second.idle_connections(), 2);
-    assert_eq!(one.accepted.load(Ordering::SeqCst), 3);
+    closed(&two, 1).await;
+    assert_eq!(
+        (first.idle_connections(), second.idle_connections()),
+        (1, 1)
+    );
+    assert_eq!(places.available_permits(), 0);
+    read_whole(&first, one.addr).await;
+    assert_eq!(one.accepted.load(Ordering::SeqCst), 3, "the newer one kept");
+    assert_eq!(one.closed.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
