@@ -18,6 +18,7 @@
 //! LOAD_SECONDS=30 LOAD_CONNECTIONS=64 cargo bench --bench load
 //! LOAD_PARTS=memory cargo bench --bench load     # any of proxy,latency,swap,memory
 //! LOAD_PARTS=swap LOAD_SECONDS=30 LOAD_SWAP_PAIRS=10 cargo bench --bench load
+//! LOAD_BIN=path/to/wssgate LOAD_PARTS=memory cargo bench --bench load  # another build
 //! ```
 //!
 //! Everything runs on this machine's cores: the load generator and the stub share
@@ -173,7 +174,10 @@ alias = "receiver"
     );
     std::fs::write(dir.join("wssgate.toml"), config).unwrap();
     let log = std::fs::File::create(dir.join("wssgate.log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_wssgate"))
+    // LOAD_BIN runs another build of the daemon (a baseline) under the same load.
+    let bin = std::env::var_os("LOAD_BIN")
+        .unwrap_or_else(|| std::ffi::OsString::from(env!("CARGO_BIN_EXE_wssgate")));
+    let child = Command::new(bin)
         .args(["serve", "-c"])
         .arg(dir.join("wssgate.toml"))
         .stdout(Stdio::null())

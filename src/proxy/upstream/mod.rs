@@ -86,9 +86,16 @@ pub enum SendError {
 /// a request neither copies its route's TLS setting nor hashes a key built for it.
 pub struct Clients {
     map: ArcSwap<HashMap<UpstreamTls, HashMap<Duration, Arc<Upstream>>>>,
+    /// Held while an upstream is made, so that first requests for one TLS
+    /// setting on several workers at once build one TLS context (the trusted
+    /// roots read and parsed), not one per worker.
+    making: Mutex<()>,
     /// Places for idle connections in the pools of every upstream
     /// ([`crate::descriptors::idle_upstream_places`]).
     places: Arc<Semaphore>,
+    /// Upstreams made so far.
+    #[cfg(test)]
+    made: std::sync::atomic::AtomicUsize,
 }
 
 impl Clients {
@@ -96,7 +103,10 @@ impl Clients {
     pub fn new(idle_places: usize) -> Clients {
         Clients {
             map: ArcSwap::default(),
+            making: Mutex::new(()),
             places: Arc::new(Semaphore::new(idle_places.min(Semaphore::MAX_PERMITS))),
+            #[cfg(test)]
+            made: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -105,33 +115,37 @@ impl Clients {
         tls: &UpstreamTls,
         connect_timeout: Duration,
     ) -> Result<Arc<Upstream>, TlsSetupError> {
-        if let Some(u) = self
-            .map
-            .load()
-            .get(tls)
-            .and_then(|by_timeout| by_timeout.get(&connect_timeout))
-        {
-            return Ok(u.clone());
+        let find = || {
+            self.map
+                .load()
+                .get(tls)
+                .and_then(|by_timeout| by_timeout.get(&connect_timeout))
+                .cloned()
+        };
+        if let Some(u) = find() {
+            return Ok(u);
+        }
+        // Only the first use of a TLS setting gets here. Requests that come
+        // meanwhile wait on their worker while it is made (the trusted roots
+        // read once), instead of each worker making one of its own.
+        let _making = self.making.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(u) = find() {
+            return Ok(u);
         }
         let made = Arc::new(Upstream::new(
             connector(tls, connect_timeout)?,
             self.places.clone(),
         ));
-        let mut chosen = made.clone();
-        self.map.rcu(|m| {
-            let mut m = HashMap::clone(m);
-            chosen = m
-                .entry(tls.clone())
-                .or_default()
-                .entry(connect_timeout)
-                .or_insert_with(|| made.clone())
-                .clone();
-            Arc::new(m)
-        });
-        if Arc::ptr_eq(&chosen, &made) {
-            Upstream::start_sweeping(&made);
-        }
-        Ok(chosen)
+        #[cfg(test)]
+        self.made.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // The only writer of the map is here, under `making`.
+        let mut map = HashMap::clone(&self.map.load());
+        map.entry(tls.clone())
+            .or_default()
+            .insert(connect_timeout, made.clone());
+        self.map.store(Arc::new(map));
+        Upstream::start_sweeping(&made);
+        Ok(made)
     }
 }
 

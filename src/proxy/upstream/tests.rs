@@ -373,3 +373,35 @@ fn tokio_stream_from<T>(
 ) -> impl futures_util::Stream<Item = T> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_first_requests_makes_one_upstream_per_tls_setting() {
+    let clients = Arc::new(Clients::new(PLACES));
+    let tls = UpstreamTls {
+        ca_file: None,
+        client_identity: None,
+    };
+    let timeout = Duration::from_secs(5);
+    // Sixteen threads ask at the same moment (more than the runtime's
+    // workers, so that they truly overlap).
+    let start = Arc::new(std::sync::Barrier::new(16));
+    let runtime = tokio::runtime::Handle::current();
+    let gets: Vec<_> = (0..16)
+        .map(|_| {
+            let (clients, tls, start, runtime) =
+                (clients.clone(), tls.clone(), start.clone(), runtime.clone());
+            std::thread::spawn(move || {
+                let _runtime = runtime.enter();
+                start.wait();
+                clients.get(&tls, timeout).unwrap()
+            })
+        })
+        .collect();
+    let upstreams: Vec<_> = gets.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(upstreams.iter().all(|u| Arc::ptr_eq(u, &upstreams[0])));
+    assert_eq!(clients.made.load(Ordering::SeqCst), 1);
+    // Another connect timeout is another upstream.
+    let other = clients.get(&tls, Duration::from_secs(6)).unwrap();
+    assert!(!Arc::ptr_eq(&other, &upstreams[0]));
+    assert_eq!(clients.made.load(Ordering::SeqCst), 2);
+}
