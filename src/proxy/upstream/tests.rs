@@ -19,6 +19,9 @@ enum Ends {
     /// what comes until the client closes. (Closing with the body unread
     /// would reset the connection, and the reset can overtake the answer.)
     Early,
+    /// Answers the first request on a connection; reads the second whole
+    /// and closes without answering it.
+    DropsSecond,
 }
 
 /// An upstream on a loopback port that answers every request with
@@ -27,6 +30,8 @@ struct TestUpstream {
     addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
     closed: Arc<AtomicUsize>,
+    /// Request heads read whole, over every connection.
+    requests: Arc<AtomicUsize>,
     /// Raised to close every connection open at that moment, as soon as
     /// it waits for its next request.
     shut: tokio::sync::watch::Sender<u64>,
@@ -37,8 +42,14 @@ async fn test_upstream(ends: Ends, answer_len: usize) -> TestUpstream {
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
     let closed = Arc::new(AtomicUsize::new(0));
+    let requests = Arc::new(AtomicUsize::new(0));
     let shut = tokio::sync::watch::Sender::new(0u64);
-    let (a, c, s) = (accepted.clone(), closed.clone(), shut.clone());
+    let (a, c, r, s) = (
+        accepted.clone(),
+        closed.clone(),
+        requests.clone(),
+        shut.clone(),
+    );
     tokio::spawn(async move {
         loop {
             let Ok((mut socket, _)) = listener.accept().await else {
@@ -46,11 +57,13 @@ async fn test_upstream(ends: Ends, answer_len: usize) -> TestUpstream {
             };
             a.fetch_add(1, Ordering::SeqCst);
             let closed = c.clone();
+            let requests = r.clone();
             let mut shut = s.subscribe();
             let born = *shut.borrow_and_update();
             tokio::spawn(async move {
                 let mut seen = Vec::new();
                 let mut buf = [0u8; 4096];
+                let mut answered = 0;
                 'requests: loop {
                     // Requests here have no body: up to the blank line.
                     while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -63,6 +76,11 @@ async fn test_upstream(ends: Ends, answer_len: usize) -> TestUpstream {
                             Ok(n) => seen.extend_from_slice(&buf[..n]),
                         }
                     }
+                    requests.fetch_add(1, Ordering::SeqCst);
+                    if ends == Ends::DropsSecond && answered == 1 {
+                        break;
+                    }
+                    answered += 1;
                     if ends == Ends::Early {
                         let refusal = "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
                         let _ = socket.write_all(refusal.as_bytes()).await;
@@ -87,6 +105,7 @@ async fn test_upstream(ends: Ends, answer_len: usize) -> TestUpstream {
         addr,
         accepted,
         closed,
+        requests,
         shut,
     }
 }
@@ -220,6 +239,25 @@ async fn a_connection_the_upstream_closed_is_not_used_again() {
     closed(&server, 2).await;
     read_whole(&u, server.addr).await;
     assert_eq!(server.accepted.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_written_to_a_connection_that_then_closes_is_not_sent_again() {
+    let server = test_upstream(Ends::DropsSecond, 2).await;
+    let upstream = upstream(PLACES);
+    read_whole(&upstream, server.addr).await;
+    // The second goes out on the same connection, which the upstream closes
+    // once it has read it: the upstream may have acted on it, so it fails
+    // here and is not sent on a new connection.
+    let failed = upstream.send(get(server.addr), false).await;
+    assert!(
+        matches!(failed, Err(SendError::Exchange(_))),
+        "{:?}",
+        failed.map(|r| r.status())
+    );
+    assert_eq!(server.requests.load(Ordering::SeqCst), 2);
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(upstream.idle_connections(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
