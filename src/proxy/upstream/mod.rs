@@ -21,9 +21,9 @@
 //! as long as its client connection, whose descriptor budget counts it
 //! ([`crate::descriptors`]); a pooled one holds one of the pool's places, a
 //! share of the same budget shared by every upstream; with every place taken,
-//! the least recently used idle connection here is closed for the newer one. A request that a reused connection turned away
-//! before writing any of it is sent on a new connection; once a byte has been
-//! written, never again.
+//! the least recently used idle connection here is closed for the newer one.
+//! A request that a reused connection turned away before writing any of it is
+//! sent on a new connection; once a byte has been written, never again.
 //!
 //! One [`Upstream`] per distinct TLS setting and connect timeout, made on first
 //! use and kept in a copy-on-write map: the request path only reads it.
@@ -272,23 +272,26 @@ fn take_kept(
 struct Idle {
     connection: Connection,
     since: Instant,
-    /// Its place in the pool while pooled; none while its client connection
-    /// keeps it (the client's budget counts it then).
-    place: Option<OwnedSemaphorePermit>,
 }
 
 impl Idle {
     /// The connection, if it has not idled [`IDLE_TIMEOUT`] and can take a
-    /// request now. Its place in the pool, if it had one, is free again: the
-    /// client connection whose request takes it counts it from now on.
+    /// request now.
     fn usable(self, now: Instant, cx: &mut Context<'_>) -> Option<Connection> {
         let Idle {
             mut connection,
             since,
-            place: _,
         } = self;
         (now.duration_since(since) < IDLE_TIMEOUT && connection.reusable(cx)).then_some(connection)
     }
+}
+
+/// An idle connection in the pool, in one of its places. (A kept one has
+/// none: its client connection's budget counts it.) Taken, it gives the place
+/// back: the client connection whose request takes it counts it from then on.
+struct Pooled {
+    idle: Idle,
+    _place: OwnedSemaphorePermit,
 }
 
 /// Connections to the upstreams of one TLS setting and connect timeout.
@@ -296,7 +299,7 @@ pub struct Upstream {
     connector: HttpsConnector<HttpConnector>,
     /// Idle connections by origin, the most recently used last. Held only to
     /// take or put back one connection, or by the sweep; never across an await.
-    idle: Mutex<HashMap<Origin, Vec<Idle>, foldhash::fast::RandomState>>,
+    idle: Mutex<HashMap<Origin, Vec<Pooled>, foldhash::fast::RandomState>>,
     /// Places for idle connections, shared with every other upstream's pool:
     /// each pooled connection holds one.
     places: Arc<Semaphore>,
@@ -337,8 +340,9 @@ impl Upstream {
         let mut looked_at =
             std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
         looked_at.retain(|_, list| {
-            list.retain_mut(|i| {
-                now.duration_since(i.since) < IDLE_TIMEOUT && !i.connection.poll_ended(&mut cx)
+            list.retain_mut(|Pooled { idle, .. }| {
+                now.duration_since(idle.since) < IDLE_TIMEOUT
+                    && !idle.connection.poll_ended(&mut cx)
             });
             !list.is_empty()
         });
@@ -362,11 +366,11 @@ impl Upstream {
     /// request now; those found unusable on the way are closed.
     fn take(&self, origin: &Origin, now: Instant, cx: &mut Context<'_>) -> Option<Connection> {
         loop {
-            let idle = {
+            let pooled = {
                 let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
                 idle.get_mut(origin)?.pop()?
             };
-            if let Some(connection) = idle.usable(now, cx) {
+            if let Some(connection) = pooled.idle.usable(now, cx) {
                 return Some(connection);
             }
         }
@@ -377,26 +381,26 @@ impl Upstream {
     /// connection of this upstream gives its place up and is closed; with
     /// none here to give one, this connection is closed instead. Whether it
     /// can take a request is looked at when it is taken, or by the sweep.
-    fn put_back(&self, origin: Origin, mut idle: Idle) {
+    fn put_back(&self, origin: Origin, idle: Idle) {
         let mut pool = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let mut evicted = None;
-        if idle.place.is_none() {
-            if let Ok(place) = self.places.clone().try_acquire_owned() {
-                idle.place = Some(place);
-            } else {
+        let (place, evicted) = match self.places.clone().try_acquire_owned() {
+            Ok(place) => (place, None),
+            Err(_) => {
                 let oldest = pool
                     .values_mut()
                     .filter(|list| !list.is_empty())
-                    .min_by_key(|list| list[0].since);
+                    .min_by_key(|list| list[0].idle.since);
                 let Some(list) = oldest else {
                     return;
                 };
-                let mut old = list.remove(0);
-                idle.place = old.place.take();
-                evicted = Some(old);
+                let Pooled { idle, _place } = list.remove(0);
+                (_place, Some(idle))
             }
-        }
-        pool.entry(origin).or_default().push(idle);
+        };
+        pool.entry(origin).or_default().push(Pooled {
+            idle,
+            _place: place,
+        });
         drop(pool);
         // Closed outside the lock.
         drop(evicted);
@@ -552,7 +556,6 @@ impl Answer {
             idle: Some(Idle {
                 connection,
                 since: Instant::now(),
-                place: None,
             }),
             pool: self.pool.clone(),
         };

@@ -117,14 +117,18 @@ fn upstream(places: usize) -> Arc<Upstream> {
     sharing(&Arc::new(Semaphore::new(places)))
 }
 
-/// An upstream whose pool shares `places` with others.
-fn sharing(places: &Arc<Semaphore>) -> Arc<Upstream> {
-    let tls = UpstreamTls {
+/// Plain HTTP, or HTTPS verified against the system roots.
+fn system_roots() -> UpstreamTls {
+    UpstreamTls {
         ca_file: None,
         client_identity: None,
-    };
+    }
+}
+
+/// An upstream whose pool shares `places` with others.
+fn sharing(places: &Arc<Semaphore>) -> Arc<Upstream> {
     Arc::new(Upstream::new(
-        connector(&tls, Duration::from_secs(5)).unwrap(),
+        connector(&system_roots(), Duration::from_secs(5)).unwrap(),
         places.clone(),
     ))
 }
@@ -415,10 +419,7 @@ fn tokio_stream_from<T>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_first_requests_makes_one_upstream_per_tls_setting() {
     let clients = Arc::new(Clients::new(PLACES));
-    let tls = UpstreamTls {
-        ca_file: None,
-        client_identity: None,
-    };
+    let tls = system_roots();
     let timeout = Duration::from_secs(5);
     // Sixteen threads ask at the same moment (more than the runtime's
     // workers, so that they truly overlap).
