@@ -1,0 +1,102 @@
+//! AES-CBC one block at a time, for a caller with work of its own between blocks.
+//!
+//! CBC encryption is one dependent chain: each block's rounds wait for the block
+//! before, and while they run most of the core idles. The Body scanner's work is
+//! independent of the cipher, so one queued block encrypted after each token it
+//! scans lets the processor run both at once: the scan then costs little more
+//! than the cipher alone (docs/PERFORMANCE.md, "The scan beside the cipher").
+//!
+//! OpenSSL's own loop is faster per block when nothing runs beside it. It takes
+//! what the scan does not get to (large writes, and whatever waits at the end),
+//! chained on from the last block encrypted here; the ciphertext is the same
+//! whichever of the two encrypted a block.
+
+use aes::cipher::generic_array::GenericArray;
+use aes::cipher::{BlockEncrypt, KeyInit};
+
+use crate::wss::algorithms::DataEncryption;
+
+pub(super) const BLOCK: usize = 16;
+
+// One per message, inside a boxed `SteppedCbc`: boxing the larger key schedule
+// would cost an indirection per block.
+#[allow(clippy::large_enum_variant)]
+enum Aes {
+    Aes128(aes::Aes128),
+    Aes256(aes::Aes256),
+}
+
+pub(super) struct SteppedCbc {
+    aes: Aes,
+    /// The last ciphertext block (the IV before the first).
+    pub(super) chain: [u8; BLOCK],
+    /// Plaintext accepted; `queued[done..]` is not encrypted yet.
+    queued: Vec<u8>,
+    done: usize,
+}
+
+impl SteppedCbc {
+    /// For AES-CBC only: other algorithms are not a chain of blocks (GCM) or
+    /// not worth a second implementation (3DES).
+    pub(super) fn new(algorithm: DataEncryption, key: &[u8], iv: &[u8]) -> Option<Box<SteppedCbc>> {
+        let aes = match algorithm {
+            DataEncryption::Aes128Cbc => Aes::Aes128(aes::Aes128::new_from_slice(key).ok()?),
+            DataEncryption::Aes256Cbc => Aes::Aes256(aes::Aes256::new_from_slice(key).ok()?),
+            _ => return None,
+        };
+        Some(Box::new(SteppedCbc {
+            aes,
+            chain: iv.try_into().ok()?,
+            queued: Vec::new(),
+            done: 0,
+        }))
+    }
+
+    /// Plaintext accepted and not encrypted yet.
+    pub(super) fn waiting(&self) -> &[u8] {
+        &self.queued[self.done..]
+    }
+
+    pub(super) fn queue(&mut self, bytes: &[u8]) {
+        if self.done == self.queued.len() {
+            self.queued.clear();
+            self.done = 0;
+        } else if self.done >= self.queued.len() / 2 {
+            self.queued.drain(..self.done);
+            self.done = 0;
+        }
+        self.queued.extend_from_slice(bytes);
+    }
+
+    /// The waiting bytes, taken out of the queue (see [`SteppedCbc::put_back`]).
+    pub(super) fn take_waiting(&mut self) -> Vec<u8> {
+        let mut waiting = std::mem::take(&mut self.queued);
+        waiting.drain(..self.done);
+        self.done = 0;
+        waiting
+    }
+
+    /// The bytes [`SteppedCbc::take_waiting`] gave, of which the first
+    /// `encrypted` were encrypted elsewhere (and `chain` set from their last block).
+    pub(super) fn put_back(&mut self, waiting: Vec<u8>, encrypted: usize) {
+        self.queued = waiting;
+        self.done = encrypted;
+    }
+
+    /// Encrypt the next waiting block, if a whole one waits.
+    #[inline]
+    pub(super) fn step(&mut self) -> Option<[u8; BLOCK]> {
+        let plain = self.queued.get(self.done..self.done + BLOCK)?;
+        let mut block = GenericArray::from(self.chain);
+        for (b, p) in block.iter_mut().zip(plain) {
+            *b ^= p;
+        }
+        match &self.aes {
+            Aes::Aes128(aes) => aes.encrypt_block(&mut block),
+            Aes::Aes256(aes) => aes.encrypt_block(&mut block),
+        }
+        self.done += BLOCK;
+        self.chain = block.into();
+        Some(self.chain)
+    }
+}
