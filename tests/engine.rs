@@ -390,6 +390,35 @@ fn body_content_of_every_kind_round_trips() {
 }
 
 #[test]
+fn a_top_level_element_is_held_back_up_to_four_kib() {
+    // Held to its end, an element carries only the namespaces in scope at the
+    // Body that it uses; larger than the hold, it streams (and is encrypted
+    // while it is scanned) and carries every one of them. Either way its
+    // QNames resolve once the content stands alone.
+    let envelope = |records: usize| {
+        let record = r#"<m:line xsi:type="t:Line"><m:sku>SKU-1</m:sku></m:line>"#;
+        format!(
+            r#"<soap:Envelope xmlns:soap="{S11}" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:t="urn:types"><soap:Body><m:op xmlns:m="urn:m">{}</m:op></soap:Body></soap:Envelope>"#,
+            record.repeat(records)
+        )
+    };
+    // 55 bytes a record: 70 of them fit in the 4 KiB hold, 80 do not.
+    for (records, streamed) in [(70, false), (80, true), (2000, true)] {
+        for step in [usize::MAX, 1000, 7] {
+            let input = envelope(records);
+            let plain = decrypt(&encrypt_trickled(&input, step).unwrap());
+            let op = &plain[plain.find("<m:op").unwrap()..];
+            let tag = &op[..op.find('>').unwrap()];
+            for decl in ["xmlns:xsi=", "xmlns:t=\"urn:types\"", "xmlns:m=\"urn:m\""] {
+                assert_eq!(tag.matches(decl).count(), 1, "{records}: {decl} on {tag}");
+            }
+            assert_eq!(tag.contains("xmlns:soap="), streamed, "{records}: {tag}");
+            assert_eq!(plain.matches("<m:sku>SKU-1</m:sku>").count(), records);
+        }
+    }
+}
+
+#[test]
 fn each_message_gets_a_fresh_key_and_iv() {
     let input = soap11("", "<a>same</a>");
     let a = encrypt(&input).unwrap();

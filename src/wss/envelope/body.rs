@@ -4,7 +4,8 @@
 //! (the receiver will parse it after decryption), that every prefix it uses is
 //! declared, how deep it nests, and where the Body ends. The top-level elements
 //! are rewritten to carry the namespaces in scope at the Body; every other byte
-//! is handed to the cipher unchanged, in runs as long as the read buffer.
+//! is handed to the cipher unchanged, in short runs, and the cipher encrypts a
+//! block after each token (see `cipher::stepped`).
 //!
 //! [`Scanner`] reads from the same input as the event parser, through
 //! [`Rewind`]: it stops at the Body's end tag and gives the unread bytes back, so
@@ -95,6 +96,23 @@ impl<R: BufRead> BufRead for Rewind<R> {
     }
 }
 
+/// Where the Body's bytes go: a `Write` that is told after each token, so that
+/// a cipher can take a step of its own work beside the scan's.
+pub(crate) trait BodyOutput: Write {
+    fn after_token(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl BodyOutput for Vec<u8> {}
+
+impl<W: Write> BodyOutput for crate::wss::cipher::EncryptingWriter<W> {
+    #[inline]
+    fn after_token(&mut self) -> io::Result<()> {
+        self.step()
+    }
+}
+
 /// What the scan of one Body found.
 pub(super) struct BodyScan {
     /// Bytes consumed from the input (the Body's content, without its end tag).
@@ -123,7 +141,11 @@ const FIRST_BUFFER: usize = 8 * 1024;
 const RUN_BUFFER: usize = 64 * 1024;
 /// A top-level element of the Body is held back up to this size (or twice the
 /// declarations in scope, if more) to redeclare only the namespaces it uses.
-const HOLD_BACK: usize = 64 * 1024;
+/// Small, because nothing of a held element can be encrypted before its end.
+const HOLD_BACK: usize = 4 * 1024;
+/// Accepted bytes go to the cipher (or the hold) in runs of about this length,
+/// so that the cipher's steps follow close behind the scan.
+const HANDOFF: usize = 2 * 1024;
 /// Redeclared namespaces may add this much to the Body, plus half the input.
 const REDECLARATION_ALLOWANCE: u64 = 8 * 1024;
 /// Prefixes remembered as declared (see `Scanner::known`).
@@ -186,7 +208,7 @@ pub(super) struct Scanner<'a, R, W> {
     release_pending: bool,
 }
 
-impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
+impl<'a, R: BufRead, W: BodyOutput> Scanner<'a, R, W> {
     pub(super) fn new(
         input: &'a mut Rewind<R>,
         out: &'a mut W,
@@ -337,6 +359,12 @@ impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
             match step {
                 Step::Next(next) => {
                     self.pos = next;
+                    self.out
+                        .after_token()
+                        .map_err(|e| Box::new(EncryptError::Write(e)))?;
+                    if self.pos - self.run >= HANDOFF {
+                        self.flush_run()?;
+                    }
                     if std::mem::take(&mut self.release_pending) {
                         self.flush_run()?;
                         self.release_held()?;

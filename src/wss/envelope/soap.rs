@@ -280,7 +280,7 @@ impl<R: io::BufRead, W: Write> Rewriter<'_, R, W> {
             )));
         };
         let algorithm = self.options.algorithms.data_encryption;
-        let writer = EncryptingWriter::with_iv(out, algorithm, &self.content_key, iv)?;
+        let writer = EncryptingWriter::stepped(out, algorithm, &self.content_key, iv)?;
         self.sink = Sink::Cipher(writer);
         self.body = BodyState::Inside { saw_element: false };
         self.scan_pending = true;

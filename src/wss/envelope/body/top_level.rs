@@ -30,7 +30,7 @@ pub(super) struct Held {
     pub(super) uses_default: bool,
 }
 
-impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
+impl<'a, R: BufRead, W: BodyOutput> Scanner<'a, R, W> {
     /// A top-level element of the Body is encrypted apart from its ancestors, so
     /// it carries the namespaces in scope at the Body that it uses and does not
     /// declare. Which ones it uses is known at its end: it is held back until
