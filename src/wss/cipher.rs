@@ -251,11 +251,18 @@ const STEP_QUEUE: usize = 64 * 1024;
 /// Ciphertext gathered before it is base64-encoded, when blocks come one by one.
 const BASE64_RUN: usize = 12 * 1024;
 
+#[cfg(test)]
+thread_local! {
+    /// Blocks this thread's stepped writers encrypted in steps.
+    pub(crate) static STEPPED_BLOCKS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// A `Write` that encrypts what it is given and writes the base64 of
 /// `IV ‖ ciphertext (‖ tag)` to `out`, without line breaks.
 ///
 /// Memory is bounded by one plaintext block whatever the message size (and,
-/// when stepped, the step queue).
+/// when stepped, [`STEP_QUEUE`] of plaintext waiting for the steps, in a buffer
+/// at most twice that).
 pub struct EncryptingWriter<W: Write> {
     out: W,
     /// AES-CBC encrypted a block per [`EncryptingWriter::step`] (see [`stepped`]).
@@ -286,6 +293,17 @@ impl<W: Write> EncryptingWriter<W> {
         key: &[u8],
         iv: Vec<u8>,
     ) -> Result<Self, CipherError> {
+        Self::build(out, algorithm, key, iv, PLAINTEXT_BLOCK)
+    }
+
+    /// A writer whose `pending` block starts with room for `pending` bytes.
+    fn build(
+        out: W,
+        algorithm: DataEncryption,
+        key: &[u8],
+        iv: Vec<u8>,
+        pending: usize,
+    ) -> Result<Self, CipherError> {
         if iv.len() != algorithm.iv_len() {
             return Err(CipherError::OpenSsl {
                 operation: "content encryption",
@@ -303,7 +321,7 @@ impl<W: Write> EncryptingWriter<W> {
             stepped: None,
             ctx,
             algorithm,
-            pending: Vec::with_capacity(PLAINTEXT_BLOCK),
+            pending: Vec::with_capacity(pending),
             carry: iv,
             cipher_buf: Vec::new(),
             text_buf: Vec::new(),
@@ -322,11 +340,13 @@ impl<W: Write> EncryptingWriter<W> {
         iv: Vec<u8>,
     ) -> Result<Self, CipherError> {
         let stepped = SteppedCbc::new(algorithm, key, &iv);
-        let mut writer = Self::with_iv(out, algorithm, key, iv)?;
-        if stepped.is_some() {
-            writer.stepped = stepped;
-            writer.pending = Vec::new();
-        }
+        let pending = if stepped.is_some() {
+            0
+        } else {
+            PLAINTEXT_BLOCK
+        };
+        let mut writer = Self::build(out, algorithm, key, iv, pending)?;
+        writer.stepped = stepped;
         Ok(writer)
     }
 
@@ -337,6 +357,8 @@ impl<W: Write> EncryptingWriter<W> {
         let Some(block) = self.stepped.as_mut().and_then(|s| s.step()) else {
             return Ok(());
         };
+        #[cfg(test)]
+        STEPPED_BLOCKS.with(|n| n.set(n.get() + 1));
         self.carry.extend_from_slice(&block);
         if self.carry.len() >= BASE64_RUN {
             self.emit_base64(false)?;
@@ -390,9 +412,10 @@ impl<W: Write> EncryptingWriter<W> {
     }
 
     /// OpenSSL encrypts `plaintext` (whole blocks unless `last`) chained on from
-    /// the stepped writer's last block.
+    /// the stepped writer's last block, in pieces of at most [`PLAINTEXT_BLOCK`]
+    /// so that the output buffers stay that small whatever the write.
     fn encrypt_chained(&mut self, plaintext: &[u8], last: bool) -> io::Result<()> {
-        let Some(stepped) = &mut self.stepped else {
+        let Some(mut chain) = self.stepped.as_ref().map(|s| s.chain) else {
             return Ok(());
         };
         if plaintext.is_empty() && !last {
@@ -400,20 +423,24 @@ impl<W: Write> EncryptingWriter<W> {
         }
         let op = CipherError::openssl("content encryption");
         self.ctx
-            .encrypt_init(None, None, Some(&stepped.chain))
+            .encrypt_init(None, None, Some(&chain))
             .map_err(op)?;
-        self.cipher_buf.resize(plaintext.len() + BLOCK, 0);
-        let n = self
-            .ctx
-            .cipher_update(plaintext, Some(&mut self.cipher_buf))
-            .map_err(CipherError::openssl("content encryption"))?;
-        if n >= BLOCK {
-            stepped
-                .chain
-                .copy_from_slice(&self.cipher_buf[n - BLOCK..n]);
+        for piece in plaintext.chunks(PLAINTEXT_BLOCK) {
+            self.cipher_buf.resize(piece.len() + BLOCK, 0);
+            let n = self
+                .ctx
+                .cipher_update(piece, Some(&mut self.cipher_buf))
+                .map_err(CipherError::openssl("content encryption"))?;
+            if n >= BLOCK {
+                chain.copy_from_slice(&self.cipher_buf[n - BLOCK..n]);
+            }
+            self.carry.extend_from_slice(&self.cipher_buf[..n]);
+            self.emit_base64(false)?;
         }
-        self.carry.extend_from_slice(&self.cipher_buf[..n]);
-        self.emit_base64(false)
+        if let Some(stepped) = &mut self.stepped {
+            stepped.chain = chain;
+        }
+        Ok(())
     }
 
     fn encrypt_pending(&mut self) -> io::Result<()> {
@@ -676,6 +703,30 @@ mod tests {
                 assert_eq!(decrypt_data(*alg, &key, &data).unwrap(), &plain[..end]);
             }
         }
+    }
+
+    #[test]
+    fn a_large_write_to_a_stepped_writer_keeps_its_buffers_small() {
+        // A single large token (a comment, CDATA) arrives as one write: OpenSSL
+        // takes it in pieces, so no buffer grows with it.
+        let key = random_bytes(32).unwrap();
+        let iv = random_bytes(16).unwrap();
+        let mut w =
+            EncryptingWriter::stepped(Vec::new(), DataEncryption::Aes256Cbc, &key, iv).unwrap();
+        w.write_all(b"<a>").unwrap();
+        w.write_all(&vec![b'x'; 4 << 20]).unwrap();
+        let bound = PLAINTEXT_BLOCK * 4 / 3 + 64;
+        for (name, capacity) in [
+            ("cipher_buf", w.cipher_buf.capacity()),
+            ("carry", w.carry.capacity()),
+            ("text_buf", w.text_buf.capacity()),
+            ("pending", w.pending.capacity()),
+        ] {
+            assert!(capacity <= bound, "{name}: {capacity}");
+        }
+        let out = w.finish().unwrap().0;
+        let ciphertext: usize = 16 + (3 + (4 << 20)) / 16 * 16 + 16;
+        assert_eq!(out.len(), ciphertext.div_ceil(3) * 4);
     }
 
     #[test]

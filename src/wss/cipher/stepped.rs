@@ -57,11 +57,13 @@ impl SteppedCbc {
         &self.queued[self.done..]
     }
 
+    /// Queue `bytes`. What is encrypted already makes room first, so the queue
+    /// holds no more than what waits.
     pub(super) fn queue(&mut self, bytes: &[u8]) {
         if self.done == self.queued.len() {
             self.queued.clear();
             self.done = 0;
-        } else if self.done >= self.queued.len() / 2 {
+        } else if self.done > 0 && self.queued.len() + bytes.len() > self.queued.capacity() {
             self.queued.drain(..self.done);
             self.done = 0;
         }
