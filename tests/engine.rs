@@ -583,24 +583,9 @@ fn a_created_header_uses_only_prefixes_in_scope_where_it_stands() {
     );
 }
 
-/// Gives at most `step` bytes per read, to split every token of the input.
-struct Trickle<'a> {
-    data: &'a [u8],
-    step: usize,
-}
-
-impl std::io::Read for Trickle<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.step.min(buf.len()).min(self.data.len());
-        buf[..n].copy_from_slice(&self.data[..n]);
-        self.data = &self.data[n..];
-        Ok(n)
-    }
-}
-
 fn encrypt_trickled(input: &str, step: usize) -> Result<String, EncryptError> {
     let mut out = Vec::new();
-    let reader = Trickle {
+    let reader = common::Trickle {
         data: input.as_bytes(),
         step,
     };
@@ -700,7 +685,7 @@ fn malformed_body_content_is_refused_however_the_input_is_split() {
             "truncated, step {step}"
         );
         let mut out = Vec::new();
-        let reader = Trickle {
+        let reader = common::Trickle {
             data: &invalid,
             step,
         };

@@ -223,28 +223,13 @@ fn wssgate_decrypts_what_libxmlsec1_encrypted() {
     );
 }
 
-/// Gives at most `step` bytes per read, as a slow client's request arrives.
-struct Trickle<'a> {
-    data: &'a [u8],
-    step: usize,
-}
-
-impl std::io::Read for Trickle<'_> {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.data.len().min(self.step).min(out.len());
-        out[..n].copy_from_slice(&self.data[..n]);
-        self.data = &self.data[n..];
-        Ok(n)
-    }
-}
-
 #[test]
 fn libxmlsec1_decrypts_large_bodies_encrypted_beside_the_scan() {
     // With AES-CBC the Body's blocks are encrypted one at a time between the
     // scanner's tokens, and OpenSSL takes over for large writes, a full queue
     // and the end, chained on from the last block: bodies dense with markup,
     // text-heavy ones, and one large comment cover each hand-over. The content
-    // must come out the same in an implementation nobody here wrote.
+    // must come out the same in an independent implementation.
     let dir = tempfile::tempdir().unwrap();
     let receiver = common::receiver();
     let (key, _, _) = receiver.write_to(dir.path(), "rx");
@@ -295,7 +280,7 @@ fn libxmlsec1_decrypts_large_bodies_encrypted_beside_the_scan() {
             // Held in memory, and read as a slow client sends it.
             let (whole, _) = wss::encrypt_to_vec(input.as_bytes(), &recipient, &options).unwrap();
             let mut trickled = Vec::new();
-            let reader = Trickle {
+            let reader = common::Trickle {
                 data: input.as_bytes(),
                 step: 1000,
             };

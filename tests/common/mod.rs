@@ -915,3 +915,19 @@ pub fn fault_code(answer: &str) -> &str {
         .and_then(|(_, rest)| rest.split_once("</wssgate:code>"))
         .map_or("", |(code, _)| code)
 }
+
+/// Gives at most `step` bytes per read: splits every token of the input, as a
+/// slow client's request arrives.
+pub struct Trickle<'a> {
+    pub data: &'a [u8],
+    pub step: usize,
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.step.min(buf.len()).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
