@@ -887,43 +887,6 @@ mod draw_tests {
             .collect()
     }
 
-    /// With AES-CBC the Body's blocks are encrypted in steps between the
-    /// scanner's tokens, nearly all of them: the scanner hands its bytes over in
-    /// short runs and steps the cipher after each token. GCM is not stepped.
-    #[test]
-    fn the_body_is_encrypted_while_it_is_scanned() {
-        let pair = KeyPair::generate(&CertSpec::default()).unwrap();
-        let recipient = Recipient::new(pair.cert.clone()).unwrap();
-        let lines: String = (0..2000)
-            .map(|i| {
-                format!(r#"<o:line no="{i}"><o:sku>SKU-{i:08}</o:sku><o:qty>3</o:qty></o:line>"#)
-            })
-            .collect();
-        let envelope = format!(
-            r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><o:submit xmlns:o="urn:o">{lines}</o:submit></s:Body></s:Envelope>"#
-        );
-        let blocks = (lines.len() / 16) as u64;
-        for (data_encryption, stepped) in [
-            (crate::wss::DataEncryption::Aes256Cbc, true),
-            (crate::wss::DataEncryption::Aes128Cbc, true),
-            (crate::wss::DataEncryption::Aes256Gcm, false),
-        ] {
-            let mut options = EncryptOptions::default();
-            options.algorithms.data_encryption = data_encryption;
-            let before = cipher::STEPPED_BLOCKS.with(|n| n.get());
-            encrypt_to_vec(envelope.as_bytes(), &recipient, &options).unwrap();
-            let steps = cipher::STEPPED_BLOCKS.with(|n| n.get()) - before;
-            if stepped {
-                assert!(
-                    steps * 10 >= blocks * 9,
-                    "{data_encryption}: {steps} of {blocks}"
-                );
-            } else {
-                assert_eq!(steps, 0, "{data_encryption}");
-            }
-        }
-    }
-
     /// The key, both IVs and every id come from one draw: no part is another's
     /// bytes, and a second message shares none of them.
     #[test]
@@ -969,6 +932,50 @@ mod draw_tests {
                 }
             }
             seen.extend(parts.into_iter().map(<[u8]>::to_vec));
+        }
+    }
+}
+
+#[cfg(test)]
+mod stepping_tests {
+    use super::*;
+    use crate::receiver::{CertSpec, KeyPair};
+    use crate::wss::DataEncryption;
+
+    /// With AES-CBC the Body's blocks are encrypted in steps between the
+    /// scanner's tokens, nearly all of them: the scanner hands its bytes over in
+    /// short runs and steps the cipher after each token. GCM is not stepped.
+    #[test]
+    fn the_body_is_encrypted_while_it_is_scanned() {
+        let pair = KeyPair::generate(&CertSpec::default()).unwrap();
+        let recipient = Recipient::new(pair.cert.clone()).unwrap();
+        let lines: String = (0..2000)
+            .map(|i| {
+                format!(r#"<o:line no="{i}"><o:sku>SKU-{i:08}</o:sku><o:qty>3</o:qty></o:line>"#)
+            })
+            .collect();
+        let envelope = format!(
+            r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><o:submit xmlns:o="urn:o">{lines}</o:submit></s:Body></s:Envelope>"#
+        );
+        let blocks = (lines.len() / 16) as u64;
+        for (data_encryption, stepped) in [
+            (DataEncryption::Aes256Cbc, true),
+            (DataEncryption::Aes128Cbc, true),
+            (DataEncryption::Aes256Gcm, false),
+        ] {
+            let mut options = EncryptOptions::default();
+            options.algorithms.data_encryption = data_encryption;
+            let before = cipher::STEPPED_BLOCKS.with(|n| n.get());
+            encrypt_to_vec(envelope.as_bytes(), &recipient, &options).unwrap();
+            let steps = cipher::STEPPED_BLOCKS.with(|n| n.get()) - before;
+            if stepped {
+                assert!(
+                    steps * 10 >= blocks * 9,
+                    "{data_encryption}: {steps} of {blocks}"
+                );
+            } else {
+                assert_eq!(steps, 0, "{data_encryption}");
+            }
         }
     }
 }
