@@ -31,6 +31,7 @@ use super::{
     is_xml_char, is_xml_name, namespace_binding, split_qname,
 };
 use crate::wss::algorithms::ns;
+use crate::wss::cipher::EncryptingWriter;
 
 /// A buffered reader that can be given bytes back.
 pub(super) struct Rewind<R> {
@@ -96,23 +97,6 @@ impl<R: BufRead> BufRead for Rewind<R> {
     }
 }
 
-/// Where the Body's bytes go: a `Write` that is told after each token, so that
-/// a cipher can take a step of its own work beside the scan's.
-pub(crate) trait BodyOutput: Write {
-    fn after_token(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl BodyOutput for Vec<u8> {}
-
-impl<W: Write> BodyOutput for crate::wss::cipher::EncryptingWriter<W> {
-    #[inline]
-    fn after_token(&mut self) -> io::Result<()> {
-        self.step()
-    }
-}
-
 /// What the scan of one Body found.
 pub(super) struct BodyScan {
     /// Bytes consumed from the input (the Body's content, without its end tag).
@@ -164,9 +148,10 @@ enum Step {
     BodyEnd,
 }
 
-pub(super) struct Scanner<'a, R, W> {
+pub(super) struct Scanner<'a, R, W: Write> {
     input: &'a mut Rewind<R>,
-    out: &'a mut W,
+    /// The Body's cipher, stepped after each token.
+    out: &'a mut EncryptingWriter<W>,
     scopes: &'a mut NamespaceScopes,
     /// Bindings in scope at the Body, added to each top-level element.
     context: Vec<Binding>,
@@ -208,10 +193,10 @@ pub(super) struct Scanner<'a, R, W> {
     release_pending: bool,
 }
 
-impl<'a, R: BufRead, W: BodyOutput> Scanner<'a, R, W> {
+impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
     pub(super) fn new(
         input: &'a mut Rewind<R>,
-        out: &'a mut W,
+        out: &'a mut EncryptingWriter<W>,
         scopes: &'a mut NamespaceScopes,
         start: BodyStart,
     ) -> Self {
@@ -359,8 +344,9 @@ impl<'a, R: BufRead, W: BodyOutput> Scanner<'a, R, W> {
             match step {
                 Step::Next(next) => {
                     self.pos = next;
+                    // One block of the cipher's work beside the scan's.
                     self.out
-                        .after_token()
+                        .step()
                         .map_err(|e| Box::new(EncryptError::Write(e)))?;
                     if self.pos - self.run >= HANDOFF {
                         self.flush_run()?;

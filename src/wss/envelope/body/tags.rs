@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl<'a, R: BufRead, W: BodyOutput> Scanner<'a, R, W> {
+impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
     pub(super) fn start_tag(&mut self) -> Result<Step, Fault> {
         let tag = self.pos;
         let limit = self.checked;

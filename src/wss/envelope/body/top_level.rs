@@ -30,7 +30,7 @@ pub(super) struct Held {
     pub(super) uses_default: bool,
 }
 
-impl<'a, R: BufRead, W: BodyOutput> Scanner<'a, R, W> {
+impl<'a, R: BufRead, W: Write> Scanner<'a, R, W> {
     /// A top-level element of the Body is encrypted apart from its ancestors, so
     /// it carries the namespaces in scope at the Body that it uses and does not
     /// declare. Which ones it uses is known at its end: it is held back until
@@ -142,7 +142,7 @@ impl<'a, R: BufRead, W: BodyOutput> Scanner<'a, R, W> {
         }
         self.redeclare.written = written;
         let split = 1 + held.name_len;
-        let write = |out: &mut W, bytes: &[u8]| {
+        let write = |out: &mut EncryptingWriter<W>, bytes: &[u8]| {
             out.write_all(bytes)
                 .map_err(|e| Box::new(EncryptError::Write(e)))
         };
