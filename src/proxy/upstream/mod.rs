@@ -393,8 +393,11 @@ impl Upstream {
                 let Some(list) = oldest else {
                     return;
                 };
-                let Pooled { idle, _place } = list.remove(0);
-                (_place, Some(idle))
+                let Pooled {
+                    idle,
+                    _place: place,
+                } = list.remove(0);
+                (place, Some(idle))
             }
         };
         pool.entry(origin).or_default().push(Pooled {
