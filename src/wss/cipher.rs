@@ -706,6 +706,33 @@ mod tests {
     }
 
     #[test]
+    fn the_step_queue_is_bounded_however_far_the_steps_fall_behind() {
+        // Writes below the direct size, with no steps, a few, or one per block:
+        // at most STEP_QUEUE waits, in a buffer at most twice that.
+        let key = random_bytes(32).unwrap();
+        for steps_per_write in [0, 3, 1000] {
+            let iv = random_bytes(16).unwrap();
+            let mut w =
+                EncryptingWriter::stepped(Vec::new(), DataEncryption::Aes256Cbc, &key, iv).unwrap();
+            for i in 0..2000 {
+                w.write_all(&vec![b'a'; 1 + i * 37 % (DIRECT_WRITE - 1)])
+                    .unwrap();
+                for _ in 0..steps_per_write {
+                    w.step().unwrap();
+                }
+                let stepped = w.stepped.as_ref().unwrap();
+                assert!(stepped.waiting().len() <= STEP_QUEUE, "write {i}");
+                assert!(
+                    stepped.room() <= 2 * STEP_QUEUE,
+                    "write {i}: {}",
+                    stepped.room()
+                );
+            }
+            w.finish().unwrap();
+        }
+    }
+
+    #[test]
     fn a_large_write_to_a_stepped_writer_keeps_its_buffers_small() {
         // A single large token (a comment, CDATA) arrives as one write: OpenSSL
         // takes it in pieces, so no buffer grows with it.

@@ -57,6 +57,12 @@ impl SteppedCbc {
         &self.queued[self.done..]
     }
 
+    /// Bytes the queue's buffer holds room for.
+    #[cfg(test)]
+    pub(super) fn room(&self) -> usize {
+        self.queued.capacity()
+    }
+
     /// Queue `bytes`. What is encrypted already makes room first, so the queue
     /// holds no more than what waits.
     pub(super) fn queue(&mut self, bytes: &[u8]) {
