@@ -11,8 +11,9 @@
 //! chained on from the last block encrypted here; the ciphertext is the same
 //! whichever of the two encrypted a block.
 
+use aes::cipher::consts::U16;
 use aes::cipher::generic_array::GenericArray;
-use aes::cipher::{BlockEncrypt, KeyInit};
+use aes::cipher::{BlockBackend, BlockClosure, BlockEncrypt, BlockSizeUser, KeyInit};
 
 use crate::wss::algorithms::DataEncryption;
 
@@ -22,8 +23,8 @@ pub(super) const BLOCK: usize = 16;
 // would cost an indirection per block.
 #[allow(clippy::large_enum_variant)]
 enum Aes {
-    Aes128(aes::Aes128),
-    Aes256(aes::Aes256),
+    Aes128(aes::Aes128Enc),
+    Aes256(aes::Aes256Enc),
 }
 
 pub(super) struct SteppedCbc {
@@ -40,8 +41,8 @@ impl SteppedCbc {
     /// not worth a second implementation (3DES).
     pub(super) fn new(algorithm: DataEncryption, key: &[u8], iv: &[u8]) -> Option<Box<SteppedCbc>> {
         let aes = match algorithm {
-            DataEncryption::Aes128Cbc => Aes::Aes128(aes::Aes128::new_from_slice(key).ok()?),
-            DataEncryption::Aes256Cbc => Aes::Aes256(aes::Aes256::new_from_slice(key).ok()?),
+            DataEncryption::Aes128Cbc => Aes::Aes128(aes::Aes128Enc::new_from_slice(key).ok()?),
+            DataEncryption::Aes256Cbc => Aes::Aes256(aes::Aes256Enc::new_from_slice(key).ok()?),
             _ => return None,
         };
         Some(Box::new(SteppedCbc {
@@ -95,16 +96,39 @@ impl SteppedCbc {
     #[inline]
     pub(super) fn step(&mut self) -> Option<[u8; BLOCK]> {
         let plain = self.queued.get(self.done..self.done + BLOCK)?;
-        let mut block = GenericArray::from(self.chain);
-        for (b, p) in block.iter_mut().zip(plain) {
-            *b ^= p;
-        }
+        let link = Link {
+            chain: &mut self.chain,
+            plain: plain.try_into().ok()?,
+        };
         match &self.aes {
-            Aes::Aes128(aes) => aes.encrypt_block(&mut block),
-            Aes::Aes256(aes) => aes.encrypt_block(&mut block),
+            Aes::Aes128(aes) => aes.encrypt_with_backend(link),
+            Aes::Aes256(aes) => aes.encrypt_with_backend(link),
         }
         self.done += BLOCK;
-        self.chain = block.into();
         Some(self.chain)
+    }
+}
+
+/// One link of the chain: `chain = E(chain ⊕ plain)`. Run inside the cipher's
+/// backend (compiled for AES-NI when the processor has it), the XOR and the
+/// rounds keep the block in a register, not in memory between them.
+struct Link<'a> {
+    chain: &'a mut [u8; BLOCK],
+    plain: &'a [u8; BLOCK],
+}
+
+impl BlockSizeUser for Link<'_> {
+    type BlockSize = U16;
+}
+
+impl BlockClosure for Link<'_> {
+    #[inline(always)]
+    fn call<B: BlockBackend<BlockSize = U16>>(self, backend: &mut B) {
+        let mut block = GenericArray::from(*self.chain);
+        for (b, p) in block.iter_mut().zip(self.plain) {
+            *b ^= p;
+        }
+        backend.proc_block((&mut block).into());
+        *self.chain = block.into();
     }
 }
