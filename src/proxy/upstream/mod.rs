@@ -43,15 +43,15 @@ use http::{Request, Response, Uri};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1;
-use hyper_openssl::client::legacy::{HttpsConnector, MaybeHttpsStream};
+use hyper_openssl::client::legacy::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioIo;
 use openssl::ssl::{SslConnector, SslFiletype, SslMethod};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_service::Service;
 
 use super::{BoxError, ProxyBody};
 use crate::config::UpstreamTls;
+use io::UpstreamIo;
 
 /// How long a connection may stay idle in the pool before it is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -60,8 +60,6 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// that idled [`IDLE_TIMEOUT`], are closed then (a closed one is not kept in
 /// CLOSE_WAIT longer than this).
 pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
-
-type Io = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
 
 /// Why a client for a TLS setting could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -198,7 +196,7 @@ struct Connection {
     /// Dropped as soon as it has ended: that closes the socket and turns away
     /// a request it had not taken yet, which then comes back to be sent on
     /// another connection (instead of waiting for an answer forever).
-    driver: Option<http1::Connection<Io, ProxyBody>>,
+    driver: Option<http1::Connection<UpstreamIo, ProxyBody>>,
 }
 
 impl Connection {
@@ -416,7 +414,9 @@ impl Upstream {
             .call(uri)
             .await
             .map_err(SendError::Connect)?;
-        let (sender, driver) = http1::handshake(io).await.map_err(SendError::Exchange)?;
+        let (sender, driver) = http1::handshake(UpstreamIo(io))
+            .await
+            .map_err(SendError::Exchange)?;
         Ok(Connection {
             sender,
             driver: Some(driver),
@@ -602,5 +602,6 @@ impl Body for Answer {
     }
 }
 
+mod io;
 #[cfg(test)]
 mod tests;
