@@ -49,9 +49,11 @@ use openssl::ssl::{SslConnector, SslFiletype, SslMethod};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_service::Service;
 
+mod socket;
+
 use super::{BoxError, ProxyBody};
 use crate::config::UpstreamTls;
-use io::UpstreamIo;
+use socket::UpstreamIo;
 
 /// How long a connection may stay idle in the pool before it is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -602,6 +604,5 @@ impl Body for Answer {
     }
 }
 
-mod io;
 #[cfg(test)]
 mod tests;

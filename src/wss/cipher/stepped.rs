@@ -95,10 +95,10 @@ impl SteppedCbc {
     /// Encrypt the next waiting block, if a whole one waits.
     #[inline]
     pub(super) fn step(&mut self) -> Option<[u8; BLOCK]> {
-        let plain = self.queued.get(self.done..self.done + BLOCK)?;
+        let plain = self.queued.get(self.done..)?.first_chunk::<BLOCK>()?;
         let link = Link {
             chain: &mut self.chain,
-            plain: plain.try_into().ok()?,
+            plain,
         };
         match &self.aes {
             Aes::Aes128(aes) => aes.encrypt_with_backend(link),
@@ -109,9 +109,11 @@ impl SteppedCbc {
     }
 }
 
-/// One link of the chain: `chain = E(chain ⊕ plain)`. Run inside the cipher's
-/// backend (compiled for AES-NI when the processor has it), the XOR and the
-/// rounds keep the block in a register, not in memory between them.
+/// One link of the chain: `chain = E(chain ⊕ plain)`, run inside the cipher's
+/// backend. The AES-NI backend (chosen at run time when the processor has it)
+/// is compiled with AES-NI enabled and this closure inlined into it, so the
+/// block stays in a register from the XOR through the rounds; only the chain
+/// is stored between steps.
 struct Link<'a> {
     chain: &'a mut [u8; BLOCK],
     plain: &'a [u8; BLOCK],
