@@ -115,10 +115,13 @@ async fn post_status(url: &str) -> (u16, String) {
 async fn each_upstream_fault_has_its_code_and_leaks_nothing() {
     let rx = common::receiver();
     let good = Receiver::start(rx.key_ring()).await.unwrap();
-    let down = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    // Bound and not listening, for the whole test: connections to it are
+    // refused, and the port cannot be handed to anything else meanwhile (a
+    // port freed at once went to this test's own daemon now and then, which
+    // answered 404 in place of the refused connection).
+    let down_socket = tokio::net::TcpSocket::new_v4().unwrap();
+    down_socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let down = down_socket.local_addr().unwrap();
     let tls_identity = common::TestReceiver::new(&common::CertSpec {
         serial: 4242,
         common_name: "127.0.0.1".into(),
