@@ -23,6 +23,7 @@ use http::{Method, Request, Response, Uri};
 use super::access::Access;
 use super::fault::{Culprit, Fault};
 use super::gate::InFlight;
+use super::gathered::{self, Gathered, PartsReader};
 use super::headers::{forward_headers, request_id, strip_hop_by_hop, version_from_content_type};
 use super::inbound::{self, Side};
 use super::signing::{self, Signer};
@@ -274,6 +275,7 @@ where
         if rest.is_some() {
             return Err(Fault::PayloadTooLarge(max_body));
         }
+        let input = input.into_bytes();
         exchange.access.bytes_in = input.len() as u64;
         exchange.version = wss::sniff_version(&input).or(exchange.version);
         let ring = route
@@ -342,33 +344,37 @@ where
     }
     let (head, rest) = read_head(body, threshold, max_body, deadline).await?;
     exchange.access.bytes_in = head.len() as u64;
-    exchange.version = wss::sniff_version(&head).or(exchange.version);
+    let head = head.into_parts();
+    exchange.version = sniff_version(&head).or(exchange.version);
     let version = exchange.version.unwrap_or(SoapVersion::Soap11);
     let Some(rest) = rest else {
         // Buffered: the whole body is here.
-        let output = if pass_through {
-            head
+        let (body, len) = if pass_through {
+            as_read(head)
         } else {
             let started = std::time::Instant::now();
-            let encrypted = encrypt_buffered(proxy, &recipient, head.clone(), options).await?;
+            let encrypted = encrypt_buffered(proxy, &recipient, &head, options).await?;
             exchange.access.encryption_seconds = Some(started.elapsed().as_secs_f64());
             match encrypted {
-                Ok(out) => Bytes::from(out),
+                Ok(out) => {
+                    let len = out.len();
+                    (full_body(Bytes::from(out)), len)
+                }
                 Err(EncryptError::AlreadyEncrypted)
                     if route.config.already_encrypted == AlreadyEncrypted::Pass =>
                 {
-                    head
+                    as_read(head)
                 }
                 Err(e) => return Err(Fault::from_encrypt(&e)),
             }
         };
-        exchange.access.bytes_out = output.len() as u64;
+        exchange.access.bytes_out = len as u64;
         let mut headers = headers_for(Some(version));
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(output.len()));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
         return Ok(Prepared::Ready(Outbound {
             method: Method::POST,
             headers,
-            body: full_body(output),
+            body,
         }));
     };
     // Streamed: encrypt as it arrives, chunked to the upstream, on a blocking
@@ -441,19 +447,11 @@ async fn read_head<B>(
     threshold: u64,
     max_body: u64,
     deadline: stream::BodyDeadline,
-) -> Result<(Bytes, Option<B>), Fault>
+) -> Result<(Gathered, Option<B>), Fault>
 where
     B: RequestBody,
 {
-    // Sized from the announced length when there is one (no doubling, no copies),
-    // up to 256 KiB: an announced length is a claim, not data.
-    let announced = body
-        .size_hint()
-        .exact()
-        .unwrap_or(0)
-        .min(threshold + 1)
-        .min(256 * 1024);
-    let mut head = Gathered::new(announced as usize);
+    let mut head = Gathered::default();
     while (head.len() as u64) <= threshold {
         // A client that stops sending mid-body is cut off, not waited for forever.
         let next = deadline
@@ -461,7 +459,7 @@ where
             .await
             .map_err(|_| Fault::RequestTimeout)?;
         match next {
-            None => return Ok((head.into_bytes(), None)),
+            None => return Ok((head, None)),
             Some(Err(_)) => {
                 return Err(Fault::MalformedEnvelope(
                     "the request body could not be read".into(),
@@ -479,51 +477,9 @@ where
         }
     }
     if body.is_end_stream() {
-        return Ok((head.into_bytes(), None));
+        return Ok((head, None));
     }
-    Ok((head.into_bytes(), Some(body)))
-}
-
-/// The frames of a body read so far: a body that came in one frame (most do)
-/// is kept as that frame, without a copy; more frames are joined.
-struct Gathered {
-    single: Option<Bytes>,
-    joined: Vec<u8>,
-    capacity: usize,
-}
-
-impl Gathered {
-    fn new(capacity: usize) -> Gathered {
-        Gathered {
-            single: None,
-            joined: Vec::new(),
-            capacity,
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.single.as_ref().map_or(self.joined.len(), Bytes::len)
-    }
-
-    fn push(&mut self, data: Bytes) {
-        if data.is_empty() {
-            return;
-        }
-        if self.single.is_none() && self.joined.is_empty() {
-            self.single = Some(data);
-            return;
-        }
-        if let Some(first) = self.single.take() {
-            self.joined
-                .reserve(self.capacity.max(first.len() + data.len()));
-            self.joined.extend_from_slice(&first);
-        }
-        self.joined.extend_from_slice(&data);
-    }
-
-    fn into_bytes(self) -> Bytes {
-        self.single.unwrap_or_else(|| Bytes::from(self.joined))
-    }
+    Ok((head, Some(body)))
 }
 
 /// A pass-through route's streamed body, copied as it arrives: `(in, out)` bytes.
@@ -545,20 +501,46 @@ fn copy_unchanged(
     }
 }
 
+/// A request body as it was read, to send on unchanged, and its length.
+fn as_read(mut parts: Vec<Bytes>) -> (ProxyBody, usize) {
+    let len = parts.iter().map(Bytes::len).sum();
+    if parts.len() == 1 {
+        return (full_body(parts.pop().unwrap_or_default()), len);
+    }
+    (gathered::parts_body(parts), len)
+}
+
+/// The SOAP version of a body held in parts: from its first part, or, when that
+/// part ends before the document element's start tag does, from them all.
+fn sniff_version(parts: &[Bytes]) -> Option<SoapVersion> {
+    match parts {
+        [] => None,
+        [one] => wss::sniff_version(one),
+        [first, ..] => wss::sniff_version(first)
+            .or_else(|| wss::sniff_version(&gathered::join(parts.to_vec()))),
+    }
+}
+
 async fn encrypt_buffered(
     proxy: &Proxy,
     recipient: &Arc<Recipient>,
-    input: Bytes,
+    input: &[Bytes],
     options: EncryptOptions,
 ) -> Result<Result<Vec<u8>, EncryptError>, Fault> {
-    if input.len() <= INLINE_ENCRYPT_LIMIT {
-        return Ok(wss::encrypt_to_vec(&input, recipient, &options).map(|(out, _)| out));
+    let len: usize = input.iter().map(Bytes::len).sum();
+    let encrypt = move |input: &[Bytes], recipient: &Recipient| match input {
+        [one] => wss::encrypt_to_vec(one, recipient, &options),
+        parts => wss::encrypt_held_to_vec(PartsReader::new(parts), len, recipient, &options),
+    };
+    if len <= INLINE_ENCRYPT_LIMIT {
+        return Ok(encrypt(input, recipient).map(|(out, _)| out));
     }
     let recipient = recipient.clone();
+    let input = input.to_vec();
     let permit = proxy.encryptions.clone().acquire_owned().await;
     match tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        wss::encrypt_to_vec(&input, &recipient, &options)
+        encrypt(&input, &recipient)
     })
     .await
     {
@@ -593,7 +575,7 @@ where
     let bytes_in = input.len() as u64;
     Ok((
         bytes_in,
-        signing::sign_buffered(proxy, signer, input).await?,
+        signing::sign_buffered(proxy, signer, input.into_bytes()).await?,
     ))
 }
 

@@ -15,6 +15,7 @@ mod access;
 pub mod fault;
 mod forward;
 pub mod gate;
+mod gathered;
 mod headers;
 mod inbound;
 mod signing;

@@ -83,15 +83,22 @@ impl BodyDeadline {
 
 /// Feed `head` and then the rest of `body` to a [`ChannelReader`], failing with
 /// [`InputTooLarge`] past `limit` bytes in all.
-pub fn read_body<B>(head: Bytes, mut body: B, limit: u64, deadline: BodyDeadline) -> ChannelReader
+pub fn read_body<B>(
+    head: Vec<Bytes>,
+    mut body: B,
+    limit: u64,
+    deadline: BodyDeadline,
+) -> ChannelReader
 where
     B: RequestBody,
 {
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     tokio::spawn(async move {
-        let mut total = head.len() as u64;
-        if tx.send(Ok(head)).await.is_err() {
-            return;
+        let mut total = head.iter().map(|part| part.len() as u64).sum::<u64>();
+        for part in head {
+            if tx.send(Ok(part)).await.is_err() {
+                return;
+            }
         }
         loop {
             let Ok(next) = deadline.next_frame(&mut body).await else {

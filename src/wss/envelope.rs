@@ -90,15 +90,19 @@ pub fn encrypt_to_vec(
     recipient: &Recipient,
     options: &EncryptOptions,
 ) -> Result<(Vec<u8>, EncryptSummary), EncryptError> {
-    let mut out = Vec::with_capacity(envelope.len() * 4 / 3 + 4096);
-    let summary = encrypt_envelope_with(
-        envelope,
-        &mut out,
-        recipient,
-        options,
-        None,
-        Some(envelope.len()),
-    )?;
+    encrypt_held_to_vec(envelope, envelope.len(), recipient, options)
+}
+
+/// Encrypt a whole envelope held in memory in pieces (a request body as its
+/// frames came), read through `envelope`, `len` bytes in all.
+pub fn encrypt_held_to_vec<R: Read>(
+    envelope: R,
+    len: usize,
+    recipient: &Recipient,
+    options: &EncryptOptions,
+) -> Result<(Vec<u8>, EncryptSummary), EncryptError> {
+    let mut out = Vec::with_capacity(len * 4 / 3 + 4096);
+    let summary = encrypt_envelope_with(envelope, &mut out, recipient, options, None, Some(len))?;
     Ok((out, summary))
 }
 

@@ -35,7 +35,8 @@ pub use algorithms::{
 };
 pub use certificate::{CertificateError, CertificateInfo, CertificatePolicy};
 pub use envelope::{
-    EncryptError, EncryptSummary, encrypt_envelope, encrypt_to_vec, namespace_work, sniff_version,
+    EncryptError, EncryptSummary, encrypt_envelope, encrypt_held_to_vec, encrypt_to_vec,
+    namespace_work, sniff_version,
 };
 pub use header::escape as escape_text;
 pub use sign::{
