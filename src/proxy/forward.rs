@@ -271,7 +271,7 @@ where
     exchange.access.alias = Some(route.labels.alias.clone());
     if route.config.mode == RouteMode::Decrypt {
         // Buffered whole: the EncryptedKey may follow what it decrypts.
-        let (input, rest) = read_head(body, max_body, max_body, deadline).await?;
+        let (input, rest) = read_head(body, max_body, max_body, deadline, true).await?;
         if rest.is_some() {
             return Err(Fault::PayloadTooLarge(max_body));
         }
@@ -342,10 +342,10 @@ where
             body: full_body(output),
         }));
     }
-    let (head, rest) = read_head(body, threshold, max_body, deadline).await?;
+    let (head, rest) = read_head(body, threshold, max_body, deadline, false).await?;
     exchange.access.bytes_in = head.len() as u64;
     let head = head.into_parts();
-    exchange.version = sniff_version(&head).or(exchange.version);
+    exchange.version = gathered::sniff_version(&head).or(exchange.version);
     let version = exchange.version.unwrap_or(SoapVersion::Soap11);
     let Some(rest) = rest else {
         // Buffered: the whole body is here.
@@ -441,17 +441,25 @@ fn finish_stream(
 }
 
 /// Read up to `threshold` bytes. `(all, None)` when the body ended within it;
-/// `(head, Some(rest))` when it goes on and must be streamed.
+/// `(head, Some(rest))` when it goes on and must be streamed. A body to be
+/// parsed `whole` is gathered into one buffer as it comes.
 async fn read_head<B>(
     mut body: B,
     threshold: u64,
     max_body: u64,
     deadline: stream::BodyDeadline,
+    whole: bool,
 ) -> Result<(Gathered, Option<B>), Fault>
 where
     B: RequestBody,
 {
-    let mut head = Gathered::default();
+    // An announced length is a claim, not data: it only sizes what is copied.
+    let announced = body.size_hint().exact().unwrap_or(0).min(threshold + 1);
+    let mut head = if whole {
+        Gathered::joined(announced)
+    } else {
+        Gathered::new(announced)
+    };
     while (head.len() as u64) <= threshold {
         // A client that stops sending mid-body is cut off, not waited for forever.
         let next = deadline
@@ -510,17 +518,6 @@ fn as_read(mut parts: Vec<Bytes>) -> (ProxyBody, usize) {
     (gathered::parts_body(parts), len)
 }
 
-/// The SOAP version of a body held in parts: from its first part, or, when that
-/// part ends before the document element's start tag does, from them all.
-fn sniff_version(parts: &[Bytes]) -> Option<SoapVersion> {
-    match parts {
-        [] => None,
-        [one] => wss::sniff_version(one),
-        [first, ..] => wss::sniff_version(first)
-            .or_else(|| wss::sniff_version(&gathered::join(parts.to_vec()))),
-    }
-}
-
 async fn encrypt_buffered(
     proxy: &Proxy,
     recipient: &Arc<Recipient>,
@@ -567,7 +564,7 @@ where
         tokio::spawn(stream::drain(body));
         return Err(Fault::PayloadTooLarge(limit));
     }
-    let (input, rest) = read_head(body, limit, limit, deadline).await?;
+    let (input, rest) = read_head(body, limit, limit, deadline, true).await?;
     if let Some(rest) = rest {
         tokio::spawn(stream::drain(rest));
         return Err(Fault::PayloadTooLarge(limit));

@@ -3,16 +3,21 @@
 //! hyper hands a body over as slices of its connection's read buffer. Joining
 //! them into one buffer copied every multi-frame body once more (5 % of the
 //! daemon's CPU with 100 KiB bodies, docs/PERFORMANCE.md, "Request bodies read
-//! without a copy"); kept as they are, they go upstream in one gathered write
-//! and the engine reads across them.
+//! without a copy"). Kept as they are, they go to a plain-TCP upstream in
+//! gathered writes, and the engine reads across them.
 //!
-//! A frame keeps the whole read buffer it is a slice of (up to
-//! [`crate::listener::MAX_CONNECTION_BUFFER`]) alive. So only frames of
-//! [`KEPT_FRAME`] bytes or more are kept, and at most [`KEPT_PARTS`] of them;
-//! smaller ones are copied together. What a body keeps alive is then at most
-//! four times what it holds, plus one buffer for its first frame (kept whatever
-//! its size, as most bodies are that one frame): a client that sends many small
-//! frames makes each request hold no more than it sent.
+//! A frame keeps the whole read buffer it is a slice of alive. hyper reads at
+//! most [`crate::listener::MAX_CONNECTION_BUFFER`] (32 KiB) at a time, into a
+//! buffer that can grow to about twice that. So only frames of [`KEPT_FRAME`]
+//! bytes or more are kept, at most [`KEPT_PARTS`] of them, and smaller ones are
+//! copied together (into room reserved from the announced length). A kept frame
+//! then holds alive at most about four times its length. The first frame is
+//! kept whatever its size, since most bodies are that one frame (its buffer
+//! holds the request's headers too). A client that sends many small frames
+//! therefore makes a request hold about what it sent.
+//!
+//! Routes that parse the body whole (decrypting, signing) gather it joined
+//! ([`Gathered::joined`]), as one buffer with room for the announced length.
 
 use std::io::{self, Read};
 use std::pin::Pin;
@@ -24,7 +29,13 @@ use hyper::body::{Body, Frame, SizeHint};
 use super::{BoxError, ProxyBody};
 
 /// Frames at least this long are kept as hyper gave them.
-const KEPT_FRAME: usize = 8 * 1024;
+const KEPT_FRAME: usize = 16 * 1024;
+// A kept frame holds alive at most about four times its length: hyper's read
+// buffers stay within about twice the read size.
+const _: () = assert!(KEPT_FRAME * 2 >= crate::listener::MAX_CONNECTION_BUFFER);
+/// Room reserved for copied frames is at most this (an announced length is a
+/// claim, not data).
+const RESERVED: usize = 256 * 1024;
 /// At most this many parts are kept apart; past them every frame is copied.
 const KEPT_PARTS: usize = 16;
 
@@ -36,9 +47,30 @@ pub(super) struct Gathered {
     /// Small frames since the last kept one, copied.
     small: Vec<u8>,
     len: usize,
+    /// The length the request announced (0 if none).
+    announced: usize,
+    /// Every frame after the first is copied, and the first joins them.
+    join: bool,
 }
 
 impl Gathered {
+    /// For a body of `announced` bytes (0 if not announced), kept as frames.
+    pub(super) fn new(announced: u64) -> Gathered {
+        Gathered {
+            announced: usize::try_from(announced).unwrap_or(usize::MAX),
+            ..Gathered::default()
+        }
+    }
+
+    /// For a body to be parsed whole: joined as it comes, in room reserved
+    /// from the announced length.
+    pub(super) fn joined(announced: u64) -> Gathered {
+        Gathered {
+            join: true,
+            ..Gathered::new(announced)
+        }
+    }
+
     pub(super) fn len(&self) -> usize {
         self.len
     }
@@ -48,19 +80,38 @@ impl Gathered {
             return;
         }
         self.len += data.len();
-        let first = self.parts.is_empty() && self.small.is_empty();
-        if first || (data.len() >= KEPT_FRAME && self.parts.len() < KEPT_PARTS) {
+        if self.parts.is_empty() && self.small.is_empty() {
+            self.parts.push(data);
+            return;
+        }
+        if !self.join && data.len() >= KEPT_FRAME && self.parts.len() < KEPT_PARTS {
             self.end_small_run();
             self.parts.push(data);
-        } else {
-            self.small.extend_from_slice(&data);
+            return;
         }
+        if self.small.is_empty() {
+            let room = self
+                .announced
+                .saturating_sub(self.len - data.len())
+                .min(RESERVED);
+            self.small.reserve(room.max(data.len()));
+            if self.join {
+                // The first frame goes first into the one buffer.
+                for first in self.parts.drain(..) {
+                    self.small.reserve(first.len());
+                    self.small.extend_from_slice(&first);
+                }
+            }
+        }
+        self.small.extend_from_slice(&data);
     }
 
     fn end_small_run(&mut self) {
         if !self.small.is_empty() {
-            self.parts
-                .push(Bytes::from(std::mem::take(&mut self.small)));
+            let mut run = std::mem::take(&mut self.small);
+            // Room reserved for frames that came kept instead.
+            run.shrink_to_fit();
+            self.parts.push(Bytes::from(run));
         }
     }
 
@@ -71,22 +122,32 @@ impl Gathered {
     }
 
     /// The whole body in one buffer: the one frame as it came, or the parts
-    /// joined.
+    /// joined (without a further copy when gathered [`Gathered::joined`]).
     pub(super) fn into_bytes(self) -> Bytes {
-        join(self.into_parts())
+        join(&self.into_parts())
     }
 }
 
 /// `parts` in one buffer (without a copy when there is one part).
-pub(super) fn join(mut parts: Vec<Bytes>) -> Bytes {
-    if parts.len() <= 1 {
-        return parts.pop().unwrap_or_default();
+pub(super) fn join(parts: &[Bytes]) -> Bytes {
+    if let [] | [_] = parts {
+        return parts.first().cloned().unwrap_or_default();
     }
     let mut joined = Vec::with_capacity(parts.iter().map(Bytes::len).sum());
-    for part in &parts {
+    for part in parts {
         joined.extend_from_slice(part);
     }
     Bytes::from(joined)
+}
+
+/// The SOAP version of a body held in parts: from its first part, or, when that
+/// part ends before the document element's start tag does, from them all.
+pub(super) fn sniff_version(parts: &[Bytes]) -> Option<crate::wss::SoapVersion> {
+    let first = crate::wss::sniff_version(parts.first()?);
+    if first.is_some() || parts.len() == 1 {
+        return first;
+    }
+    crate::wss::sniff_version(&join(parts))
 }
 
 /// Reads `parts` one after the other.
@@ -171,7 +232,8 @@ mod tests {
         buffer.slice(from..from + len)
     }
 
-    fn same_allocation(a: &Bytes, b: &Bytes) -> bool {
+    /// The two start at the same byte: one is the other, not a copy.
+    fn same_slice(a: &Bytes, b: &Bytes) -> bool {
         a.as_ptr() == b.as_ptr()
     }
 
@@ -182,7 +244,7 @@ mod tests {
         let mut gathered = Gathered::default();
         gathered.push(frame.clone());
         assert_eq!(gathered.len(), 2000);
-        assert!(same_allocation(&gathered.into_bytes(), &frame));
+        assert!(same_slice(&gathered.into_bytes(), &frame));
     }
 
     #[test]
@@ -200,13 +262,10 @@ mod tests {
         gathered.push(frame_of(&buffer, 130 + KEPT_FRAME, 5));
         let parts = gathered.into_parts();
         assert_eq!(parts.len(), 4, "first, small run, large, small run");
-        assert!(same_allocation(&parts[0], &first));
-        assert!(
-            !same_allocation(&parts[1], &small[0]),
-            "small frames are copied"
-        );
-        assert!(same_allocation(&parts[2], &large));
-        assert_eq!(join(parts), buffer.slice(..130 + KEPT_FRAME + 5));
+        assert!(same_slice(&parts[0], &first));
+        assert!(!same_slice(&parts[1], &small[0]), "small frames are copied");
+        assert!(same_slice(&parts[2], &large));
+        assert_eq!(join(&parts), buffer.slice(..130 + KEPT_FRAME + 5));
     }
 
     /// However a client frames its body, what the parts keep alive is bounded
@@ -237,11 +296,11 @@ mod tests {
             );
             let aliased = parts[1..]
                 .iter()
-                .filter(|p| kept_frames.iter().any(|f| same_allocation(p, f)))
+                .filter(|p| kept_frames.iter().any(|f| same_slice(p, f)))
                 .count();
             assert!(aliased <= KEPT_PARTS, "{label}: {aliased} frames kept");
             for part in &parts[1..] {
-                let copied = !kept_frames.iter().any(|f| same_allocation(part, f));
+                let copied = !kept_frames.iter().any(|f| same_slice(part, f));
                 assert!(copied || part.len() >= KEPT_FRAME, "{label}");
             }
             assert_eq!(
@@ -289,6 +348,83 @@ mod tests {
             .to_bytes();
         assert!(collected == body, "the body sends what was read");
         assert!(Gathered::default().into_parts().is_empty());
-        assert!(join(Vec::new()).is_empty());
+        assert!(join(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_body_to_parse_whole_is_one_buffer() {
+        let buffer = Bytes::from((0..32 * 1024).map(|i| (i % 199) as u8).collect::<Vec<u8>>());
+        let mut gathered = Gathered::joined(30_000);
+        let mut at = 0;
+        for size in [100, 20_000, 10, 9_000] {
+            gathered.push(frame_of(&buffer, at, size));
+            at += size;
+        }
+        let parts = gathered.into_parts();
+        assert_eq!(parts.len(), 1, "joined as it came");
+        assert_eq!(parts[0], buffer.slice(..at));
+        let mut one = Gathered::joined(100);
+        let frame = frame_of(&buffer, 5, 100);
+        one.push(frame.clone());
+        assert!(
+            same_slice(&one.into_bytes(), &frame),
+            "one frame is not copied"
+        );
+    }
+
+    #[test]
+    fn the_version_is_found_wherever_the_first_frame_ends() {
+        let envelope = Bytes::from_static(
+            b"<?xml version=\"1.0\"?><s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\"><s:Body><a/></s:Body></s:Envelope>",
+        );
+        // Every cut from the first byte to just past the root's start tag.
+        let root_end = envelope.windows(2).position(|w| w == b"\">").unwrap() + 2;
+        for cut in 1..=root_end {
+            let parts = [envelope.slice(..cut), envelope.slice(cut..)];
+            assert_eq!(
+                sniff_version(&parts),
+                Some(crate::wss::SoapVersion::Soap12),
+                "first frame of {cut} bytes"
+            );
+        }
+        assert_eq!(sniff_version(&[]), None);
+    }
+
+    #[test]
+    fn empty_parts_and_buffers_read_as_nothing() {
+        let parts = [
+            Bytes::from_static(b"ab"),
+            Bytes::new(),
+            Bytes::from_static(b"c"),
+        ];
+        let mut reader = PartsReader::new(&parts);
+        assert_eq!(reader.read(&mut []).unwrap(), 0);
+        let mut all = Vec::new();
+        reader.read_to_end(&mut all).unwrap();
+        assert_eq!(all, b"abc");
+        assert_eq!(PartsReader::new(&[]).read(&mut [0u8; 4]).unwrap(), 0);
+    }
+
+    /// hyper ends a body when `is_end_stream` says so: it must agree with the
+    /// size hint after every frame.
+    #[test]
+    fn the_sent_body_ends_with_its_last_part() {
+        let parts = vec![Bytes::from_static(b"abc"), Bytes::from_static(b"de")];
+        let mut body = parts_body(parts);
+        let mut context = Context::from_waker(std::task::Waker::noop());
+        for left in [2u64, 0] {
+            assert!(!body.is_end_stream());
+            let Poll::Ready(Some(Ok(frame))) = Pin::new(&mut body).poll_frame(&mut context) else {
+                panic!("a frame is ready");
+            };
+            assert!(frame.is_data());
+            assert_eq!(body.size_hint().exact(), Some(left));
+        }
+        assert!(body.is_end_stream());
+        assert!(matches!(
+            Pin::new(&mut body).poll_frame(&mut context),
+            Poll::Ready(None)
+        ));
+        assert!(parts_body(Vec::new()).is_end_stream());
     }
 }
