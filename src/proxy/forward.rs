@@ -343,17 +343,18 @@ where
         }));
     }
     let (head, rest) = read_head(body, threshold, max_body, deadline, false).await?;
-    exchange.access.bytes_in = head.len() as u64;
+    let bytes_in = head.len();
+    exchange.access.bytes_in = bytes_in as u64;
     let head = head.into_parts();
     exchange.version = gathered::sniff_version(&head).or(exchange.version);
     let version = exchange.version.unwrap_or(SoapVersion::Soap11);
     let Some(rest) = rest else {
         // Buffered: the whole body is here.
         let (body, len) = if pass_through {
-            as_read(head)
+            (gathered::parts_body(head), bytes_in)
         } else {
             let started = std::time::Instant::now();
-            let encrypted = encrypt_buffered(proxy, &recipient, &head, options).await?;
+            let encrypted = encrypt_buffered(proxy, &recipient, &head, bytes_in, options).await?;
             exchange.access.encryption_seconds = Some(started.elapsed().as_secs_f64());
             match encrypted {
                 Ok(out) => {
@@ -363,7 +364,7 @@ where
                 Err(EncryptError::AlreadyEncrypted)
                     if route.config.already_encrypted == AlreadyEncrypted::Pass =>
                 {
-                    as_read(head)
+                    (gathered::parts_body(head), bytes_in)
                 }
                 Err(e) => return Err(Fault::from_encrypt(&e)),
             }
@@ -509,25 +510,17 @@ fn copy_unchanged(
     }
 }
 
-/// A request body as it was read, to send on unchanged, and its length.
-fn as_read(mut parts: Vec<Bytes>) -> (ProxyBody, usize) {
-    let len = parts.iter().map(Bytes::len).sum();
-    if parts.len() == 1 {
-        return (full_body(parts.pop().unwrap_or_default()), len);
-    }
-    (gathered::parts_body(parts), len)
-}
-
+/// Encrypt a buffered body of `len` bytes, held in `input`: on this worker up to
+/// [`INLINE_ENCRYPT_LIMIT`], on the blocking pool above.
 async fn encrypt_buffered(
     proxy: &Proxy,
     recipient: &Arc<Recipient>,
     input: &[Bytes],
+    len: usize,
     options: EncryptOptions,
 ) -> Result<Result<Vec<u8>, EncryptError>, Fault> {
-    let len: usize = input.iter().map(Bytes::len).sum();
-    let encrypt = move |input: &[Bytes], recipient: &Recipient| match input {
-        [one] => wss::encrypt_to_vec(one, recipient, &options),
-        parts => wss::encrypt_held_to_vec(PartsReader::new(parts), len, recipient, &options),
+    let encrypt = move |input: &[Bytes], recipient: &Recipient| {
+        wss::encrypt_held_to_vec(PartsReader::new(input), len, recipient, &options)
     };
     if len <= INLINE_ENCRYPT_LIMIT {
         return Ok(encrypt(input, recipient).map(|(out, _)| out));
